@@ -1,0 +1,39 @@
+"""initspec: weight initialization as declarative, portable, verifiable data.
+
+Spec (what the user declares) -> plan (resolved against a shape and layout) -> sample
+(a backend draws the plan). The core depends on numpy and pydantic only.
+"""
+
+from initspec.errors import BackendError, InitSpecError, PolicyError, ShapeError, SpecError
+from initspec.gain import calculate_gain
+from initspec.layout import LAYOUTS, Layout, fans, resolve_layout
+from initspec.numpy_backend import sample
+from initspec.parse import parse, schema, to_json
+from initspec.plans import Plan
+from initspec.seeding import derive_seed
+from initspec.specs import SPEC_CLASSES, PlanContext, Spec, SpecBase
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "InitSpecError",
+    "LAYOUTS",
+    "Layout",
+    "Plan",
+    "PlanContext",
+    "PolicyError",
+    "SPEC_CLASSES",
+    "ShapeError",
+    "Spec",
+    "SpecBase",
+    "SpecError",
+    "calculate_gain",
+    "derive_seed",
+    "fans",
+    "parse",
+    "resolve_layout",
+    "sample",
+    "schema",
+    "to_json",
+]

@@ -1,0 +1,124 @@
+"""JSON in and out: ``parse`` accepts torch, jax and keras spellings; ``schema`` describes specs.
+
+Aliases are spellings only: a kind alias maps to one canonical kind and field aliases rename
+fields; defaults stay the canonical kind's. Names whose meaning differs between frameworks
+(jax's ``xavier_normal`` is truncated, torch's is not) are *not* aliases: they resolve to the
+torch meaning under the torch name and the jax meaning under the jax name (``glorot_normal``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from initspec.errors import SpecError
+from initspec.specs import SPEC_CLASSES, Spec, SpecBase
+from initspec.validation import validate_with
+
+KIND_ALIASES: dict[str, str] = {
+    # torch function names (with and without the trailing underscore)
+    "zeros_": "zeros",
+    "ones_": "ones",
+    "constant_": "constant",
+    "uniform_": "uniform",
+    "normal_": "normal",
+    "trunc_normal": "truncated_normal",
+    "trunc_normal_": "truncated_normal",
+    "xavier_uniform_": "xavier_uniform",
+    "xavier_normal_": "xavier_normal",
+    "kaiming_uniform_": "kaiming_uniform",
+    "kaiming_normal_": "kaiming_normal",
+    "orthogonal_": "orthogonal",
+    "eye_": "eye",
+    "dirac_": "dirac",
+    "sparse_": "sparse",
+    # jax / keras names with a single meaning
+    "zero": "zeros",
+    "one": "ones",
+    "random_uniform": "uniform",
+    "random_normal": "normal",
+    "identity": "eye",
+}
+
+FIELD_ALIASES: dict[str, dict[str, str]] = {
+    "constant": {"val": "value", "fill_value": "value"},
+    "uniform": {"a": "low", "b": "high", "minval": "low", "maxval": "high"},
+    "normal": {"stddev": "std"},
+    "truncated_normal": {"stddev": "std", "a": "low", "b": "high", "lower": "low", "upper": "high"},
+    "kaiming_uniform": {"negative_slope": "a"},
+    "kaiming_normal": {"negative_slope": "a"},
+    "orthogonal": {"scale": "gain"},
+    "delta_orthogonal": {"gain": "scale"},
+}
+
+_SPEC_ADAPTER: TypeAdapter[Any] = TypeAdapter(Spec)
+_ROOT: tuple[str | int, ...] = ()
+
+
+def canonical_kind(kind: str) -> str:
+    return KIND_ALIASES.get(kind, kind)
+
+
+def _normalize(data: dict[str, Any], loc: tuple[str | int, ...]) -> dict[str, Any]:
+    if "kind" not in data:
+        raise SpecError(loc + ("kind",), data, "a spec needs a 'kind' field")
+    kind = data["kind"]
+    if not isinstance(kind, str):
+        raise SpecError(loc + ("kind",), kind, "must be a string naming a kind")
+    kind = canonical_kind(kind)
+    if kind not in SPEC_CLASSES:
+        raise SpecError(
+            loc + ("kind",), data["kind"], f"unknown kind; allowed: {', '.join(sorted(SPEC_CLASSES))}"
+        )
+    renames = FIELD_ALIASES.get(kind, {})
+    out: dict[str, Any] = {"kind": kind}
+    fields = SPEC_CLASSES[kind].model_fields
+    for key, value in data.items():
+        if key == "kind":
+            continue
+        name = renames.get(key, key) if isinstance(key, str) else key
+        if name not in fields:
+            allowed = sorted(f for f in fields if f != "kind")
+            raise SpecError(
+                loc + (str(key),), value,
+                f"unknown field of kind {kind!r}; allowed fields: {', '.join(allowed) or '(none)'}",
+            )
+        if name in out:
+            raise SpecError(loc + (str(key),), value, f"field {name!r} is given twice (as an alias)")
+        out[name] = value
+    # jax's truncated_normal(lower, upper) are in std units.
+    if kind == "truncated_normal" and ({"lower", "upper"} & data.keys()) and "bounds" not in data:
+        out["bounds"] = "std"
+    return out
+
+
+def parse(obj: Any, loc: tuple[str | int, ...] = _ROOT) -> SpecBase:
+    """A spec from a dict, a JSON string or a spec; raises ``SpecError`` naming the location.
+
+    >>> parse('{"kind": "kaiming_normal_", "nonlinearity": "relu"}').kind
+    'kaiming_normal'
+    """
+    if isinstance(obj, SpecBase):
+        return obj
+    if isinstance(obj, (str, bytes)):
+        try:
+            obj = json.loads(obj)
+        except (ValueError, RecursionError) as exc:
+            raise SpecError(loc, obj, f"must be valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise SpecError(loc, obj, "a spec is a JSON object with a 'kind' field")
+    data = _normalize(obj, loc)
+    spec: SpecBase = validate_with(_SPEC_ADAPTER, data, loc, tag=data["kind"])
+    return spec
+
+
+def schema() -> dict[str, Any]:
+    """JSON Schema of a spec (canonical names; aliases are accepted on input too)."""
+    return _SPEC_ADAPTER.json_schema()
+
+
+def to_json(spec: SpecBase) -> str:
+    """The canonical JSON form: every field written, canonical names."""
+    return spec.model_dump_json()

@@ -1,0 +1,375 @@
+"""Plans: a spec resolved against one shape and layout. Pure math, no randomness.
+
+The set is closed; every backend samples exactly these:
+
+- ``ConstantPlan(value)``
+- ``UniformPlan(low, high)``                      U[low, high)
+- ``NormalPlan(loc, scale)``                      N(loc, scale**2), untruncated
+- ``TruncatedNormalPlan(loc, scale, low, high)``  N(loc, scale**2) restricted to [low, high],
+  absolute bounds; ``mean``/``std`` are the moments *after* truncation
+- ``OrthogonalPlan(gain)``                        (rows, cols) with orthonormal rows or columns
+- ``IdentityPlan(gain)``                          ``gain * eye(rows, cols)``
+- ``DiracPlan(gain, groups, matrix)``             a conv kernel that is identity (dirac) or an
+  orthogonal matrix (delta-orthogonal) at its spatial centre
+- ``SparsePlan(sparsity, std)``                   N(0, std**2) with ``zeros_per_column`` zeros
+
+Each plan knows the exact mean and variance of its elements and describes itself in one line.
+Structural plans are built in canonical (out, in, ...) order, ``canonical_shape``, and moved
+back to the stored layout with ``perm`` (see ``layout.canonical_perm``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+import numpy as np
+
+from initspec.errors import SpecError
+
+_SQRT2 = math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _g(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def normal_pdf(x: float) -> float:
+    return _INV_SQRT_2PI * math.exp(-0.5 * x * x)
+
+
+def normal_mass(alpha: float, beta: float) -> float:
+    """Phi(beta) - Phi(alpha), accurate in both tails (erfc of the side away from 0)."""
+    if alpha >= 0:
+        return 0.5 * (math.erfc(alpha / _SQRT2) - math.erfc(beta / _SQRT2))
+    if beta <= 0:
+        return 0.5 * (math.erfc(-beta / _SQRT2) - math.erfc(-alpha / _SQRT2))
+    return 0.5 * (math.erf(beta / _SQRT2) - math.erf(alpha / _SQRT2))
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def normal_cdf(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + _erf(np.asarray(x, dtype=np.float64) / _SQRT2).astype(np.float64))
+
+
+@dataclass(frozen=True)
+class _Base:
+    shape: tuple[int, ...]
+    fans: tuple[int, int] | None = field(default=None, kw_only=True)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def mean(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def var(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.var)
+
+    @property
+    def kurtosis(self) -> float:
+        """Fourth standardized moment (3 for a normal); NaN where it is not defined."""
+        return math.nan
+
+    def _body(self) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line, e.g. ``normal(mean=0, std=0.0589)  fan_in=576 fan_out=288``."""
+        text = self._body()
+        if self.fans is not None:
+            text += f"  fan_in={self.fans[0]} fan_out={self.fans[1]}"
+        return text
+
+
+@dataclass(frozen=True)
+class ConstantPlan(_Base):
+    value: float
+
+    @property
+    def mean(self) -> float:
+        return self.value
+
+    @property
+    def var(self) -> float:
+        return 0.0
+
+    def _body(self) -> str:
+        return f"constant({_g(self.value)})"
+
+
+@dataclass(frozen=True)
+class UniformPlan(_Base):
+    low: float
+    high: float
+
+    @property
+    def mean(self) -> float:
+        return 0.5 * (self.low + self.high)
+
+    @property
+    def var(self) -> float:
+        return (self.high - self.low) ** 2 / 12.0
+
+    @property
+    def kurtosis(self) -> float:
+        return 9.0 / 5.0
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((np.asarray(x, np.float64) - self.low) / (self.high - self.low), 0.0, 1.0)
+
+    def _body(self) -> str:
+        return f"uniform(low={_g(self.low)}, high={_g(self.high)})"
+
+
+@dataclass(frozen=True)
+class NormalPlan(_Base):
+    loc: float
+    scale: float
+
+    @property
+    def mean(self) -> float:
+        return self.loc
+
+    @property
+    def var(self) -> float:
+        return self.scale**2
+
+    @property
+    def kurtosis(self) -> float:
+        return 3.0
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        return normal_cdf((np.asarray(x, np.float64) - self.loc) / self.scale)
+
+    def _body(self) -> str:
+        return f"normal(mean={_g(self.loc)}, std={_g(self.scale)})"
+
+
+@dataclass(frozen=True)
+class TruncatedNormalPlan(_Base):
+    """N(loc, scale**2) restricted to the absolute interval [low, high]."""
+
+    loc: float
+    scale: float
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not self.low < self.high:
+            raise SpecError(("low",), self.low, f"must be < high ({self.high})")
+        z = normal_mass(self.alpha, self.beta)
+        if not (z > 0 and math.isfinite(z)) or z < 1e-300:
+            raise SpecError(
+                ("low",),
+                self.low,
+                f"the interval [{self.low}, {self.high}] has no probability mass under "
+                f"N({self.loc}, {self.scale}**2) in float64 (alpha={self.alpha:.4g}, "
+                f"beta={self.beta:.4g}); bring the bounds within ~37 std of the mean",
+            )
+
+    @property
+    def alpha(self) -> float:
+        return (self.low - self.loc) / self.scale
+
+    @property
+    def beta(self) -> float:
+        return (self.high - self.loc) / self.scale
+
+    def _raw_moments(self) -> tuple[float, float, float, float]:
+        """E[X^k], k = 1..4, of the standard normal truncated to [alpha, beta].
+
+        Recurrence E[X^k] = (k-1) E[X^(k-2)] + (a^(k-1) phi(a) - b^(k-1) phi(b)) / Z.
+        """
+        a, b = self.alpha, self.beta
+        z = normal_mass(a, b)
+        pa, pb = normal_pdf(a), normal_pdf(b)
+        m = [1.0, (pa - pb) / z]
+        for k in range(2, 5):
+            m.append((k - 1) * m[k - 2] + (a ** (k - 1) * pa - b ** (k - 1) * pb) / z)
+        return m[1], m[2], m[3], m[4]
+
+    @property
+    def mean(self) -> float:
+        return self.loc + self.scale * self._raw_moments()[0]
+
+    @property
+    def var(self) -> float:
+        m1, m2, _, _ = self._raw_moments()
+        return self.scale**2 * max(m2 - m1 * m1, 0.0)
+
+    @property
+    def kurtosis(self) -> float:
+        m1, m2, m3, m4 = self._raw_moments()
+        var = m2 - m1 * m1
+        c4 = m4 - 4 * m1 * m3 + 6 * m1 * m1 * m2 - 3 * m1**4
+        return c4 / (var * var)
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        a, b = self.alpha, self.beta
+        z = (np.clip(np.asarray(x, np.float64), self.low, self.high) - self.loc) / self.scale
+        pa = normal_cdf(np.array([a]))[0]
+        return np.clip((normal_cdf(z) - pa) / normal_mass(a, b), 0.0, 1.0)
+
+    def _body(self) -> str:
+        return (
+            f"truncated_normal(mean={_g(self.loc)}, std={_g(self.scale)}, "
+            f"low={_g(self.low)}, high={_g(self.high)}) -> std {_g(self.std)}"
+        )
+
+
+@dataclass(frozen=True)
+class _Structural(_Base):
+    canonical_shape: tuple[int, ...] = field(kw_only=True)
+    perm: tuple[int, ...] = field(kw_only=True)
+
+    @property
+    def permuted_shape(self) -> tuple[int, ...]:
+        """``shape`` in canonical axis order; ``canonical_shape`` reshapes to it."""
+        return tuple(self.shape[a] for a in self.perm)
+
+    @property
+    def inverse_perm(self) -> tuple[int, ...]:
+        """The transpose that takes ``permuted_shape`` back to the stored ``shape``."""
+        inv = [0] * len(self.perm)
+        for i, a in enumerate(self.perm):
+            inv[a] = i
+        return tuple(inv)
+
+    @property
+    def rows(self) -> int:
+        return self.canonical_shape[0] if self.canonical_shape else 1
+
+    @property
+    def cols(self) -> int:
+        return math.prod(self.canonical_shape[1:])
+
+
+@dataclass(frozen=True)
+class OrthogonalPlan(_Structural):
+    """(rows, cols) = (size of out axes, the rest), as torch's ``orthogonal_`` flattens."""
+
+    gain: float
+
+    @property
+    def mean(self) -> float:
+        return 0.0
+
+    @property
+    def var(self) -> float:
+        n = self.rows * self.cols
+        return self.gain**2 * min(self.rows, self.cols) / n if n else 0.0
+
+    def _body(self) -> str:
+        return f"orthogonal(gain={_g(self.gain)}) rows={self.rows} cols={self.cols}"
+
+
+@dataclass(frozen=True)
+class IdentityPlan(_Base):
+    gain: float
+
+    def _ones(self) -> int:
+        return min(self.shape)
+
+    @property
+    def mean(self) -> float:
+        return self.gain * self._ones() / self.numel if self.numel else 0.0
+
+    @property
+    def var(self) -> float:
+        if not self.numel:
+            return 0.0
+        return self.gain**2 * self._ones() / self.numel - self.mean**2
+
+    def _body(self) -> str:
+        return f"eye(gain={_g(self.gain)})"
+
+
+@dataclass(frozen=True)
+class DiracPlan(_Structural):
+    """Canonical (out, in, *k): ``w[g*out_per_group + d, d, *center] = gain * M[...]``.
+
+    ``matrix="identity"`` is torch's ``dirac_`` (M = I per group, center ``k // 2``);
+    ``matrix="orthogonal"`` is jax's ``delta_orthogonal`` (M an orthogonal (out, in)
+    matrix, center ``(k - 1) // 2``, groups 1).
+    """
+
+    gain: float
+    groups: int
+    matrix: Literal["identity", "orthogonal"]
+    center: tuple[int, ...]
+
+    @property
+    def out_per_group(self) -> int:
+        return self.canonical_shape[0] // self.groups
+
+    @property
+    def nonzeros(self) -> int:
+        return self.groups * min(self.out_per_group, self.canonical_shape[1])
+
+    @property
+    def mean(self) -> float:
+        if self.matrix == "orthogonal" or not self.numel:
+            return 0.0
+        return self.gain * self.nonzeros / self.numel
+
+    @property
+    def var(self) -> float:
+        if not self.numel:
+            return 0.0
+        return self.gain**2 * self.nonzeros / self.numel - self.mean**2
+
+    def _body(self) -> str:
+        name = "dirac" if self.matrix == "identity" else "delta_orthogonal"
+        return f"{name}(gain={_g(self.gain)}, groups={self.groups}) center={list(self.center)}"
+
+
+@dataclass(frozen=True)
+class SparsePlan(_Structural):
+    """torch ``sparse_``: N(0, std**2), then ``zeros_per_column`` random rows zeroed per column."""
+
+    sparsity: float
+    sigma: float
+
+    @property
+    def zeros_per_column(self) -> int:
+        return math.ceil(self.sparsity * self.rows)
+
+    @property
+    def mean(self) -> float:
+        return 0.0
+
+    @property
+    def var(self) -> float:
+        if not self.rows:
+            return 0.0
+        return self.sigma**2 * (self.rows - self.zeros_per_column) / self.rows
+
+    def _body(self) -> str:
+        return (
+            f"sparse(sparsity={_g(self.sparsity)}, std={_g(self.sigma)}) "
+            f"zeros_per_column={self.zeros_per_column}"
+        )
+
+
+Plan = Union[
+    ConstantPlan,
+    UniformPlan,
+    NormalPlan,
+    TruncatedNormalPlan,
+    OrthogonalPlan,
+    IdentityPlan,
+    DiracPlan,
+    SparsePlan,
+]
