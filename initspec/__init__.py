@@ -10,6 +10,8 @@ from initspec.layout import LAYOUTS, Layout, fans, resolve_layout
 from initspec.numpy_backend import sample
 from initspec.parse import parse, schema, to_json
 from initspec.plans import Plan
+from initspec.policy import Match, Policy, Rule, load_policy, policy_schema, preset, presets
+from initspec.resolve import ParamInfo, Report, Resolution, ResolutionError, resolve
 from initspec.seeding import derive_seed
 from initspec.specs import SPEC_CLASSES, PlanContext, Spec, SpecBase
 
@@ -19,6 +21,18 @@ __all__ = [
     "BackendError",
     "InitSpecError",
     "LAYOUTS",
+    "Match",
+    "ParamInfo",
+    "Policy",
+    "Report",
+    "Resolution",
+    "ResolutionError",
+    "Rule",
+    "load_policy",
+    "policy_schema",
+    "preset",
+    "presets",
+    "resolve",
     "Layout",
     "Plan",
     "PlanContext",

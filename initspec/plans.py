@@ -21,7 +21,7 @@ back to the stored layout with ``perm`` (see ``layout.canonical_perm``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Union
 
 import numpy as np
@@ -85,6 +85,13 @@ class _Base:
     def _body(self) -> str:
         raise NotImplementedError
 
+    def scaled(self, factor: float) -> Plan:
+        """The distribution multiplied by ``factor`` about its location (rules' gain and
+        depth scaling): std, and bounds relative to the location, scale; structural plans
+        scale their gain. Constant plans have nothing to scale and refuse.
+        """
+        raise SpecError(("gain",), factor, f"{self._body()} is constant: a gain cannot scale it")
+
     def describe(self) -> str:
         """One line, e.g. ``normal(mean=0, std=0.0589)  fan_in=576 fan_out=288``."""
         text = self._body()
@@ -129,6 +136,10 @@ class UniformPlan(_Base):
     def cdf(self, x: np.ndarray) -> np.ndarray:
         return np.clip((np.asarray(x, np.float64) - self.low) / (self.high - self.low), 0.0, 1.0)
 
+    def scaled(self, factor: float) -> Plan:
+        mid, half = self.mean, 0.5 * (self.high - self.low) * factor
+        return replace(self, low=mid - half, high=mid + half)
+
     def _body(self) -> str:
         return f"uniform(low={_g(self.low)}, high={_g(self.high)})"
 
@@ -152,6 +163,9 @@ class NormalPlan(_Base):
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
         return normal_cdf((np.asarray(x, np.float64) - self.loc) / self.scale)
+
+    def scaled(self, factor: float) -> Plan:
+        return replace(self, scale=self.scale * factor)
 
     def _body(self) -> str:
         return f"normal(mean={_g(self.loc)}, std={_g(self.scale)})"
@@ -222,6 +236,14 @@ class TruncatedNormalPlan(_Base):
         pa = normal_cdf(np.array([a]))[0]
         return np.clip((normal_cdf(z) - pa) / normal_mass(a, b), 0.0, 1.0)
 
+    def scaled(self, factor: float) -> Plan:
+        return replace(
+            self,
+            scale=self.scale * factor,
+            low=self.loc + (self.low - self.loc) * factor,
+            high=self.loc + (self.high - self.loc) * factor,
+        )
+
     def _body(self) -> str:
         return (
             f"truncated_normal(mean={_g(self.loc)}, std={_g(self.scale)}, "
@@ -271,6 +293,9 @@ class OrthogonalPlan(_Structural):
         n = self.rows * self.cols
         return self.gain**2 * min(self.rows, self.cols) / n if n else 0.0
 
+    def scaled(self, factor: float) -> Plan:
+        return replace(self, gain=self.gain * factor)
+
     def _body(self) -> str:
         return f"orthogonal(gain={_g(self.gain)}) rows={self.rows} cols={self.cols}"
 
@@ -291,6 +316,9 @@ class IdentityPlan(_Base):
         if not self.numel:
             return 0.0
         return self.gain**2 * self._ones() / self.numel - self.mean**2
+
+    def scaled(self, factor: float) -> Plan:
+        return replace(self, gain=self.gain * factor)
 
     def _body(self) -> str:
         return f"eye(gain={_g(self.gain)})"
@@ -330,6 +358,9 @@ class DiracPlan(_Structural):
             return 0.0
         return self.gain**2 * self.nonzeros / self.numel - self.mean**2
 
+    def scaled(self, factor: float) -> Plan:
+        return replace(self, gain=self.gain * factor)
+
     def _body(self) -> str:
         name = "dirac" if self.matrix == "identity" else "delta_orthogonal"
         return f"{name}(gain={_g(self.gain)}, groups={self.groups}) center={list(self.center)}"
@@ -355,6 +386,9 @@ class SparsePlan(_Structural):
         if not self.rows:
             return 0.0
         return self.sigma**2 * (self.rows - self.zeros_per_column) / self.rows
+
+    def scaled(self, factor: float) -> Plan:
+        return replace(self, sigma=self.sigma * factor)
 
     def _body(self) -> str:
         return (

@@ -1,0 +1,225 @@
+"""Resolve a policy against a model's parameters, all of them, before anything is written.
+
+Adapters describe each parameter in neutral terms (``ParamInfo``), call ``resolve``, and only
+then sample the plans it returns. ``resolve`` raises one ``ResolutionError`` listing every
+parameter it cannot handle, so a bad policy leaves the model untouched. The same code serves
+torch and Flax; the report is the same for both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from initspec.errors import InitSpecError
+from initspec.layout import LayoutLike, fans, resolve_layout
+from initspec.plans import Plan
+from initspec.policy import Policy, Rule, load_policy
+from initspec.seeding import derive_seed
+from initspec.specs import PlanContext, SpecBase
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+Status = Literal["init", "skip", "unmatched", "meta"]
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One parameter, described by an adapter.
+
+    ``path``: canonical dotted path (``encoder.layers.0.fc1.weight``); ``framework_path``:
+    the framework's own (``encoder/layers_0/fc1/kernel``); ``module_types``: the owning
+    module's class name and its base classes' names; ``dtype``: a name from
+    ``FLOAT_DTYPES`` or the framework's name of a non-float type (refused).
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    kind: str
+    role: str
+    layout: LayoutLike
+    dtype: str
+    framework_path: str = ""
+    module_types: tuple[str, ...] = ()
+    device: str = "cpu"
+    context: PlanContext = PlanContext()
+    shared_with: tuple[str, ...] = ()
+
+
+@dataclass
+class ResolvedParam:
+    info: ParamInfo
+    status: Status
+    rule_index: int | None = None
+    rule: Rule | None = None
+    spec: SpecBase | None = None
+    plan: Plan | None = None
+    seed: int = 0
+
+
+class ResolutionError(InitSpecError):
+    """Parameters the policy cannot handle; ``problems`` lists them all."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        super().__init__(
+            f"policy cannot be applied ({len(problems)} problem(s)); nothing was written:\n  {shown}{more}"
+        )
+
+
+@dataclass
+class Resolution:
+    policy: Policy
+    seed: int
+    params: list[ResolvedParam]
+    unused_rules: list[str] = field(default_factory=list)
+
+    def to_sample(self) -> list[ResolvedParam]:
+        return [p for p in self.params if p.status == "init"]
+
+    def report(self) -> Report:
+        return Report(self)
+
+
+def _find_rule(policy: Policy, info: ParamInfo) -> tuple[int, Rule] | None:
+    ndim = len(info.shape)
+    for i, rule in enumerate(policy.rules):
+        if rule.match.matches(info.path, info.kind, info.module_types, info.role, ndim):
+            return i, rule
+    return None
+
+
+def _where(info: ParamInfo) -> str:
+    return f"{info.path} (shape {tuple(info.shape)}, {info.kind}/{info.role})"
+
+
+def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Resolution:
+    """Match every parameter to its rule and plan it; raise before anything is sampled."""
+    pol = load_policy(policy)
+    seed = seed if seed is not None else (pol.seed if pol.seed is not None else 0)
+    derive_seed(seed)  # validates the seed's type
+    all_paths = [p.path for p in params]
+    problems: list[str] = []
+    out: list[ResolvedParam] = []
+    used: set[int] = set()
+    for info in params:
+        found = _find_rule(pol, info)
+        if found is None:
+            if pol.unmatched == "error":
+                problems.append(f"{_where(info)}: no rule matches and the policy says unmatched='error'")
+            out.append(ResolvedParam(info, "unmatched"))
+            continue
+        index, rule = found
+        used.add(index)
+        label = rule.label(index)
+        if rule.skip:
+            out.append(ResolvedParam(info, "skip", index, rule))
+            continue
+        if info.dtype not in FLOAT_DTYPES:
+            problems.append(
+                f"{_where(info)}: rule {label} would initialize a {info.dtype} parameter; "
+                f"only {', '.join(FLOAT_DTYPES)} can be initialized (add a skip rule for it)"
+            )
+            continue
+        assert rule.init is not None
+        try:
+            resolve_layout(info.layout)
+            plan = rule.init.plan(info.shape, info.layout, info.context)
+            factor = rule.gain
+            if rule.depth_scale is not None:
+                n = rule.depth_scale.n_for(info.path, all_paths)
+                if n is None:
+                    raise InitSpecError(
+                        f"depth_scale finds no layer id or layer count for this path "
+                        f"({rule.depth_scale.model_dump(exclude_none=True)})"
+                    )
+                factor /= (rule.depth_scale.factor * n) ** 0.5
+            if factor != 1.0:
+                plan = plan.scaled(factor)
+        except InitSpecError as exc:
+            problems.append(f"{_where(info)}: rule {label} ({rule.init.kind_name()}): {exc}")
+            continue
+        out.append(ResolvedParam(info, "init", index, rule, rule.init, plan, derive_seed(seed, info.path)))
+    if problems:
+        raise ResolutionError(problems)
+    unused = [r.label(i) for i, r in enumerate(pol.rules) if i not in used]
+    return Resolution(pol, seed, out, unused)
+
+
+class Report:
+    """What each parameter received: printable as an aligned table, serializable to JSON."""
+
+    def __init__(self, resolution: Resolution) -> None:
+        self.resolution = resolution
+
+    @property
+    def unmatched(self) -> int:
+        return sum(p.status == "unmatched" for p in self.resolution.params)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"rule {label} matched no parameter" for label in self.resolution.unused_rules]
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for p in self.resolution.params:
+            info = p.info
+            layout = resolve_layout(info.layout).label()
+            try:
+                fan: tuple[int, int] | None = fans(info.shape, info.layout)
+            except InitSpecError:
+                fan = None
+            rows.append(
+                {
+                    "path": info.path,
+                    "framework_path": info.framework_path or info.path,
+                    "shape": list(info.shape),
+                    "dtype": info.dtype,
+                    "device": info.device,
+                    "kind": info.kind,
+                    "role": info.role,
+                    "layout": layout,
+                    "fans": list(fan) if fan else None,
+                    "status": p.status,
+                    "rule_index": p.rule_index,
+                    "rule_name": p.rule.name if p.rule else None,
+                    "spec": p.spec.model_dump(mode="json") if p.spec else None,
+                    "plan": p.plan.describe() if p.plan else None,
+                    "shared_with": list(info.shared_with),
+                }
+            )
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        res = self.resolution
+        return {
+            "policy": res.policy.name,
+            "seed": res.seed,
+            "parameters": self.rows(),
+            "unmatched": self.unmatched,
+            "warnings": self.warnings,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def table(self) -> str:
+        head = ("parameter", "shape", "dtype", "rule", "plan")
+        body = []
+        for r in self.rows():
+            rule = "-" if r["rule_index"] is None else f"#{r['rule_index']}" + (f" {r['rule_name']}" if r["rule_name"] else "")
+            what = {"init": r["plan"], "skip": "skipped (kept)", "unmatched": "no rule (kept)", "meta": f"meta, not written: {r['plan']}"}[r["status"]]
+            name = r["path"] + (f" (= {', '.join(r['shared_with'])})" if r["shared_with"] else "")
+            body.append((name, "x".join(map(str, r["shape"])) or "()", r["dtype"], rule, what))
+        widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(len(head))]
+        lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [head, *body]]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines.append(f"{len(body)} parameters, {self.unmatched} unmatched")
+        lines.extend(f"warning: {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
