@@ -182,19 +182,21 @@ class Policy(BaseModel):
 
 # Loading ---------------------------------------------------------------------------------
 
-PRESET_PACKAGE = "initspec.presets"
+def _preset_dir() -> Any:
+    # A data folder, not a subpackage: importing it would shadow ``initspec.presets``.
+    return resources.files("initspec").joinpath("preset_files")
 
 
 def presets() -> list[str]:
     """Names of the built-in presets."""
-    files = resources.files(PRESET_PACKAGE).iterdir()
+    files = _preset_dir().iterdir()
     return sorted(f.name[: -len(".json")] for f in files if f.name.endswith(".json"))
 
 
 def _preset_text(name: str) -> str:
     if name not in presets():
         raise PolicyError(("extends",), name, f"unknown preset; available: {', '.join(presets())}")
-    return resources.files(PRESET_PACKAGE).joinpath(f"{name}.json").read_text(encoding="utf-8")
+    return str(_preset_dir().joinpath(f"{name}.json").read_text(encoding="utf-8"))
 
 
 def _prepare(data: Any) -> Any:

@@ -252,6 +252,30 @@ class VarianceScaling(_FanBased):
         return scaled_plan(self.distribution, std, shape, (fi, fo))
 
 
+class FanTruncatedNormal(_FanBased):
+    """N(0, scale / fan) cut at +-cutoff std, with no variance correction by default.
+
+    torchtitan's output layer: ``trunc_normal_(w, std=dim**-0.5, a=-3*std, b=3*std)`` is
+    ``{"kind": "fan_truncated_normal", "mode": "fan_in", "cutoff": 3}``. With
+    ``correct_variance`` the std is divided by the truncated std first, so the std after
+    truncation is sqrt(scale / fan) (cutoff 2 is then jax's ``variance_scaling``).
+    """
+
+    kind: Literal["fan_truncated_normal"] = "fan_truncated_normal"
+    scale: Positive = 1.0
+    mode: Mode = "fan_in"
+    cutoff: Positive = 2.0
+    correct_variance: bool = False
+
+    def _plan(self, shape: Shape, layout: LayoutLike, context: PlanContext) -> Plan:
+        fi, fo = self._fans(shape, layout)
+        std = math.sqrt(self.scale / fan_for(self.mode, fi, fo))
+        unit = TruncatedNormalPlan((), 0.0, 1.0, -self.cutoff, self.cutoff)
+        sigma = std / unit.std if self.correct_variance else std
+        c = self.cutoff * sigma
+        return TruncatedNormalPlan(shape, 0.0, sigma, -c, c, fans=(fi, fo))
+
+
 class _NamedScaling(_FanBased):
     """A fixed ``variance_scaling`` (jax / keras named initializers)."""
 
@@ -553,6 +577,7 @@ Spec = Annotated[
         Normal,
         TruncatedNormal,
         VarianceScaling,
+        FanTruncatedNormal,
         GlorotUniform,
         GlorotNormal,
         HeUniform,
