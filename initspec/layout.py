@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from typing import Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from initspec.errors import ShapeError, SpecError
 
@@ -42,12 +42,13 @@ Shape = tuple[int, ...]
 class Layout(BaseModel):
     """Explicit axes, as JAX's ``in_axis`` / ``out_axis`` / ``batch_axis`` (negatives allowed)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    # Not strict as a whole: JSON gives lists where tuples are stored; the ints are strict.
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    in_axes: tuple[int, ...] = Field(default=(-2,), alias="in")
-    out_axes: tuple[int, ...] = Field(default=(-1,), alias="out")
-    batch_axes: tuple[int, ...] = Field(default=(), alias="batch")
-    name: str | None = None
+    in_axes: tuple[StrictInt, ...] = Field(default=(-2,), alias="in")
+    out_axes: tuple[StrictInt, ...] = Field(default=(-1,), alias="out")
+    batch_axes: tuple[StrictInt, ...] = Field(default=(), alias="batch")
+    name: StrictStr | None = None
 
     def label(self) -> str:
         if self.name is not None:

@@ -137,7 +137,8 @@ def inward_bounds(low: float, high: float, dtype: Any, open_high: bool) -> tuple
 
 def cast_once(x64: np.ndarray, plan: Plan, dtype: Any) -> np.ndarray:
     """Round to ``dtype`` once; keep bounded plans inside their bounds; refuse overflow."""
-    out = x64.astype(dtype)
+    with np.errstate(over="ignore"):  # overflow is reported below, as an error
+        out = x64.astype(dtype)
     if isinstance(plan, (UniformPlan, TruncatedNormalPlan)) and out.size:
         lo, hi = inward_bounds(plan.low, plan.high, dtype, isinstance(plan, UniformPlan))
         np.clip(out, lo, hi, out=out)
