@@ -1,0 +1,113 @@
+"""N(0, 1) restricted to [alpha, beta], by inverse CDF in the work dtype, with no pile-up.
+
+``jax.random.truncated_normal`` maps u ~ U(erf(alpha/sqrt2), erf(beta/sqrt2)) through
+``erf_inv``. In float32 erf(x/sqrt2) is within one ulp of +-1 beyond |x| ~ 5.3, so an
+interval such as [5, 6] gets a handful of distinct values piled on its ends. Here:
+
+- alpha and beta are static (they come from the plan), so the probabilities
+  Pa = Phi(alpha), Qb = 1 - Phi(beta), W = Phi(beta) - Phi(alpha) and Ea = erf(alpha/sqrt2)
+  are computed once on the host in float64 (``initspec.plans.normal_mass``, tail-accurate);
+- u = (k + 1/2) 2^-m with k uniform on m random bits (m = 23 for float32, 52 for float64),
+  so u and 1 - u are exact and never 0 or 1;
+- each sample uses the form of the inverse CDF that is accurate where it lands:
+      p = Pa + u W          x = ndtri(p)             where p < Phi(-1)   (left tail)
+      q = Qb + (1 - u) W    x = -ndtri(q)            where q < Phi(-1)   (right tail)
+      e = Ea + 2 u W        x = sqrt2 erf_inv(e)     otherwise           (|x| < 1)
+  p, q and e are the same quantile written relative to the end it is small against, so
+  each keeps the work dtype's relative precision (narrow intervals included);
+- far tails: when the interval lies on one side of 0 and its nearer end has tail mass below
+  ``tiny * 2**50`` of the work dtype (float32: beyond ~9.9 sigma; float64: ~36 sigma,
+  where the core refuses anyway), the probabilities would be subnormal. The quantile is then
+  solved in log space: log Q(x) = log Q(a) + log((1 - u) + u Q(b)/Q(a)) (a < b the
+  interval's ends mirrored to the right of 0), starting from the Gaussian-only solution
+  x0 = sqrt(a^2 - 2 log(...)) (which lies right of the root) and refined by Newton steps on
+  the concave ``log_ndtr``, which then converge monotonically.
+
+The result is clipped to [alpha, beta] (rounding only; the exact quantiles lie inside).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import erfinv, log_ndtr, ndtri
+
+from initspec.plans import normal_mass
+
+_SQRT2 = math.sqrt(2.0)
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_PHI_MINUS_1 = normal_mass(-math.inf, -1.0)  # Phi(-1): where the tail forms take over
+_NEWTON_STEPS = 4  # x0's relative error is O(1/a^2) with a > 9.9; quadratic convergence
+
+
+def open_uniform(key: jax.Array, shape: tuple[int, ...], work: np.dtype[Any]) -> jax.Array:
+    """u = (k + 1/2) * 2^-m, k uniform on [0, 2^m): the midpoints of 2^m equal cells of (0, 1).
+
+    m = 23 in float32 and 52 in float64, so k + 1/2 fits the significand and both u and
+    1 - u are exact.
+    """
+    if work == np.float64:
+        k = jax.random.bits(key, shape, jnp.uint64) >> 12
+        return (k.astype(jnp.float64) + 0.5) * 2.0**-52
+    k32 = jax.random.bits(key, shape, jnp.uint32) >> 9
+    return (k32.astype(jnp.float32) + 0.5) * np.float32(2.0**-23)
+
+
+def far_tail_threshold(work: np.dtype[Any]) -> float:
+    """Tail mass below which the probabilities would lose precision in ``work``."""
+    return float(jnp.finfo(work).tiny) * 2.0**50
+
+
+def _log_upper_tail(x: float) -> float:
+    """log Q(x) = log(1 - Phi(x)) in float64 on the host (x >= 0)."""
+    return math.log(normal_mass(x, math.inf))
+
+
+def standard_truncated_normal(
+    key: jax.Array, shape: tuple[int, ...], alpha: float, beta: float, work: np.dtype[Any]
+) -> jax.Array:
+    """``shape`` draws of N(0, 1) restricted to [alpha, beta] in dtype ``work``."""
+    near = alpha if alpha >= 0 else (-beta if beta <= 0 else 0.0)
+    if near > 0 and normal_mass(near, math.inf) < far_tail_threshold(work):
+        if alpha >= 0:
+            return _far_right_tail(key, shape, alpha, beta, work)
+        return -_far_right_tail(key, shape, -beta, -alpha, work)
+
+    def const(v: float) -> jax.Array:
+        return jnp.asarray(v, dtype=work)
+
+    pa = const(normal_mass(-math.inf, alpha))
+    qb = const(normal_mass(beta, math.inf))
+    w = const(normal_mass(alpha, beta))
+    ea = const(math.erf(alpha / _SQRT2))
+    u = open_uniform(key, shape, work)
+    p = pa + u * w
+    q = qb + (1 - u) * w
+    e = ea + u * (2 * w)
+    threshold = const(_PHI_MINUS_1)
+    x = jnp.where(
+        p < threshold, ndtri(p), jnp.where(q < threshold, -ndtri(q), _SQRT2 * erfinv(e))
+    )
+    return jnp.clip(x, const(alpha), const(beta))
+
+
+def _far_right_tail(
+    key: jax.Array, shape: tuple[int, ...], a: float, b: float, work: np.dtype[Any]
+) -> jax.Array:
+    """N(0, 1) restricted to [a, b], 0 < a < b, solved in log space (module docstring)."""
+    log_qa = _log_upper_tail(a)
+    # Q(b) / Q(a); 0 when Q(b) underflows float64 (then b is beyond any reachable quantile).
+    ratio = math.exp(_log_upper_tail(b) - log_qa) if normal_mass(b, math.inf) > 0 else 0.0
+    u = open_uniform(key, shape, work)
+    log_rel = jnp.log((1 - u) + u * jnp.asarray(ratio, work))  # log(Q(x) / Q(a)), <= 0
+    target = jnp.asarray(log_qa, work) + log_rel
+    x = jnp.sqrt(jnp.asarray(a * a, work) - 2 * log_rel)
+    for _ in range(_NEWTON_STEPS):
+        log_q = log_ndtr(-x)
+        log_pdf = -0.5 * x * x - jnp.asarray(_LOG_SQRT_2PI, work)
+        x = x + (log_q - target) * jnp.exp(log_q - log_pdf)
+    return jnp.clip(x, jnp.asarray(a, work), jnp.asarray(b, work))
