@@ -40,7 +40,7 @@ def main() -> int:
     head = ("example", "shape", "layout", "fan_in/out", "plan", "mean", "exact", "std", "exact")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
     return 0
 
 

@@ -30,7 +30,7 @@ shape has no elements, and plans then clamp the fan to 1 (nothing is sampled).
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -69,7 +69,7 @@ LAYOUTS: dict[str, Layout] = {
     "embedding": _named("embedding", (1,), (0,)),
 }
 
-LayoutLike = Union[str, Layout, dict]
+LayoutLike = str | Layout | dict[str, Any]
 
 
 def resolve_layout(layout: LayoutLike) -> Layout:

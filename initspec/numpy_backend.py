@@ -83,11 +83,15 @@ def orthogonal_matrix(rng: np.random.Generator, rows: int, cols: int) -> np.ndar
         flat = flat.T
     q, r = np.linalg.qr(flat)
     q *= np.sign(np.diag(r))
-    return q.T if rows < cols else q
+    return np.asarray(q.T if rows < cols else q)
 
 
 def sample_plan64(plan: Plan, rng: np.random.Generator) -> np.ndarray:
     """Draw ``plan`` in float64 in its stored shape."""
+    return np.asarray(_sample_plan64(plan, rng), dtype=np.float64)
+
+
+def _sample_plan64(plan: Plan, rng: np.random.Generator) -> Any:
     shape = plan.shape
     n = math.prod(shape)
     if isinstance(plan, ConstantPlan):
@@ -100,7 +104,7 @@ def sample_plan64(plan: Plan, rng: np.random.Generator) -> np.ndarray:
         z = standard_truncated_normal(rng, n, plan.alpha, plan.beta)
         return np.clip(plan.loc + plan.scale * z, plan.low, plan.high).reshape(shape)
     if isinstance(plan, IdentityPlan):
-        return plan.gain * np.eye(*shape) if n else np.zeros(shape)
+        return plan.gain * np.eye(shape[0], shape[1]) if n else np.zeros(shape)
     if isinstance(plan, OrthogonalPlan):
         q = plan.gain * orthogonal_matrix(rng, plan.rows, plan.cols)
         return q.reshape(plan.permuted_shape).transpose(plan.inverse_perm)
@@ -108,12 +112,13 @@ def sample_plan64(plan: Plan, rng: np.random.Generator) -> np.ndarray:
         w = np.zeros(plan.canonical_shape)
         out_ch, in_ch = plan.canonical_shape[:2]
         if plan.matrix == "orthogonal":
-            w[(slice(None), slice(None), *plan.center)] = plan.gain * orthogonal_matrix(rng, out_ch, in_ch)
+            at: tuple[Any, ...] = (slice(None), slice(None)) + plan.center
+            w[at] = plan.gain * orthogonal_matrix(rng, out_ch, in_ch)
         else:
             opg = plan.out_per_group
             for g in range(plan.groups):
                 for d in range(min(opg, in_ch)):
-                    w[(g * opg + d, d, *plan.center)] = plan.gain
+                    w[(g * opg + d, d) + plan.center] = plan.gain
         return w.transpose(plan.inverse_perm)
     if isinstance(plan, SparsePlan):
         rows, cols = plan.canonical_shape
@@ -150,7 +155,7 @@ def cast_once(x64: np.ndarray, plan: Plan, dtype: Any) -> np.ndarray:
 
 
 def sample(
-    spec: SpecBase | dict | str,
+    spec: SpecBase | dict[str, Any] | str,
     shape: tuple[int, ...],
     layout: LayoutLike = "torch",
     seed: int = 0,
@@ -164,7 +169,9 @@ def sample(
     from initspec.parse import parse
 
     if dtype not in DTYPES:
-        raise BackendError(f"numpy backend: dtype {dtype!r} is not supported; allowed: {', '.join(DTYPES)}")
+        raise BackendError(
+            f"numpy backend: dtype {dtype!r} is not supported; allowed: {', '.join(DTYPES)}"
+        )
     plan = parse(spec).plan(shape, layout, context)
     rng = np.random.default_rng(derive_seed(seed, path))
     return cast_once(sample_plan64(plan, rng), plan, DTYPES[dtype])

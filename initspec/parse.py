@@ -70,7 +70,9 @@ def _normalize(data: dict[str, Any], loc: tuple[str | int, ...]) -> dict[str, An
     kind = canonical_kind(kind)
     if kind not in SPEC_CLASSES:
         raise SpecError(
-            loc + ("kind",), data["kind"], f"unknown kind; allowed: {', '.join(sorted(SPEC_CLASSES))}"
+            loc + ("kind",),
+            data["kind"],
+            f"unknown kind; allowed: {', '.join(sorted(SPEC_CLASSES))}",
         )
     renames = FIELD_ALIASES.get(kind, {})
     out: dict[str, Any] = {"kind": kind}
@@ -82,11 +84,14 @@ def _normalize(data: dict[str, Any], loc: tuple[str | int, ...]) -> dict[str, An
         if name not in fields:
             allowed = sorted(f for f in fields if f != "kind")
             raise SpecError(
-                loc + (str(key),), value,
+                loc + (str(key),),
+                value,
                 f"unknown field of kind {kind!r}; allowed fields: {', '.join(allowed) or '(none)'}",
             )
         if name in out:
-            raise SpecError(loc + (str(key),), value, f"field {name!r} is given twice (as an alias)")
+            raise SpecError(
+                loc + (str(key),), value, f"field {name!r} is given twice (as an alias)"
+            )
         out[name] = value
     # jax's truncated_normal(lower, upper) are in std units.
     if kind == "truncated_normal" and ({"lower", "upper"} & data.keys()) and "bounds" not in data:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 
@@ -53,7 +53,8 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 
 
 def normal_cdf(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + _erf(np.asarray(x, dtype=np.float64) / _SQRT2).astype(np.float64))
+    erf = np.asarray(_erf(np.asarray(x, dtype=np.float64) / _SQRT2), dtype=np.float64)
+    return np.asarray(0.5 * (1.0 + erf))
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,7 @@ class TruncatedNormalPlan(_Base):
         a, b = self.alpha, self.beta
         z = (np.clip(np.asarray(x, np.float64), self.low, self.high) - self.loc) / self.scale
         pa = normal_cdf(np.array([a]))[0]
-        return np.clip((normal_cdf(z) - pa) / normal_mass(a, b), 0.0, 1.0)
+        return np.asarray(np.clip((normal_cdf(z) - pa) / normal_mass(a, b), 0.0, 1.0))
 
     def scaled(self, factor: float) -> Plan:
         return replace(
@@ -397,13 +398,13 @@ class SparsePlan(_Structural):
         )
 
 
-Plan = Union[
-    ConstantPlan,
-    UniformPlan,
-    NormalPlan,
-    TruncatedNormalPlan,
-    OrthogonalPlan,
-    IdentityPlan,
-    DiracPlan,
-    SparsePlan,
-]
+Plan = (
+    ConstantPlan
+    | UniformPlan
+    | NormalPlan
+    | TruncatedNormalPlan
+    | OrthogonalPlan
+    | IdentityPlan
+    | DiracPlan
+    | SparsePlan
+)

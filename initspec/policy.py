@@ -30,7 +30,9 @@ from initspec.parse import _normalize
 from initspec.specs import Spec
 from initspec.validation import raise_from_validation
 
-ModuleKind = Literal["linear", "conv", "conv_transpose", "embedding", "norm", "attention", "rnn", "other"]
+ModuleKind = Literal[
+    "linear", "conv", "conv_transpose", "embedding", "norm", "attention", "rnn", "other"
+]
 Role = Literal["kernel", "bias", "embedding", "scale", "other"]
 
 MAX_PATTERN = 512
@@ -80,7 +82,9 @@ class Match(BaseModel):
     def _regex(self) -> re.Pattern[str] | None:
         return re.compile(self.regex) if self.regex is not None else None
 
-    def matches(self, path: str, kind: str, module_types: tuple[str, ...], role: str, ndim: int) -> bool:
+    def matches(
+        self, path: str, kind: str, module_types: tuple[str, ...], role: str, ndim: int
+    ) -> bool:
         if self.path is not None and not any(r.fullmatch(path) for r in self._path_res):
             return False
         if self._regex is not None and not self._regex.fullmatch(path):
@@ -100,7 +104,11 @@ class DepthScale(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     factor: Annotated[float, Field(gt=0)] = 2.0
-    n_layers: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^count:.+$", max_length=MAX_PATTERN)] | None = None
+    n_layers: (
+        Annotated[int, Field(ge=1)]
+        | Annotated[str, Field(pattern=r"^count:.+$", max_length=MAX_PATTERN)]
+        | None
+    ) = None
     layer_id: Annotated[str, Field(max_length=MAX_PATTERN)] | None = None
     offset: Annotated[int, Field(ge=0)] = 1
 
@@ -182,6 +190,7 @@ class Policy(BaseModel):
 
 # Loading ---------------------------------------------------------------------------------
 
+
 def _preset_dir() -> Any:
     # A data folder, not a subpackage: importing it would shadow ``initspec.presets``.
     return resources.files("initspec").joinpath("preset_files")
@@ -225,7 +234,9 @@ def _validate(data: Any) -> Policy:
         err = raise_from_validation(exc, (), PolicyError)
         # pydantic puts the discriminator's tag into locations: rules.0.init.<kind>.std
         loc = tuple(
-            p for j, p in enumerate(err.loc) if not (j > 0 and err.loc[j - 1] == "init" and isinstance(p, str))
+            p
+            for j, p in enumerate(err.loc)
+            if not (j > 0 and err.loc[j - 1] == "init" and isinstance(p, str))
         )
         raise PolicyError(loc, err.value, err.allowed) from None
 
@@ -275,7 +286,11 @@ def load_policy(source: Any, _seen: tuple[str, ...] = ()) -> Policy:
     else:
         path = pathlib.Path(key)
         if not path.is_file():
-            raise PolicyError(("extends",), ref, f"no preset or policy file of that name; presets: {', '.join(presets())}")
+            raise PolicyError(
+                ("extends",),
+                ref,
+                f"no preset or policy file of that name; presets: {', '.join(presets())}",
+            )
         parent = load_policy(path, (*_seen, key))
     return policy.model_copy(
         update={

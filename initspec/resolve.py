@@ -109,7 +109,9 @@ def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Re
         found = _find_rule(pol, info)
         if found is None:
             if pol.unmatched == "error":
-                problems.append(f"{_where(info)}: no rule matches and the policy says unmatched='error'")
+                problems.append(
+                    f"{_where(info)}: no rule matches and the policy says unmatched='error'"
+                )
             out.append(ResolvedParam(info, "unmatched"))
             continue
         index, rule = found
@@ -142,7 +144,9 @@ def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Re
         except InitSpecError as exc:
             problems.append(f"{_where(info)}: rule {label} ({rule.init.kind_name()}): {exc}")
             continue
-        out.append(ResolvedParam(info, "init", index, rule, rule.init, plan, derive_seed(seed, info.path)))
+        out.append(
+            ResolvedParam(info, "init", index, rule, rule.init, plan, derive_seed(seed, info.path))
+        )
     if problems:
         raise ResolutionError(problems)
     unused = [r.label(i) for i, r in enumerate(pol.rules) if i not in used]
@@ -210,12 +214,24 @@ class Report:
         head = ("parameter", "shape", "dtype", "rule", "plan")
         body = []
         for r in self.rows():
-            rule = "-" if r["rule_index"] is None else f"#{r['rule_index']}" + (f" {r['rule_name']}" if r["rule_name"] else "")
-            what = {"init": r["plan"], "skip": "skipped (kept)", "unmatched": "no rule (kept)", "meta": f"meta, not written: {r['plan']}"}[r["status"]]
+            rule = (
+                "-"
+                if r["rule_index"] is None
+                else f"#{r['rule_index']}" + (f" {r['rule_name']}" if r["rule_name"] else "")
+            )
+            what = {
+                "init": r["plan"],
+                "skip": "skipped (kept)",
+                "unmatched": "no rule (kept)",
+                "meta": f"meta, not written: {r['plan']}",
+            }[r["status"]]
             name = r["path"] + (f" (= {', '.join(r['shared_with'])})" if r["shared_with"] else "")
             body.append((name, "x".join(map(str, r["shape"])) or "()", r["dtype"], rule, what))
         widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(len(head))]
-        lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [head, *body]]
+        lines = [
+            "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
+            for row in [head, *body]
+        ]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines.append(f"{len(body)} parameters, {self.unmatched} unmatched")
         lines.extend(f"warning: {w}" for w in self.warnings)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Literal, Union, get_args
+from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -117,6 +117,8 @@ class SpecBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
     fan_based: ClassVar[bool] = False
+    # Declared here so that ``kind`` comes first in the canonical JSON; each kind narrows it.
+    kind: str
 
     def plan(
         self, shape: Shape, layout: LayoutLike = "torch", context: PlanContext | None = None
@@ -132,7 +134,7 @@ class SpecBase(BaseModel):
         raise NotImplementedError
 
     def kind_name(self) -> str:
-        return str(getattr(self, "kind"))
+        return str(self.kind)
 
 
 # Constants ------------------------------------------------------------------------------
@@ -509,8 +511,13 @@ class DeltaOrthogonal(_FanBased):
             )
         center = tuple((k - 1) // 2 for k in canon[2:])
         return DiracPlan(
-            shape, canonical_shape=canon, perm=perm, gain=self.scale, groups=1,
-            matrix="orthogonal", center=center,
+            shape,
+            canonical_shape=canon,
+            perm=perm,
+            gain=self.scale,
+            groups=1,
+            matrix="orthogonal",
+            center=center,
         )
 
 
@@ -544,8 +551,13 @@ class Dirac(SpecBase):
             )
         center = tuple(k // 2 for k in canon[2:])
         return DiracPlan(
-            shape, canonical_shape=canon, perm=perm, gain=1.0, groups=self.groups,
-            matrix="identity", center=center,
+            shape,
+            canonical_shape=canon,
+            perm=perm,
+            gain=1.0,
+            groups=self.groups,
+            matrix="identity",
+            center=center,
         )
 
 
@@ -569,34 +581,32 @@ class Sparse(SpecBase):
 
 
 Spec = Annotated[
-    Union[
-        Zeros,
-        Ones,
-        Constant,
-        Uniform,
-        Normal,
-        TruncatedNormal,
-        VarianceScaling,
-        FanTruncatedNormal,
-        GlorotUniform,
-        GlorotNormal,
-        HeUniform,
-        HeNormal,
-        LecunUniform,
-        LecunNormal,
-        XavierUniform,
-        XavierNormal,
-        KaimingUniform,
-        KaimingNormal,
-        TorchLinearWeight,
-        TorchLinearBias,
-        TorchRnn,
-        Orthogonal,
-        DeltaOrthogonal,
-        Eye,
-        Dirac,
-        Sparse,
-    ],
+    Zeros
+    | Ones
+    | Constant
+    | Uniform
+    | Normal
+    | TruncatedNormal
+    | VarianceScaling
+    | FanTruncatedNormal
+    | GlorotUniform
+    | GlorotNormal
+    | HeUniform
+    | HeNormal
+    | LecunUniform
+    | LecunNormal
+    | XavierUniform
+    | XavierNormal
+    | KaimingUniform
+    | KaimingNormal
+    | TorchLinearWeight
+    | TorchLinearBias
+    | TorchRnn
+    | Orthogonal
+    | DeltaOrthogonal
+    | Eye
+    | Dirac
+    | Sparse,
     Field(discriminator="kind"),
 ]
 

@@ -58,7 +58,9 @@ def validate_model(model: type[M], data: Any, loc: tuple[str | int, ...]) -> M:
         raise raise_from_validation(exc, loc) from None
 
 
-def validate_with(adapter: TypeAdapter[Any], data: Any, loc: tuple[str | int, ...], tag: str | None) -> Any:
+def validate_with(
+    adapter: TypeAdapter[Any], data: Any, loc: tuple[str | int, ...], tag: str | None
+) -> Any:
     try:
         return adapter.validate_python(data)
     except ValidationError as exc:

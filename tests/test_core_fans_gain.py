@@ -30,7 +30,9 @@ CHEAT_SHEET = [
 
 @pytest.mark.parametrize("module,layout,expected", CHEAT_SHEET, ids=lambda v: str(v)[:30])
 def test_fans_equal_torch(module, layout, expected) -> None:
-    assert initspec.fans(tuple(module.weight.shape), layout) == expected == torch_fans(module.weight)
+    assert (
+        initspec.fans(tuple(module.weight.shape), layout) == expected == torch_fans(module.weight)
+    )
 
 
 def test_conv_transpose_fans() -> None:
@@ -52,7 +54,9 @@ def test_mha_packed_in_proj() -> None:
 
 def test_flax_and_torch_layouts_agree_on_the_same_layer() -> None:
     assert initspec.fans((10, 784), "torch") == initspec.fans((784, 10), "flax") == (784, 10)
-    assert initspec.fans((16, 2, 3, 3), "torch") == initspec.fans((3, 3, 2, 16), "flax") == (18, 144)
+    assert (
+        initspec.fans((16, 2, 3, 3), "torch") == initspec.fans((3, 3, 2, 16), "flax") == (18, 144)
+    )
 
 
 def test_fans_equal_jax_compute_fans() -> None:
@@ -62,7 +66,11 @@ def test_fans_equal_jax_compute_fans() -> None:
         ((3, 3, 8, 16), {}, "flax"),
         ((3, 3, 2, 16), {}, "flax"),
         ((512, 8, 64), {"in_axis": 0, "out_axis": (1, 2)}, {"in": [0], "out": [1, 2]}),
-        ((4, 6, 7, 5), {"in_axis": 1, "out_axis": 3, "batch_axis": 0}, {"in": [1], "out": [3], "batch": [0]}),
+        (
+            (4, 6, 7, 5),
+            {"in_axis": 1, "out_axis": 3, "batch_axis": 0},
+            {"in": [1], "out": [3], "batch": [0]},
+        ),
     ]
     for shape, kw, layout in cases:
         fi, fo = jinit._compute_fans(shape, **kw)
@@ -100,7 +108,9 @@ def test_zero_size_shapes_follow_one_rule() -> None:
     assert initspec.fans((0, 0), "torch") == (0, 0)
     for kind in sorted(initspec.SPEC_CLASSES):
         spec = initspec.parse({"kind": kind})
-        for shape in [(0, 5), (5, 0), (0, 0)] + ([(4, 0, 3, 3)] if kind in ("dirac", "delta_orthogonal") else []):
+        for shape in [(0, 5), (5, 0), (0, 0)] + (
+            [(4, 0, 3, 3)] if kind in ("dirac", "delta_orthogonal") else []
+        ):
             if kind in ("dirac", "delta_orthogonal") and len(shape) == 2:
                 continue
             ctx = initspec.PlanContext(weight_fans=(0, 0), hidden_size=4)
@@ -113,8 +123,18 @@ def test_zero_size_shapes_follow_one_rule() -> None:
 # Gains ----------------------------------------------------------------------------------
 
 NAMES = [
-    "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-    "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu",
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "selu",
 ]
 
 
@@ -132,7 +152,9 @@ def test_calculate_gain_known_values() -> None:
     assert initspec.calculate_gain("relu", 5) == math.sqrt(2)  # param ignored
 
 
-@pytest.mark.parametrize("name,param", [("identity", None), ("gelu", None), ("leaky_relu", True), ("leaky_relu", "0.1")])
+@pytest.mark.parametrize(
+    "name,param", [("identity", None), ("gelu", None), ("leaky_relu", True), ("leaky_relu", "0.1")]
+)
 def test_calculate_gain_errors_like_torch(name, param) -> None:
     with pytest.raises(ValueError) as theirs:
         nn.init.calculate_gain(name, param)

@@ -34,21 +34,34 @@ def test_kind_aliases(alias: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "kind,alias,field", [(k, a, f) for k, m in sorted(FIELD_ALIASES.items()) for a, f in sorted(m.items())]
+    "kind,alias,field",
+    [(k, a, f) for k, m in sorted(FIELD_ALIASES.items()) for a, f in sorted(m.items())],
 )
 def test_field_aliases(kind: str, alias: str, field: str) -> None:
-    value = {"value": 0.5, "low": -3.0, "high": 3.0, "std": 0.5, "a": 0.3, "gain": 2.0, "scale": 2.0}[field]
+    value = {
+        "value": 0.5,
+        "low": -3.0,
+        "high": 3.0,
+        "std": 0.5,
+        "a": 0.3,
+        "gain": 2.0,
+        "scale": 2.0,
+    }[field]
     spec = initspec.parse({"kind": kind, alias: value})
     assert getattr(spec, field) == value
     assert initspec.parse(spec.model_dump_json()) == spec
 
 
 def test_torch_jax_keras_spellings_mean_the_same() -> None:
-    assert initspec.parse({"kind": "trunc_normal_", "a": -0.04, "b": 0.04, "std": 0.02}) == initspec.parse(
+    assert initspec.parse(
+        {"kind": "trunc_normal_", "a": -0.04, "b": 0.04, "std": 0.02}
+    ) == initspec.parse(
         {"kind": "truncated_normal", "low": -0.04, "high": 0.04, "std": 0.02, "bounds": "absolute"}
     )
     # jax's truncated_normal(stddev, lower, upper) is in std units.
-    jax_style = initspec.parse({"kind": "truncated_normal", "stddev": 0.02, "lower": -2.0, "upper": 2.0})
+    jax_style = initspec.parse(
+        {"kind": "truncated_normal", "stddev": 0.02, "lower": -2.0, "upper": 2.0}
+    )
     assert jax_style.bounds == "std"
     assert initspec.parse({"kind": "random_uniform", "minval": -0.05, "maxval": 0.05}).low == -0.05
 
@@ -71,8 +84,18 @@ BAD = [
     ('{"kind": "normal", "std": true}', "$.std", "True", "valid number"),
     ('{"kind": "normal", "sd": 1}', "$.sd", "1", "allowed fields: mean, std"),
     ('{"kind": "kaiming_normal", "nonlinearity": "gelu"}', "$.nonlinearity", "'gelu'", "'relu'"),
-    ('{"kind": "kaiming_normal", "mode": "fan_avg"}', "$.mode", "'fan_avg'", "'fan_in' or 'fan_out'"),
-    ('{"kind": "variance_scaling", "distribution": "untruncated"}', "$.distribution", "'untruncated'", "'uniform'"),
+    (
+        '{"kind": "kaiming_normal", "mode": "fan_avg"}',
+        "$.mode",
+        "'fan_avg'",
+        "'fan_in' or 'fan_out'",
+    ),
+    (
+        '{"kind": "variance_scaling", "distribution": "untruncated"}',
+        "$.distribution",
+        "'untruncated'",
+        "'uniform'",
+    ),
     ('{"kind": "sparse", "sparsity": 1.0}', "$.sparsity", "1.0", "less than 1"),
     ('{"kind": "dirac", "groups": 0}', "$.groups", "0", "greater than or equal to 1"),
     ('{"std": 1}', "$.kind", "{'std': 1}", "needs a 'kind'"),
@@ -84,7 +107,9 @@ BAD = [
 
 
 @pytest.mark.parametrize("text,loc,value,allowed", BAD)
-def test_errors_name_location_value_and_allowed(text: str, loc: str, value: str, allowed: str) -> None:
+def test_errors_name_location_value_and_allowed(
+    text: str, loc: str, value: str, allowed: str
+) -> None:
     with pytest.raises(initspec.SpecError) as err:
         initspec.parse(text)
     msg = str(err.value)
@@ -93,7 +118,10 @@ def test_errors_name_location_value_and_allowed(text: str, loc: str, value: str,
     assert isinstance(err.value, ValueError) and isinstance(err.value, initspec.InitSpecError)
 
 
-@pytest.mark.parametrize("obj", [None, 3.5, ["kind"], {"kind": None}, {"kind": "normal", "std": [1]}, {"kind": "normal", 1: 2}])
+@pytest.mark.parametrize(
+    "obj",
+    [None, 3.5, ["kind"], {"kind": None}, {"kind": "normal", "std": [1]}, {"kind": "normal", 1: 2}],
+)
 def test_no_bare_python_errors(obj) -> None:
     with pytest.raises(initspec.InitSpecError):
         initspec.parse(obj)
@@ -113,6 +141,9 @@ def test_import_initspec_imports_no_framework() -> None:
 def test_core_source_never_imports_a_framework() -> None:
     import re
 
-    pattern = re.compile(r"^\s*(import|from)\s+(torch|jax|jaxlib|flax|tensorflow|keras|initspec_torch|initspec_jax)\b", re.M)
+    pattern = re.compile(
+        r"^\s*(import|from)\s+(torch|jax|jaxlib|flax|tensorflow|keras|initspec_torch|initspec_jax)\b",
+        re.M,
+    )
     offenders = [str(p) for p in (REPO / "initspec").rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []

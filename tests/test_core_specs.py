@@ -74,7 +74,9 @@ def test_moment_check_catches_two_percent_std_error(family: str) -> None:
 
 
 def test_float32_and_float16_cast_once_and_stay_in_bounds() -> None:
-    spec = initspec.parse({"kind": "truncated_normal", "std": 0.02, "low": -2, "high": 2, "bounds": "std"})
+    spec = initspec.parse(
+        {"kind": "truncated_normal", "std": 0.02, "low": -2, "high": 2, "bounds": "std"}
+    )
     plan = spec.plan(SHAPE)
     for dtype, np_dtype in (("float32", np.float32), ("float16", np.float16)):
         x = initspec.sample(spec, SHAPE, seed=1, dtype=dtype)
@@ -114,11 +116,17 @@ def test_numpy_global_state_untouched() -> None:
 
 def test_std_and_bound_formulas() -> None:
     p = lambda raw, shape=(16, 8, 3, 3), layout="torch": initspec.parse(raw).plan(shape, layout)  # noqa: E731
-    assert p({"kind": "kaiming_normal", "nonlinearity": "relu"}).std == pytest.approx(math.sqrt(2 / 72), rel=1e-15)
+    assert p({"kind": "kaiming_normal", "nonlinearity": "relu"}).std == pytest.approx(
+        math.sqrt(2 / 72), rel=1e-15
+    )
     assert p({"kind": "kaiming_uniform"}).high == pytest.approx(math.sqrt(6 / 72), rel=1e-15)
-    assert p({"kind": "kaiming_uniform", "mode": "fan_out"}).high == pytest.approx(math.sqrt(6 / 144), rel=1e-15)
+    assert p({"kind": "kaiming_uniform", "mode": "fan_out"}).high == pytest.approx(
+        math.sqrt(6 / 144), rel=1e-15
+    )
     assert p({"kind": "xavier_uniform"}).high == pytest.approx(math.sqrt(6 / (72 + 144)), rel=1e-15)
-    assert p({"kind": "xavier_normal", "gain": 3.0}).std == pytest.approx(3 * math.sqrt(2 / 216), rel=1e-15)
+    assert p({"kind": "xavier_normal", "gain": 3.0}).std == pytest.approx(
+        3 * math.sqrt(2 / 216), rel=1e-15
+    )
     assert p({"kind": "torch_linear_weight"}).high == pytest.approx(1 / math.sqrt(72), rel=1e-14)
     assert p({"kind": "lecun_uniform"}).high == pytest.approx(math.sqrt(3 / 72), rel=1e-15)
     # jax/keras truncated normals: the std after truncation is the target.
@@ -140,7 +148,10 @@ def test_std_and_bound_formulas() -> None:
 def test_torch_linear_bias_uses_the_weight_fan_and_zero_fan_gives_zero() -> None:
     spec = initspec.parse({"kind": "torch_linear_bias"})
     assert spec.plan((10,), context=PlanContext(weight_fans=(25, 10))).high == pytest.approx(0.2)
-    assert spec.plan((10,), context=PlanContext(weight_fans=(0, 10))).describe() == "constant(0)  fan_in=0 fan_out=10"
+    assert (
+        spec.plan((10,), context=PlanContext(weight_fans=(0, 10))).describe()
+        == "constant(0)  fan_in=0 fan_out=10"
+    )
     with pytest.raises(initspec.InitSpecError, match="weight_fans"):
         spec.plan((10,))
 
@@ -148,7 +159,12 @@ def test_torch_linear_bias_uses_the_weight_fan_and_zero_fan_gives_zero() -> None
 def test_truncated_normal_exact_moments_against_scipy() -> None:
     from scipy import stats
 
-    for loc, scale, low, high in [(0, 1, -2, 2), (0.3, 2.0, -1.0, 5.0), (0, 1e-4, 3e-4, 1e-3), (0, 1, 5, 30)]:
+    for loc, scale, low, high in [
+        (0, 1, -2, 2),
+        (0.3, 2.0, -1.0, 5.0),
+        (0, 1e-4, 3e-4, 1e-3),
+        (0, 1, 5, 30),
+    ]:
         plan = TruncatedNormalPlan((), loc, scale, low, high)
         ref = stats.truncnorm((low - loc) / scale, (high - loc) / scale, loc=loc, scale=scale)
         assert plan.mean == pytest.approx(ref.mean(), rel=1e-9, abs=1e-15)
@@ -167,7 +183,9 @@ def test_truncated_normal_far_tail_stays_inside_with_right_std() -> None:
 
 def test_impossible_truncation_is_refused() -> None:
     with pytest.raises(initspec.InitSpecError, match="no probability mass"):
-        initspec.parse({"kind": "truncated_normal", "std": 1e-3, "low": 1.0, "high": 2.0}).plan((3,))
+        initspec.parse({"kind": "truncated_normal", "std": 1e-3, "low": 1.0, "high": 2.0}).plan(
+            (3,)
+        )
 
 
 # Structural specs -----------------------------------------------------------------------
@@ -175,7 +193,13 @@ def test_impossible_truncation_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "shape,layout",
-    [((3, 4), "torch"), ((4, 3), "torch"), ((20, 2, 3, 4), "torch"), ((2, 3, 4, 5), "torch"), ((3, 3, 8, 16), "flax")],
+    [
+        ((3, 4), "torch"),
+        ((4, 3), "torch"),
+        ((20, 2, 3, 4), "torch"),
+        ((2, 3, 4, 5), "torch"),
+        ((3, 3, 8, 16), "flax"),
+    ],
 )
 @pytest.mark.parametrize("gain", [1.0, 2.5])
 def test_orthogonal_is_orthogonal_in_float32(shape, layout, gain) -> None:
@@ -251,7 +275,9 @@ def test_dirac_groups_must_divide_out_channels() -> None:
 
 def test_delta_orthogonal_structure_matches_jax_center() -> None:
     # jax places the matrix at (k - 1) // 2: index 1 for k=4 (torch's dirac uses 2).
-    x = initspec.sample({"kind": "delta_orthogonal", "scale": 1.5}, (4, 4, 3, 5), layout="flax", dtype="float64")
+    x = initspec.sample(
+        {"kind": "delta_orthogonal", "scale": 1.5}, (4, 4, 3, 5), layout="flax", dtype="float64"
+    )
     center = x[1, 1]
     np.testing.assert_allclose(center @ center.T, 1.5**2 * np.eye(3), atol=1e-12)
     mask = np.ones(x.shape[:2], bool)
