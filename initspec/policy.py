@@ -23,7 +23,15 @@ from functools import cached_property
 from importlib import resources
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from initspec.errors import PolicyError, SpecError
 from initspec.parse import _normalize
@@ -98,17 +106,28 @@ class Match(BaseModel):
         return self.ndim is None or ndim in self.ndim
 
 
+def _check_n_layers(value: Any) -> Any:
+    if value is None:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if (
+        isinstance(value, str)
+        and value.startswith("count:")
+        and "*" in value
+        and len(value) <= MAX_PATTERN
+    ):
+        return value
+    raise ValueError("must be a positive integer or 'count:<glob with one *>', e.g. 'count:h.*'")
+
+
 class DepthScale(BaseModel):
     """Multiply the distribution by ``1 / sqrt(factor * n)`` (see the module docstring)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     factor: Annotated[float, Field(gt=0)] = 2.0
-    n_layers: (
-        Annotated[int, Field(ge=1)]
-        | Annotated[str, Field(pattern=r"^count:.+$", max_length=MAX_PATTERN)]
-        | None
-    ) = None
+    n_layers: Annotated[int | str | None, BeforeValidator(_check_n_layers)] = None
     layer_id: Annotated[str, Field(max_length=MAX_PATTERN)] | None = None
     offset: Annotated[int, Field(ge=0)] = 1
 
@@ -179,7 +198,7 @@ class Policy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    initspec: Literal[1] = 1
+    initspec: Literal[1]  # required: the version of the policy format
     name: Annotated[str, Field(max_length=200)] = ""
     description: Annotated[str, Field(max_length=10_000)] = ""
     seed: int | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -9,6 +10,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from initspec.errors import SpecError
 
 M = TypeVar("M", bound=BaseModel)
+
+_TYPE_TAG = re.compile(
+    r"^(constrained-|function-|nullable|lax-|strict-)|^(int|str|float|bool|list|dict|tuple|none)$|\["
+)
 
 
 def allowed_text(error: Any) -> str:
@@ -40,7 +45,9 @@ def raise_from_validation(
     """Build an ``error_cls`` from the first error of ``exc`` (the others are in ``errors``)."""
     errors = exc.errors()
     first = errors[0]
-    sub = tuple(first.get("loc", ()))
+    # Union members add their type's name to locations ("constrained-int", "list[str]"):
+    # they are no part of the JSON path.
+    sub = tuple(p for p in first.get("loc", ()) if not (isinstance(p, str) and _TYPE_TAG.match(p)))
     if strip_tag is not None and sub[:1] == (strip_tag,):
         sub = sub[1:]
     value = first.get("input")
