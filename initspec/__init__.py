@@ -6,6 +6,7 @@ Spec (what the user declares) -> plan (resolved against a shape and layout) -> s
 
 from initspec.errors import BackendError, InitSpecError, PolicyError, ShapeError, SpecError
 from initspec.gain import calculate_gain
+from initspec.keras import KerasSeedWarning, from_keras, to_keras
 from initspec.layout import LAYOUTS, Layout, fans, resolve_layout
 from initspec.numpy_backend import sample
 from initspec.parse import parse, schema, to_json
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendError",
     "InitSpecError",
+    "KerasSeedWarning",
     "LAYOUTS",
     "Match",
     "ParamInfo",
@@ -45,6 +47,8 @@ __all__ = [
     "calculate_gain",
     "derive_seed",
     "fans",
+    "from_keras",
+    "to_keras",
     "parse",
     "resolve_layout",
     "sample",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -132,6 +132,12 @@ class SpecBase(BaseModel):
 
     def _plan(self, shape: Shape, layout: LayoutLike, context: PlanContext) -> Plan:
         raise NotImplementedError
+
+    def to_keras(self) -> dict[str, Any]:
+        """The Keras 3 initializer config with exactly these semantics (see ``initspec.keras``)."""
+        from initspec.keras import to_keras
+
+        return to_keras(self)
 
     def kind_name(self) -> str:
         return str(self.kind)
