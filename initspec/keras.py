@@ -87,6 +87,7 @@ def from_keras(config: Any, notes: list[str] | None = None) -> SpecBase:
     ``notes``, when given, receives what could not be carried (seeds, axes).
     """
     notes = notes if notes is not None else []
+    cfg: Any
     if isinstance(config, str):
         class_name, cfg = config, {}
     elif isinstance(config, dict) and isinstance(config.get("class_name"), str):
