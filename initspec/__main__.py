@@ -1,0 +1,5 @@
+import sys
+
+from initspec.cli import main
+
+sys.exit(main())
