@@ -7,10 +7,11 @@ the tests hold every backend to (through the plans' exact moments, not value by 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from initspec import portable
 from initspec.errors import BackendError
 from initspec.layout import LayoutLike
 from initspec.plans import (
@@ -162,9 +163,16 @@ def sample(
     dtype: str = "float32",
     path: str = "",
     context: PlanContext | None = None,
+    rng: Literal["native", "portable"] = "native",
+    stream: int = 1,
+    index: tuple[slice, ...] | None = None,
 ) -> np.ndarray:
-    """Sample ``spec`` with NumPy: plan, draw in float64 from PCG64 seeded with
-    ``derive_seed(seed, path)``, cast once to ``dtype`` (float16, float32 or float64).
+    """Sample ``spec`` with NumPy, cast once to ``dtype`` (float16, float32 or float64).
+
+    ``rng="native"``: PCG64 seeded with ``derive_seed(seed, path)``, float64 draws.
+    ``rng="portable"``: the counter-based stream ``stream`` (``initspec.portable``), the
+    same values as the torch and JAX adapters; ``index`` (one slice per dimension) computes
+    just that shard of the tensor from its global indices.
     """
     from initspec.parse import parse
 
@@ -173,5 +181,17 @@ def sample(
             f"numpy backend: dtype {dtype!r} is not supported; allowed: {', '.join(DTYPES)}"
         )
     plan = parse(spec).plan(shape, layout, context)
-    rng = np.random.default_rng(derive_seed(seed, path))
-    return cast_once(sample_plan64(plan, rng), plan, DTYPES[dtype])
+    if rng == "portable":
+        portable.check_version(stream)
+        key = portable.param_key(seed, path)
+        perm = portable.layout_perm(plan.shape, layout)
+        values = portable.sample_plan_portable64(plan, key, perm, index)
+        return cast_once(values, plan, DTYPES[dtype])
+    if rng != "native":
+        raise BackendError(f"rng {rng!r} is not known; allowed: native, portable")
+    if index is not None:
+        raise BackendError(
+            "index (a shard) needs rng='portable': the native stream is not shardable"
+        )
+    gen = np.random.default_rng(derive_seed(seed, path))
+    return cast_once(sample_plan64(plan, gen), plan, DTYPES[dtype])

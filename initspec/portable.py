@@ -1,0 +1,330 @@
+"""The portable random stream, version 1: the same values on NumPy, torch and JAX.
+
+Specified in docs/portable-random.md; in short:
+
+- key: ``derive_seed(seed, path)`` (blake2b, 64 bits) split into ``(k0, k1) = (hi32, lo32)``;
+- element ``i``: the row-major index of the element in the plan's canonical order
+  (out, in, batch, receptive field: ``plan_perm``), so a torch weight and its transposed
+  Flax kernel get the same value at the same logical position;
+- bits: ``(b0, b1) = threefry2x32_20((k0, k1), (i >> 32, i & 0xFFFFFFFF))`` (JAX's
+  partitionable Threefry, Random123 known-answer vectors), ``u64 = b0 << 32 | b1``;
+- uniform on [0, 1): ``(u64 >> 11) * 2**-53``; on (0, 1): ``((u64 >> 12) + 0.5) * 2**-52``;
+- U(low, high): ``low + (high - low) * u`` in float64; N(loc, scale): ``loc + scale *
+  ndtri(u_open)``; truncated normal: inverse CDF ``ndtri(pa + u_open * (pb - pa))`` on the
+  side of 0 where the interval lies (tail accuracy), then clipped to [low, high];
+- everything in float64, rounded once (round to nearest even) to the target dtype.
+
+Orthogonal and delta-orthogonal draw their Gaussian from the stream and run QR in float64
+(equal across backends to a tolerance, not bitwise); sparse also takes its zero pattern from
+the stream: in each column the rows whose mask words (counters ``n + i``) are smallest.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from initspec.errors import BackendError, InitSpecError
+from initspec.layout import LayoutLike, canonical_perm
+from initspec.plans import (
+    ConstantPlan,
+    DiracPlan,
+    IdentityPlan,
+    NormalPlan,
+    OrthogonalPlan,
+    Plan,
+    SparsePlan,
+    TruncatedNormalPlan,
+    UniformPlan,
+    normal_mass,
+)
+from initspec.seeding import derive_seed
+
+STREAM_VERSION = 1
+STREAM_VERSIONS = (1,)
+CHUNK = 1 << 20  # elements per chunk: bounds the NumPy stream's temporary memory
+
+_ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)
+_PARITY = 0x1BD11BDA
+_M32 = np.uint32(0xFFFFFFFF)
+_2M53 = 2.0**-53
+_2M52 = 2.0**-52
+
+
+def check_version(stream: int) -> int:
+    if stream not in STREAM_VERSIONS:
+        raise BackendError(
+            f"unknown portable stream version {stream!r}; known: {list(STREAM_VERSIONS)}"
+        )
+    return stream
+
+
+def param_key(seed: int, path: str) -> tuple[int, int]:
+    """The Threefry key of a parameter: the 64-bit ``derive_seed`` as (high, low) words."""
+    s = derive_seed(seed, path)
+    return s >> 32, s & 0xFFFFFFFF
+
+
+def threefry2x32(
+    key: tuple[int, int], x0: np.ndarray, x1: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Threefry-2x32 with 20 rounds (Random123 ``threefry2x32_20``, JAX's ``threefry_2x32``)."""
+    k0, k1 = np.uint32(key[0]), np.uint32(key[1])
+    ks = (k0, k1, np.uint32(key[0] ^ key[1] ^ _PARITY))
+    with np.errstate(over="ignore"):
+        y0 = x0.astype(np.uint32) + ks[0]
+        y1 = x1.astype(np.uint32) + ks[1]
+        for block in range(5):
+            for r in _ROTATIONS[4 * (block % 2) : 4 * (block % 2) + 4]:
+                y0 += y1
+                y1 = (y1 << np.uint32(r)) | (y1 >> np.uint32(32 - r))
+                y1 ^= y0
+            s = block + 1
+            y0 += ks[s % 3]
+            y1 += ks[(s + 1) % 3] + np.uint32(s)
+    return y0, y1
+
+
+def bits64(key: tuple[int, int], counters: np.ndarray) -> np.ndarray:
+    """64 bits per counter (int64 array of global element indices): ``b0 << 32 | b1``."""
+    c = counters.astype(np.uint64)
+    b0, b1 = threefry2x32(
+        key, (c >> np.uint64(32)).astype(np.uint32), (c & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    )
+    return np.asarray((b0.astype(np.uint64) << np.uint64(32)) | b1.astype(np.uint64))
+
+
+def uniform01(bits: np.ndarray) -> np.ndarray:
+    """[0, 1) with 53 random bits."""
+    return np.asarray((bits >> np.uint64(11)).astype(np.float64) * _2M53)
+
+
+def uniform_open(bits: np.ndarray) -> np.ndarray:
+    """(0, 1): the midpoints of 2**52 cells, so ndtri never sees 0 or 1 (with 53 bits the
+    last midpoint, 1 - 2**-54, would round to 1.0)."""
+    return np.asarray(((bits >> np.uint64(12)).astype(np.float64) + 0.5) * _2M52)
+
+
+# Cephes ndtri (Moshier 1989), as scipy.special.ndtri, torch.special.ndtri and
+# jax.scipy.special.ndtri: the same rational approximations on every backend.
+_S2PI = 2.50662827463100050242e0
+_EXPM2 = 0.13533528323661269189
+_P0 = (
+    -5.99633501014107895267e1,
+    9.80010754185999661536e1,
+    -5.66762857469070293439e1,
+    1.39312609387279679503e1,
+    -1.23916583867381258016e0,
+)
+_Q0 = (
+    1.0,
+    1.95448858338141759834e0,
+    4.67627912898881538453e0,
+    8.63602421390890590575e1,
+    -2.25462687854119370527e2,
+    2.00260212380060660359e2,
+    -8.20372256168333339912e1,
+    1.59056225126211695515e1,
+    -1.18331621121330003142e0,
+)
+_P1 = (
+    4.05544892305962419923e0,
+    3.15251094599893866154e1,
+    5.71628192246421288162e1,
+    4.40805073893200834700e1,
+    1.46849561928858024014e1,
+    2.18663306850790267539e0,
+    -1.40256079171354495875e-1,
+    -3.50424626827848203418e-2,
+    -8.57456785154685413611e-4,
+)
+_Q1 = (
+    1.0,
+    1.57799883256466749731e1,
+    4.53907635128879210584e1,
+    4.13172038254672030440e1,
+    1.50425385692907503408e1,
+    2.50464946208309415979e0,
+    -1.42182922854787788574e-1,
+    -3.80806407691578277194e-2,
+    -9.33259480895457427372e-4,
+)
+_P2 = (
+    3.23774891776946035970e0,
+    6.91522889068984211695e0,
+    3.93881025292474443415e0,
+    1.33303460815807542389e0,
+    2.01485389549179081538e-1,
+    1.23716634817820021358e-2,
+    3.01581553508235416007e-4,
+    2.65806974686737550832e-6,
+    6.23974539184983293730e-9,
+)
+_Q2 = (
+    1.0,
+    6.02427039364742014255e0,
+    3.67983563856160859403e0,
+    1.37702099489081330271e0,
+    2.16236993594496635890e-1,
+    1.34204006088543189037e-2,
+    3.28014464682127739104e-4,
+    2.89247864745380683936e-6,
+    6.79019408009981274425e-9,
+)
+
+
+def _poly(x: np.ndarray, coefs: tuple[float, ...]) -> np.ndarray:
+    out = np.full_like(x, coefs[0])
+    for c in coefs[1:]:
+        out = out * x + c
+    return out
+
+
+def ndtri(p: np.ndarray) -> np.ndarray:
+    """Inverse of the standard normal CDF for p in (0, 1), float64 (Cephes ``ndtri``)."""
+    p = np.asarray(p, dtype=np.float64)
+    upper = p > 1.0 - _EXPM2
+    y = np.where(upper, 1.0 - p, p)
+    central = y > _EXPM2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = y - 0.5
+        w2 = w * w
+        xc = (w + w * (w2 * _poly(w2, _P0) / _poly(w2, _Q0))) * _S2PI
+        t = np.sqrt(-2.0 * np.log(np.where(central, 0.5, y)))
+        z = 1.0 / t
+        tail = np.where(
+            t < 8.0, z * _poly(z, _P1) / _poly(z, _Q1), z * _poly(z, _P2) / _poly(z, _Q2)
+        )
+        xt = t - np.log(t) / t - tail
+    xt = np.where(upper, xt, -xt)
+    return np.asarray(np.where(central, np.where(upper, -xc, xc), xt))
+
+
+def layout_perm(shape: tuple[int, ...], layout: LayoutLike) -> tuple[int, ...]:
+    """Canonical axis order of the counters: (out, in, batch, rf) when the layout resolves
+    for this shape, else the stored order (biases, scalars)."""
+    try:
+        return canonical_perm(shape, layout)
+    except InitSpecError:
+        return tuple(range(len(shape)))
+
+
+def counters_for(
+    shape: tuple[int, ...], perm: tuple[int, ...], index: tuple[slice, ...] | None = None
+) -> np.ndarray:
+    """Global counters (int64) of the elements of ``shape[index]``, in stored order.
+
+    The counter of an element is its row-major index in the canonical order ``perm``; a
+    shard is computed from its global indices alone, without the full tensor.
+    """
+    permuted = tuple(shape[a] for a in perm)
+    cstride = [0] * len(shape)
+    step = 1
+    for pos in range(len(perm) - 1, -1, -1):
+        cstride[perm[pos]] = step
+        step *= permuted[pos]
+    index = index or tuple(slice(None) for _ in shape)
+    if len(index) != len(shape) or not all(isinstance(s, slice) for s in index):
+        raise BackendError(f"a shard is one slice per dimension of {shape}, got {index!r}")
+    out = np.zeros((), dtype=np.int64)
+    for axis, sl in enumerate(index):
+        start, stop, stride = sl.indices(shape[axis])
+        idx = np.arange(start, stop, stride, dtype=np.int64) * cstride[axis]
+        out = out[..., None] + idx
+    return out
+
+
+def _elementwise(plan: Plan, bits: np.ndarray) -> np.ndarray:
+    if isinstance(plan, ConstantPlan):
+        return np.full(bits.shape, plan.value, dtype=np.float64)
+    if isinstance(plan, UniformPlan):
+        return np.asarray(plan.low + (plan.high - plan.low) * uniform01(bits))
+    if isinstance(plan, NormalPlan):
+        return np.asarray(plan.loc + plan.scale * ndtri(uniform_open(bits)))
+    if isinstance(plan, TruncatedNormalPlan):
+        a, b = plan.alpha, plan.beta
+        flip = a > 0  # sample the mirror image in the lower tail, where ndtri is accurate
+        lo, hi = (-b, -a) if flip else (a, b)
+        pa = 0.5 * math.erfc(-lo / math.sqrt(2.0))
+        mass = normal_mass(lo, hi)
+        z = ndtri(pa + uniform_open(bits) * mass)
+        z = -z if flip else z
+        return np.clip(plan.loc + plan.scale * z, plan.low, plan.high)
+    raise BackendError(f"{type(plan).__name__} is not elementwise")
+
+
+def elementwise(plan: Plan) -> bool:
+    return isinstance(plan, (ConstantPlan, UniformPlan, NormalPlan, TruncatedNormalPlan))
+
+
+def standard_normal(key: tuple[int, int], counters: np.ndarray) -> np.ndarray:
+    return ndtri(uniform_open(bits64(key, counters)))
+
+
+def sample_plan_portable64(
+    plan: Plan,
+    key: tuple[int, int],
+    perm: tuple[int, ...],
+    index: tuple[slice, ...] | None = None,
+) -> np.ndarray:
+    """Stream-1 values of ``plan`` (float64, stored layout), the whole tensor or ``index``.
+
+    Elementwise plans compute only the requested slice, in chunks of ``CHUNK`` elements;
+    structural plans build the whole tensor (QR needs it) and slice it.
+    """
+    if elementwise(plan):
+        counters = counters_for(plan.shape, perm, index)
+        flat = counters.reshape(-1)
+        out = np.empty(flat.shape, dtype=np.float64)
+        for start in range(0, flat.size, CHUNK):
+            part = flat[start : start + CHUNK]
+            out[start : start + CHUNK] = _elementwise(plan, bits64(key, part))
+        return out.reshape(counters.shape)
+    full = _structural(plan, key)
+    return full[index] if index is not None else full
+
+
+def _orthogonal(key: tuple[int, int], rows: int, cols: int, offset: int = 0) -> np.ndarray:
+    if rows * cols == 0:
+        return np.zeros((rows, cols))
+    g = standard_normal(key, np.arange(offset, offset + rows * cols, dtype=np.int64)).reshape(
+        rows, cols
+    )
+    flat = g.T if rows < cols else g
+    q, r = np.linalg.qr(flat)
+    q = q * np.sign(np.diag(r))
+    return np.asarray(q.T if rows < cols else q)
+
+
+def _structural(plan: Plan, key: tuple[int, int]) -> np.ndarray:
+    if isinstance(plan, IdentityPlan):
+        return (
+            plan.gain * np.eye(plan.shape[0], plan.shape[1]) if plan.numel else np.zeros(plan.shape)
+        )
+    if isinstance(plan, OrthogonalPlan):
+        q = plan.gain * _orthogonal(key, plan.rows, plan.cols)
+        return np.asarray(q.reshape(plan.permuted_shape).transpose(plan.inverse_perm))
+    if isinstance(plan, DiracPlan):
+        w = np.zeros(plan.canonical_shape)
+        out_ch, in_ch = plan.canonical_shape[:2]
+        if plan.matrix == "orthogonal":
+            at: tuple[Any, ...] = (slice(None), slice(None)) + plan.center
+            w[at] = plan.gain * _orthogonal(key, out_ch, in_ch)
+        else:
+            opg = plan.out_per_group
+            for g in range(plan.groups):
+                for d in range(min(opg, in_ch)):
+                    w[(g * opg + d, d) + plan.center] = plan.gain
+        return np.asarray(w.transpose(plan.inverse_perm))
+    if isinstance(plan, SparsePlan):
+        rows, cols = plan.canonical_shape
+        n = rows * cols
+        values = plan.sigma * standard_normal(key, np.arange(n, dtype=np.int64)).reshape(rows, cols)
+        mask_words = bits64(key, np.arange(n, 2 * n, dtype=np.int64)).reshape(rows, cols)
+        order = np.argsort(mask_words, axis=0, kind="stable")
+        zero_rows = order[: plan.zeros_per_column]
+        values[zero_rows, np.arange(cols)[None, :]] = 0.0
+        return np.asarray(values.transpose(plan.inverse_perm))
+    raise BackendError(f"portable stream: unknown plan {type(plan).__name__}")
