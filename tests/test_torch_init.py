@@ -514,6 +514,14 @@ def test_meta_tensor_untouched_but_checked() -> None:
         init_(torch.empty(64, device="meta"), {"kind": "kaiming_normal"}, seed=0)
 
 
+def test_wide_bounds_that_are_never_reached_fit() -> None:
+    """A truncated normal's bounds may lie beyond float16's range: its values (within 40 std
+    of the mode) do not, so it is accepted, and the values are those of N(0, 1)."""
+    spec = {"kind": "truncated_normal", "low": -1e6, "high": 1e6}
+    t = init_(torch.empty(250, 400, dtype=torch.float16), spec, seed=SEED)
+    assert_moments(t, plan_of({"kind": "normal"}, (250, 400)))
+
+
 @pytest.mark.parametrize("shape", [(0, 5), (5, 0), (0,)])
 def test_empty_tensor(shape: tuple[int, ...]) -> None:
     spec = {"kind": "uniform"} if len(shape) == 1 else {"kind": "orthogonal"}
@@ -581,6 +589,15 @@ BAD_INPUT: dict[
     "fp16_normal_overflow": (
         lambda: torch.ones(30, 40, dtype=torch.float16),
         {"kind": "normal", "std": 1e6},
+        {},
+        BackendError,
+        "overflow",
+    ),
+    # Deterministic, before sampling: clipping to the bounds must not hide values that
+    # overflow (they would pile up on float16's largest value, 65504).
+    "fp16_uniform_overflow": (
+        lambda: torch.ones(3, 4, dtype=torch.float16),
+        {"kind": "uniform", "low": 0.0, "high": 1e5},
         {},
         BackendError,
         "overflow",

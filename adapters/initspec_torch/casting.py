@@ -5,6 +5,10 @@ dtype itself is what gave torch's old ``trunc_normal_`` its pile-ups at the boun
 plans are then clipped to the closest values of the target dtype inside their interval, as
 ``initspec.numpy_backend.cast_once``, so rounding never puts a value outside [low, high]
 (or [low, high) for a uniform).
+
+Overflow is decided before sampling, from the plan alone (``check_fits``), rather than by
+scanning the result for inf: the error is then deterministic, nothing is drawn in vain, and
+the clipping above cannot hide an overflow by turning inf into the dtype's largest value.
 """
 
 from __future__ import annotations
@@ -16,7 +20,17 @@ import torch
 
 from initspec.errors import BackendError
 from initspec.numpy_backend import inward_bounds
-from initspec.plans import Plan, TruncatedNormalPlan, UniformPlan
+from initspec.plans import (
+    ConstantPlan,
+    DiracPlan,
+    IdentityPlan,
+    NormalPlan,
+    OrthogonalPlan,
+    Plan,
+    SparsePlan,
+    TruncatedNormalPlan,
+    UniformPlan,
+)
 
 SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (
     torch.float16,
@@ -33,6 +47,10 @@ _NUMPY_TWIN: dict[torch.dtype, type[np.floating]] = {
 }
 
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+# No normal sampler produces a draw 40 std from its mode: the density there is e^-800 of the
+# peak (torch's Box-Muller draws reach ~5.8 std in float32 and ~8.6 in float64).
+_NORMAL_REACH = 40.0
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -67,7 +85,10 @@ def dtype_inward_bounds(
     open_high = isinstance(plan, UniformPlan)
     twin = _NUMPY_TWIN.get(dtype)
     if twin is not None:
-        lo, hi = inward_bounds(plan.low, plan.high, twin, open_high)
+        # A bound beyond the dtype's range rounds to inf (then steps to the largest finite
+        # value); numpy warns about that cast, which is expected here.
+        with np.errstate(over="ignore"):
+            lo, hi = inward_bounds(plan.low, plan.high, twin, open_high)
     else:
         lo, hi = _torch_inward_bounds(plan.low, plan.high, dtype, open_high)
     if not lo <= hi:
@@ -93,18 +114,61 @@ def _torch_inward_bounds(
     return float(lo.item()), float(hi.item())
 
 
-def cast_once(x: torch.Tensor, plan: Plan, dtype: torch.dtype) -> torch.Tensor:
-    """Round ``x`` to ``dtype`` once; clip bounded plans to the dtype-inward bounds; refuse
-    values that overflow to inf (``BackendError``, before anything is written)."""
-    out = x.to(dtype)
-    if out.numel() == 0:
-        return out
-    if isinstance(plan, (UniformPlan, TruncatedNormalPlan)):
-        lo, hi = dtype_inward_bounds(plan, dtype)
+def max_magnitude(plan: Plan) -> float:
+    """A bound on |value| over everything the plan can produce.
+
+    Exact for constant, uniform, eye, dirac and orthogonal plans (an entry of a matrix with
+    orthonormal rows or columns is at most 1, times gain). For normal-based plans: the largest
+    |value| within 40 std of the mode (clipped to [low, high] for a truncated normal, whose
+    mode is clip(loc, low, high) and whose density falls at least as fast from there).
+    """
+    if isinstance(plan, ConstantPlan):
+        return abs(plan.value)
+    if isinstance(plan, UniformPlan):
+        return max(abs(plan.low), abs(plan.high))
+    if isinstance(plan, NormalPlan):
+        return abs(plan.loc) + _NORMAL_REACH * plan.scale
+    if isinstance(plan, TruncatedNormalPlan):
+        mode = min(max(plan.loc, plan.low), plan.high)
+        low = max(plan.low, mode - _NORMAL_REACH * plan.scale)
+        high = min(plan.high, mode + _NORMAL_REACH * plan.scale)
+        return max(abs(low), abs(high))
+    if isinstance(plan, SparsePlan):
+        return _NORMAL_REACH * plan.sigma
+    if isinstance(plan, (OrthogonalPlan, IdentityPlan, DiracPlan)):
+        return abs(plan.gain)
+    raise BackendError(f"initspec_torch: no magnitude bound for plan {type(plan).__name__}")
+
+
+def check_fits(plan: Plan, dtype: torch.dtype) -> None:
+    """``BackendError`` if a value of the plan can round to inf in ``dtype``.
+
+    Rounding is monotonic, so every |value| <= M stays finite iff M itself rounds to a finite
+    value (M = ``max_magnitude(plan)``).
+    """
+    bound = max_magnitude(plan)
+    if math.isfinite(float(torch.tensor(bound, dtype=torch.float64).to(dtype).item())):
+        return
+    largest = float(torch.finfo(dtype).max)
+    raise BackendError(
+        f"{plan.describe()} does not fit in {dtype_name(dtype)}: values reach {bound:.4g}, "
+        f"which overflows to inf (largest {dtype_name(dtype)}: {largest:.4g}); use a wider "
+        f"dtype (float32) or a smaller scale"
+    )
+
+
+def clip_to_bounds_(out: torch.Tensor, plan: Plan) -> torch.Tensor:
+    """Clip a uniform or truncated normal, already in its final dtype, to the dtype-inward
+    bounds (a no-op for other plans)."""
+    if isinstance(plan, (UniformPlan, TruncatedNormalPlan)) and out.numel():
+        lo, hi = dtype_inward_bounds(plan, out.dtype)
         out.clamp_(lo, hi)
-    if not bool(torch.isfinite(out).all()):
-        raise BackendError(
-            f"{plan.describe()} does not fit in {dtype_name(dtype)}: values overflow to inf; "
-            f"use a wider dtype (float32) or a smaller scale"
-        )
     return out
+
+
+def cast_once(x: torch.Tensor, plan: Plan, dtype: torch.dtype) -> torch.Tensor:
+    """Round ``x`` to ``dtype`` once and clip bounded plans to the dtype-inward bounds.
+
+    Overflow is not checked here: ``check_fits`` has ruled it out before sampling.
+    """
+    return clip_to_bounds_(x.to(dtype), plan)

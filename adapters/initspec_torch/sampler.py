@@ -1,8 +1,8 @@
 """The plan primitives drawn with torch, on the tensor's device, in a working dtype.
 
 One function per primitive of ``initspec.plans``; ``sample_plan`` dispatches on the plan type.
-Every function returns a new tensor of the plan's stored shape in ``dtype`` on ``device``,
-drawing only from ``generator`` (``None`` means torch's default generator, as
+Elementwise primitives fill a given tensor in place (``fill_*_``); structural ones return a
+new tensor of the plan's stored shape. All draw only from ``generator`` (``None`` means torch's default generator, as
 ``torch.nn.init``). The algorithms mirror the NumPy reference (``initspec.numpy_backend``);
 the result is cast to the target dtype by ``initspec_torch.casting``, not here.
 """
@@ -33,30 +33,25 @@ from initspec.plans import (
 _NORMAL_PROPOSAL_MASS = 0.3
 
 
-def constant(plan: ConstantPlan, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def fill_constant_(out: torch.Tensor, plan: ConstantPlan) -> torch.Tensor:
     """Every element ``plan.value``."""
-    return torch.full(plan.shape, plan.value, dtype=dtype, device=device)
+    return out.fill_(plan.value)
 
 
-def uniform(
-    plan: UniformPlan,
-    dtype: torch.dtype,
-    device: torch.device,
-    generator: torch.Generator | None,
+def fill_uniform_(
+    out: torch.Tensor, plan: UniformPlan, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """U[low, high): torch's ``uniform_``, i.e. low + (high - low) * u with u ~ U[0, 1)."""
-    out = torch.empty(plan.shape, dtype=dtype, device=device)
+    """U[low, high): torch's ``uniform_``, i.e. low + (high - low) * u with u ~ U[0, 1).
+
+    Rounding can land on ``high``; the final cast clips to the dtype's values below it.
+    """
     return out.uniform_(plan.low, plan.high, generator=generator)
 
 
-def normal(
-    plan: NormalPlan,
-    dtype: torch.dtype,
-    device: torch.device,
-    generator: torch.Generator | None,
+def fill_normal_(
+    out: torch.Tensor, plan: NormalPlan, generator: torch.Generator | None
 ) -> torch.Tensor:
     """N(loc, scale**2), untruncated: torch's ``normal_``."""
-    out = torch.empty(plan.shape, dtype=dtype, device=device)
     return out.normal_(plan.loc, plan.scale, generator=generator)
 
 
@@ -67,6 +62,7 @@ def standard_truncated_normal(
     dtype: torch.dtype,
     device: torch.device,
     generator: torch.Generator | None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """n draws of N(0, 1) restricted to [a, b], exactly, by rejection on ``device``.
 
@@ -82,9 +78,11 @@ def standard_truncated_normal(
 
     No inverse CDF, so narrow intervals far in the tail neither pile up nor overflow. Each
     round draws enough proposals for the expected acceptance (re-estimated from the previous
-    round), so a round trip to the host happens only a few times per call.
+    round), so a round trip to the host happens only a few times per call. ``out``: a 1-D
+    tensor of n elements (of ``dtype`` on ``device``) to write into instead of a new one.
     """
-    out = torch.empty(n, dtype=dtype, device=device)
+    if out is None:
+        out = torch.empty(n, dtype=dtype, device=device)
     if n == 0:
         return out
     flip = b <= 0
@@ -130,19 +128,36 @@ def standard_truncated_normal(
     return out.neg_() if flip else out
 
 
-def truncated_normal(
-    plan: TruncatedNormalPlan,
-    dtype: torch.dtype,
-    device: torch.device,
+def fill_truncated_normal_(
+    out: torch.Tensor, plan: TruncatedNormalPlan, generator: torch.Generator | None
+) -> torch.Tensor:
+    """N(loc, scale**2) restricted to [low, high]: loc + scale * z, z a standard TN on
+    [alpha, beta]. ``out`` must be contiguous. Rounding in the affine step can step just
+    outside [low, high]; the final cast clips to the dtype's values inside."""
+    flat = out.view(-1)
+    standard_truncated_normal(
+        flat.numel(), plan.alpha, plan.beta, out.dtype, out.device, generator, out=flat
+    )
+    flat.mul_(plan.scale).add_(plan.loc)
+    return out
+
+
+ELEMENTWISE = (ConstantPlan, UniformPlan, NormalPlan, TruncatedNormalPlan)
+
+
+def fill_elementwise_(
+    out: torch.Tensor,
+    plan: ConstantPlan | UniformPlan | NormalPlan | TruncatedNormalPlan,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """N(loc, scale**2) restricted to [low, high]: loc + scale * z with z a standard TN on
-    [alpha, beta], clamped to [low, high] against rounding in the affine step."""
-    z = standard_truncated_normal(
-        math.prod(plan.shape), plan.alpha, plan.beta, dtype, device, generator
-    )
-    x = z.mul_(plan.scale).add_(plan.loc).clamp_(plan.low, plan.high)
-    return x.reshape(plan.shape)
+    """Fill a contiguous ``out`` with an elementwise plan, in ``out``'s dtype, in place."""
+    if isinstance(plan, ConstantPlan):
+        return fill_constant_(out, plan)
+    if isinstance(plan, UniformPlan):
+        return fill_uniform_(out, plan, generator)
+    if isinstance(plan, NormalPlan):
+        return fill_normal_(out, plan, generator)
+    return fill_truncated_normal_(out, plan, generator)
 
 
 def orthogonal_matrix(
@@ -253,14 +268,9 @@ def sample_plan(
     Elementwise plans come back in ``dtype``; orthogonal and delta-orthogonal plans in
     float64 (their QR runs in float64, and casting once is the caller's job).
     """
-    if isinstance(plan, ConstantPlan):
-        return constant(plan, dtype, device)
-    if isinstance(plan, UniformPlan):
-        return uniform(plan, dtype, device, generator)
-    if isinstance(plan, NormalPlan):
-        return normal(plan, dtype, device, generator)
-    if isinstance(plan, TruncatedNormalPlan):
-        return truncated_normal(plan, dtype, device, generator)
+    if isinstance(plan, ELEMENTWISE):
+        out = torch.empty(plan.shape, dtype=dtype, device=device)
+        return fill_elementwise_(out, plan, generator)
     if isinstance(plan, OrthogonalPlan):
         return orthogonal(plan, device, generator)
     if isinstance(plan, IdentityPlan):

@@ -20,11 +20,13 @@ from initspec.specs import PlanContext, SpecBase
 from initspec_torch.casting import (
     SUPPORTED_DTYPES,
     cast_once,
+    check_fits,
+    clip_to_bounds_,
     dtype_inward_bounds,
     dtype_name,
     work_dtype,
 )
-from initspec_torch.sampler import sample_plan
+from initspec_torch.sampler import ELEMENTWISE, fill_elementwise_, sample_plan
 
 T = TypeVar("T", bound=torch.Tensor)
 
@@ -61,8 +63,9 @@ def plan_for(
 ) -> Plan:
     """Parse ``spec`` and resolve it against ``tensor``'s shape; errors name the parameter.
 
-    Also rejects bounded plans that the tensor's dtype cannot represent (an interval
-    narrower than the dtype's spacing), so that sampling cannot fail later.
+    Also rejects, with ``BackendError``, plans whose values can overflow the tensor's dtype
+    and bounded plans the dtype has no value for (an interval narrower than its spacing), so
+    that nothing can fail once writing starts.
     """
     shape = tuple(tensor.shape)
     parsed = parse(spec)
@@ -75,11 +78,12 @@ def plan_for(
         if type(exc) is InitSpecError:
             raise InitSpecError(f"{_where(path, shape)}: {exc}") from None
         raise
-    if isinstance(plan, (UniformPlan, TruncatedNormalPlan)) and tensor.numel():
-        try:
+    try:
+        check_fits(plan, tensor.dtype)
+        if isinstance(plan, (UniformPlan, TruncatedNormalPlan)) and tensor.numel():
             dtype_inward_bounds(plan, tensor.dtype)
-        except BackendError as exc:
-            raise BackendError(f"{_where(path, shape)}: {exc}") from None
+    except BackendError as exc:
+        raise BackendError(f"{_where(path, shape)}: {exc}") from None
     return plan
 
 
@@ -113,19 +117,23 @@ def make_generator(
 
 
 def write_plan(tensor: T, plan: Plan, generator: torch.Generator | None) -> T:
-    """Sample ``plan`` on ``tensor``'s device, cast once to its dtype, copy it in (no grad).
+    """Sample ``plan`` on ``tensor``'s device, round once to its dtype, write it (no grad).
 
-    Nothing is written if sampling or the cast fails. Meta and empty tensors are returned
-    unchanged: they have no values to write.
+    The plan has been checked by ``plan_for``, so nothing here can fail on the plan's account.
+    A contiguous tensor whose dtype is also the working dtype takes an elementwise plan in
+    place; everything else is sampled into a temporary and copied, and ``copy_`` writes by
+    logical index, so a channels_last or otherwise strided tensor gets the same values as a
+    contiguous one. Meta and empty tensors are returned unchanged: nothing to write.
     """
     if tensor.is_meta or tensor.numel() == 0:
         return tensor
+    work = work_dtype(plan, tensor.dtype)
     with torch.no_grad():
-        raw = sample_plan(plan, work_dtype(plan, tensor.dtype), tensor.device, generator)
-        values = cast_once(raw, plan, tensor.dtype)
-        # copy_ writes by logical index, so a channels_last or otherwise strided tensor gets
-        # the same values as a contiguous one.
-        tensor.copy_(values)
+        if isinstance(plan, ELEMENTWISE) and work == tensor.dtype and tensor.is_contiguous():
+            clip_to_bounds_(fill_elementwise_(tensor, plan, generator), plan)
+        else:
+            raw = sample_plan(plan, work, tensor.device, generator)
+            tensor.copy_(cast_once(raw, plan, tensor.dtype))
     return tensor
 
 
@@ -163,6 +171,6 @@ def init_(
         return tensor
     try:
         gen = make_generator(checked.device, generator, seed, path)
-        return write_plan(tensor, plan, gen)
     except BackendError as exc:
         raise BackendError(f"{_where(path, tuple(checked.shape))}: {exc}") from None
+    return write_plan(tensor, plan, gen)
