@@ -16,9 +16,11 @@ The first matching rule wins. ``unmatched``: "keep" leaves other parameters as t
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import json
 import pathlib
 import re
+import warnings
 from functools import cached_property
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -51,6 +53,75 @@ def _listify(value: Any) -> Any:
     return [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
 
 
+def _parse_regex(pattern: str) -> Any:
+    # The standard library's own regex parser: re._parser on 3.11+, sre_parse on 3.10.
+    try:
+        sre_parse = importlib.import_module("re._parser")
+    except ImportError:  # pragma: no cover - Python 3.10
+        sre_parse = importlib.import_module("sre_parse")
+    return sre_parse.parse(pattern)
+
+
+MAX_UNBOUNDED = 3
+
+
+def _risky(items: Any, inside_repeat: bool, counter: list[int]) -> str | None:
+    """Why a parsed regex can backtrack for too long, or None.
+
+    Refused: a repeat (``*``, ``+``, ``{n,m}`` with m > 1) around another such repeat or an
+    alternation (``(a+)+``, ``(a|a)*``, ``(.*a){20}``); more than ``MAX_UNBOUNDED``
+    unbounded repeats in one pattern (``.*.*.*.*``: polynomial of that degree);
+    backreferences and lookarounds.
+    """
+    for op, arg in items:
+        name = str(op)
+        if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            low, high, sub = arg
+            repeats = high > 1
+            if repeats and inside_repeat:
+                return "a repeat inside a repeat such as (a+)+ or (.*a){20}"
+            if high >= 65535:
+                counter[0] += 1
+                if counter[0] > MAX_UNBOUNDED:
+                    return f"more than {MAX_UNBOUNDED} unbounded repeats (* or +)"
+            found = _risky(sub, inside_repeat or repeats, counter)
+            if found:
+                return found
+        elif name == "SUBPATTERN":
+            found = _risky(arg[-1], inside_repeat, counter)
+            if found:
+                return found
+        elif name == "BRANCH":
+            if inside_repeat:
+                return "an alternation inside a repeat such as (a|b)*"
+            for branch in arg[1]:
+                found = _risky(branch, inside_repeat, counter)
+                if found:
+                    return found
+        elif name in ("GROUPREF", "GROUPREF_EXISTS"):
+            return "backreferences"
+        elif name in ("ASSERT", "ASSERT_NOT"):
+            return "lookahead and lookbehind"
+    return None
+
+
+def check_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a policy regex, refusing patterns that can backtrack catastrophically."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "possible nested set" notes
+            compiled = re.compile(pattern)
+            parsed = _parse_regex(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise ValueError(f"not a valid regular expression ({exc})") from None
+    why = _risky(list(parsed), False, [0])
+    if why:
+        raise ValueError(
+            f"refused: {why} can backtrack for a very long time; write a simpler pattern"
+        )
+    return compiled
+
+
 def glob_regex(pattern: str) -> re.Pattern[str]:
     """A glob over a dotted path (``*`` and ``?`` cross dots, as ``fnmatch``), compiled once."""
     return re.compile(fnmatch.translate(pattern))
@@ -76,10 +147,7 @@ class Match(BaseModel):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression ({exc})") from None
+            check_regex(value)
         return value
 
     @cached_property
