@@ -58,6 +58,9 @@ def watch(monkeypatch):
             raise Boom(f"import_module({name})")
         return real_import_module(name, *args, **kwargs)
 
+    # Warm up what the standard library imports lazily (module imports run builtins.exec).
+    initspec.presets()
+    initspec.load_policy("gpt2")
     monkeypatch.setattr(builtins, "eval", forbidden)
     monkeypatch.setattr(builtins, "exec", forbidden)
     monkeypatch.setattr(subprocess, "Popen", forbidden)
