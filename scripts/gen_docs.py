@@ -163,7 +163,7 @@ def catalog() -> str:
         "| kind | torch | jax / flax | keras 3 | note |",
         "|---|---|---|---|---|",
     ]
-    for kind, cls in sorted(initspec.SPEC_CLASSES.items()):
+    for kind in sorted(initspec.SPEC_CLASSES):
         t, j, k, note = EQUIV[kind]
         lines.append(f"| `{kind}` | {t} | {j} | {k} | {note} |")
     for kind, cls in sorted(initspec.SPEC_CLASSES.items()):
