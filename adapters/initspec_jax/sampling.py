@@ -13,6 +13,8 @@ may be a tracer.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import jax
@@ -33,7 +35,7 @@ from initspec.plans import (
     UniformPlan,
 )
 from initspec_jax.checks import check_dtype, work_dtype
-from initspec_jax.truncnorm import standard_truncated_normal
+from initspec_jax.truncnorm import Branch, sample_standard, truncnorm_constants
 
 # Upper bounds on |z| for jax.random.normal: it maps a 23-bit (52-bit) uniform through
 # erf_inv, so |z| <= sqrt2 * erf_inv(1 - 2**-23) ~ 5.4 in float32 and ~8.3 in float64.
@@ -93,12 +95,13 @@ def sample_work(plan: Plan, key: jax.Array, work: np.dtype[Any]) -> jax.Array:
     if isinstance(plan, ConstantPlan):
         return jnp.full(shape, plan.value, work)
     if isinstance(plan, UniformPlan):
-        return jax.random.uniform(key, shape, work, minval=plan.low, maxval=plan.high)
+        return _uniform(key, plan.low, plan.high, shape, work)
     if isinstance(plan, NormalPlan):
-        return plan.loc + plan.scale * jax.random.normal(key, shape, work)
+        return _normal(key, plan.loc, plan.scale, shape, work)
     if isinstance(plan, TruncatedNormalPlan):
-        z = standard_truncated_normal(key, shape, plan.alpha, plan.beta, work)
-        return jnp.clip(plan.loc + plan.scale * z, plan.low, plan.high)
+        branch, constants = truncnorm_constants(plan.alpha, plan.beta, work)
+        args = (plan.loc, plan.scale, plan.low, plan.high)
+        return _truncated_normal(key, args, constants, shape, work, branch)
     if isinstance(plan, IdentityPlan):
         return plan.gain * jnp.eye(*shape, dtype=work)
     if isinstance(plan, OrthogonalPlan):
@@ -109,6 +112,81 @@ def sample_work(plan: Plan, key: jax.Array, work: np.dtype[Any]) -> jax.Array:
     if isinstance(plan, SparsePlan):
         return _sparse(plan, key, work)
     raise BackendError(f"jax backend: unknown plan {type(plan).__name__}")
+
+
+# The elementwise primitives take their numbers as traced arguments and only the shape and
+# dtype as static ones, so every normal (uniform, truncated normal) plan of one shape shares
+# one compiled program whatever its std or bounds; inlined when called under an outer jit.
+
+
+def _uniform(
+    key: jax.Array, low: Any, high: Any, shape: tuple[int, ...], work: np.dtype[Any]
+) -> jax.Array:
+    return jax.random.uniform(key, shape, work, minval=low, maxval=high)
+
+
+def _normal(
+    key: jax.Array, loc: Any, scale: Any, shape: tuple[int, ...], work: np.dtype[Any]
+) -> jax.Array:
+    return loc + scale * jax.random.normal(key, shape, work)
+
+
+def _truncated_normal(
+    key: jax.Array,
+    args: tuple[Any, Any, Any, Any],
+    constants: tuple[Any, ...],
+    shape: tuple[int, ...],
+    work: np.dtype[Any],
+    branch: Branch,
+) -> jax.Array:
+    loc, scale, low, high = args
+    z = sample_standard(key, shape, work, branch, constants)
+    return jnp.clip(loc + scale * z, low, high)
+
+
+def _finish(x: jax.Array, bounds: tuple[Any, Any] | None, target: np.dtype[Any]) -> jax.Array:
+    """Round to ``target`` once; clip to ``bounds`` (values of ``target``) if given."""
+    out = x.astype(target)
+    if bounds is not None:
+        out = jnp.clip(out, jnp.asarray(bounds[0], out.dtype), jnp.asarray(bounds[1], out.dtype))
+    return out
+
+
+@partial(jax.jit, static_argnums=(3, 4, 5))
+def _elementwise_jit(
+    key: jax.Array,
+    numbers: tuple[Any, ...],
+    bounds: tuple[Any, Any] | None,
+    kind: tuple[Any, ...],
+    shape: tuple[int, ...],
+    target: np.dtype[Any],
+) -> jax.Array:
+    work = work_dtype(target)
+    if kind[0] == "uniform":
+        x = _uniform(key, *numbers, shape, work)
+    elif kind[0] == "normal":
+        x = _normal(key, *numbers, shape, work)
+    else:
+        x = _truncated_normal(key, numbers[:4], numbers[4:], shape, work, kind[1])
+    return _finish(x, bounds, target)
+
+
+def _unit(plan: Plan) -> tuple[Plan, float]:
+    """A structural plan with gain (sparse: std) 1, and that factor: the values are linear in
+    it, so plans differing only in gain share a compiled program."""
+    if isinstance(plan, SparsePlan):
+        return replace(plan, sigma=1.0), plan.sigma
+    if isinstance(plan, (OrthogonalPlan, IdentityPlan, DiracPlan)):
+        return replace(plan, gain=1.0), plan.gain
+    return plan, 1.0
+
+
+@partial(jax.jit, static_argnums=(0, 3))
+def _structural_jit(
+    unit: Plan, key: jax.Array, factor: Any, target: np.dtype[Any]
+) -> jax.Array:
+    work = work_dtype(target)
+    return _finish(factor * sample_work(unit, key, work), None, target)
 
 
 def max_magnitude(plan: Plan, work: np.dtype[Any]) -> float:
@@ -142,19 +220,34 @@ def check_range(plan: Plan, dtype: np.dtype[Any], work: np.dtype[Any]) -> None:
         )
 
 
-def cast_once(x: jax.Array, plan: Plan, dtype: np.dtype[Any]) -> jax.Array:
-    """Round ``x`` to ``dtype`` once; keep uniform and truncated normal inside their bounds."""
-    out = x.astype(dtype)
+def clip_bounds(plan: Plan, dtype: np.dtype[Any]) -> tuple[float, float] | None:
+    """The closest ``dtype`` values inside a uniform's [low, high) or a truncated normal's
+    [low, high] (``numpy_backend.inward_bounds``); None for other plans."""
     if isinstance(plan, (UniformPlan, TruncatedNormalPlan)):
-        out_dtype = np.dtype(out.dtype)  # float32 when float64 was asked for without x64
-        lo, hi = inward_bounds(plan.low, plan.high, out_dtype, isinstance(plan, UniformPlan))
-        out = jnp.clip(out, jnp.asarray(lo, out_dtype), jnp.asarray(hi, out_dtype))
-    return out
+        return inward_bounds(plan.low, plan.high, dtype, isinstance(plan, UniformPlan))
+    return None
 
 
 def sample_plan(plan: Plan, key: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
-    """Draw ``plan`` with ``key`` as a ``dtype`` array: work dtype, then one rounding."""
+    """Draw ``plan`` with ``key`` (a single typed key) as a ``dtype`` array: sampled in the
+    work dtype, rounded once, uniform and truncated normal clipped inside their bounds."""
     target = check_dtype(dtype)
     work = work_dtype(target)
     check_range(plan, target, work)
-    return cast_once(sample_work(plan, key, work), plan, target)
+    out_dtype = np.dtype(jnp.zeros((), target).dtype)  # float32 for float64 without x64
+    bounds = clip_bounds(plan, out_dtype)
+    if isinstance(plan, ConstantPlan):
+        return jnp.full(plan.shape, plan.value, work).astype(target)
+    if isinstance(plan, UniformPlan):
+        numbers: tuple[float, ...] = (plan.low, plan.high)
+        kind: tuple[Any, ...] = ("uniform",)
+    elif isinstance(plan, NormalPlan):
+        numbers, kind = (plan.loc, plan.scale), ("normal",)
+    elif isinstance(plan, TruncatedNormalPlan):
+        branch, constants = truncnorm_constants(plan.alpha, plan.beta, work)
+        numbers = (plan.loc, plan.scale, plan.low, plan.high, *constants)
+        kind = ("truncated_normal", branch)
+    else:
+        unit, factor = _unit(plan)
+        return _structural_jit(unit, key, factor, target)
+    return _elementwise_jit(key, numbers, bounds, kind, plan.shape, target)

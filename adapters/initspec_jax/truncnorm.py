@@ -29,7 +29,7 @@ The result is clipped to [alpha, beta] (rounding only; the exact quantiles lie i
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -67,47 +67,98 @@ def _log_upper_tail(x: float) -> float:
     return math.log(normal_mass(x, math.inf))
 
 
+Branch = Literal["central", "right", "left"]
+
+
+def truncnorm_constants(
+    alpha: float, beta: float, work: np.dtype[Any]
+) -> tuple[Branch, tuple[float, ...]]:
+    """The host-side half: which form to use and its float64 constants.
+
+    ``"central"``: (alpha, beta, Pa, Qb, W, Ea). ``"right"`` (the interval far right of 0) and
+    ``"left"`` (far left, sampled mirrored): (a, b, log Q(a), Q(b) / Q(a)) with 0 < a < b.
+    Separating them lets one compiled program serve every interval of a given shape.
+    """
+    near = alpha if alpha >= 0 else (-beta if beta <= 0 else 0.0)
+    if near > 0 and normal_mass(near, math.inf) < far_tail_threshold(work):
+        a, b = (alpha, beta) if alpha >= 0 else (-beta, -alpha)
+        log_qa = _log_upper_tail(a)
+        # Q(b) / Q(a); 0 when Q(b) underflows float64 (b is then beyond any reachable quantile)
+        ratio = math.exp(_log_upper_tail(b) - log_qa) if normal_mass(b, math.inf) > 0 else 0.0
+        return ("right" if alpha >= 0 else "left"), (a, b, log_qa, ratio)
+    return "central", (
+        alpha,
+        beta,
+        normal_mass(-math.inf, alpha),
+        normal_mass(beta, math.inf),
+        normal_mass(alpha, beta),
+        math.erf(alpha / _SQRT2),
+    )
+
+
+def sample_standard(
+    key: jax.Array,
+    shape: tuple[int, ...],
+    work: np.dtype[Any],
+    branch: Branch,
+    constants: tuple[Any, ...],
+) -> jax.Array:
+    """The device-side half: draws for ``truncnorm_constants``'s output (constants may be
+    traced values)."""
+    c = tuple(jnp.asarray(v, work) for v in constants)
+    if branch == "central":
+        return _central(key, shape, work, *c)
+    x = _far_right_tail(key, shape, work, *c)
+    return x if branch == "right" else -x
+
+
 def standard_truncated_normal(
     key: jax.Array, shape: tuple[int, ...], alpha: float, beta: float, work: np.dtype[Any]
 ) -> jax.Array:
     """``shape`` draws of N(0, 1) restricted to [alpha, beta] in dtype ``work``."""
-    near = alpha if alpha >= 0 else (-beta if beta <= 0 else 0.0)
-    if near > 0 and normal_mass(near, math.inf) < far_tail_threshold(work):
-        if alpha >= 0:
-            return _far_right_tail(key, shape, alpha, beta, work)
-        return -_far_right_tail(key, shape, -beta, -alpha, work)
+    branch, constants = truncnorm_constants(alpha, beta, work)
+    return sample_standard(key, shape, work, branch, constants)
 
-    def const(v: float) -> jax.Array:
-        return jnp.asarray(v, dtype=work)
 
-    pa = const(normal_mass(-math.inf, alpha))
-    qb = const(normal_mass(beta, math.inf))
-    w = const(normal_mass(alpha, beta))
-    ea = const(math.erf(alpha / _SQRT2))
+def _central(
+    key: jax.Array,
+    shape: tuple[int, ...],
+    work: np.dtype[Any],
+    alpha: jax.Array,
+    beta: jax.Array,
+    pa: jax.Array,
+    qb: jax.Array,
+    w: jax.Array,
+    ea: jax.Array,
+) -> jax.Array:
+    """Inverse CDF in the p, q or e form (module docstring)."""
     u = open_uniform(key, shape, work)
     p = pa + u * w
     q = qb + (1 - u) * w
     e = ea + u * (2 * w)
-    threshold = const(_PHI_MINUS_1)
+    threshold = jnp.asarray(_PHI_MINUS_1, work)
     x = jnp.where(
         p < threshold, ndtri(p), jnp.where(q < threshold, -ndtri(q), _SQRT2 * erfinv(e))
     )
-    return jnp.clip(x, const(alpha), const(beta))
+    return jnp.clip(x, alpha, beta)
 
 
 def _far_right_tail(
-    key: jax.Array, shape: tuple[int, ...], a: float, b: float, work: np.dtype[Any]
+    key: jax.Array,
+    shape: tuple[int, ...],
+    work: np.dtype[Any],
+    a: jax.Array,
+    b: jax.Array,
+    log_qa: jax.Array,
+    ratio: jax.Array,
 ) -> jax.Array:
     """N(0, 1) restricted to [a, b], 0 < a < b, solved in log space (module docstring)."""
-    log_qa = _log_upper_tail(a)
-    # Q(b) / Q(a); 0 when Q(b) underflows float64 (then b is beyond any reachable quantile).
-    ratio = math.exp(_log_upper_tail(b) - log_qa) if normal_mass(b, math.inf) > 0 else 0.0
     u = open_uniform(key, shape, work)
-    log_rel = jnp.log((1 - u) + u * jnp.asarray(ratio, work))  # log(Q(x) / Q(a)), <= 0
-    target = jnp.asarray(log_qa, work) + log_rel
-    x = jnp.sqrt(jnp.asarray(a * a, work) - 2 * log_rel)
+    log_rel = jnp.log((1 - u) + u * ratio)  # log(Q(x) / Q(a)), <= 0
+    target = log_qa + log_rel
+    x = jnp.sqrt(a * a - 2 * log_rel)
     for _ in range(_NEWTON_STEPS):
         log_q = log_ndtr(-x)
         log_pdf = -0.5 * x * x - jnp.asarray(_LOG_SQRT_2PI, work)
         x = x + (log_q - target) * jnp.exp(log_q - log_pdf)
-    return jnp.clip(x, jnp.asarray(a, work), jnp.asarray(b, work))
+    return jnp.clip(x, a, b)
