@@ -220,7 +220,7 @@ class DepthScale(BaseModel):
         pattern = self.n_layers[len("count:") :]
         if "*" not in pattern:
             raise ValueError("count: needs a '*' to count over")
-        head, tail = pattern.split("*", 1)
+        head, tail = pattern.rsplit("*", 1)  # the last * is counted; earlier ones are globs
         body = fnmatch.translate(head)[4:-3] + r"(?P<n>[^.]+)" + fnmatch.translate(tail)[4:-3]
         return re.compile(f"(?s:{body})(?:\\.|$)")
 
