@@ -44,7 +44,7 @@ from initspec.seeding import derive_seed
 
 STREAM_VERSION = 1
 STREAM_VERSIONS = (1,)
-CHUNK = 1 << 20  # elements per chunk: bounds the NumPy stream's temporary memory
+CHUNK = 1 << 16  # elements per chunk: bounds temporary memory and keeps it in cache
 
 _ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)
 _PARITY = 0x1BD11BDA
@@ -71,19 +71,24 @@ def threefry2x32(
     key: tuple[int, int], x0: np.ndarray, x1: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Threefry-2x32 with 20 rounds (Random123 ``threefry2x32_20``, JAX's ``threefry_2x32``)."""
-    k0, k1 = np.uint32(key[0]), np.uint32(key[1])
-    ks = (k0, k1, np.uint32(key[0] ^ key[1] ^ _PARITY))
+    ks = (np.uint32(key[0]), np.uint32(key[1]), np.uint32(key[0] ^ key[1] ^ _PARITY))
+    # In place, with one scratch array: the stream is memory-bound in NumPy.
+    y0 = x0.astype(np.uint32, copy=True)
+    y1 = x1.astype(np.uint32, copy=True)
+    tmp = np.empty_like(y1)
     with np.errstate(over="ignore"):
-        y0 = x0.astype(np.uint32) + ks[0]
-        y1 = x1.astype(np.uint32) + ks[1]
+        y0 += ks[0]
+        y1 += ks[1]
         for block in range(5):
             for r in _ROTATIONS[4 * (block % 2) : 4 * (block % 2) + 4]:
                 y0 += y1
-                y1 = (y1 << np.uint32(r)) | (y1 >> np.uint32(32 - r))
+                np.right_shift(y1, np.uint32(32 - r), out=tmp)
+                np.left_shift(y1, np.uint32(r), out=y1)
+                y1 |= tmp
                 y1 ^= y0
             s = block + 1
             y0 += ks[s % 3]
-            y1 += ks[(s + 1) % 3] + np.uint32(s)
+            y1 += np.uint32((int(ks[(s + 1) % 3]) + s) & 0xFFFFFFFF)
     return y0, y1
 
 
@@ -185,21 +190,27 @@ def _poly(x: np.ndarray, coefs: tuple[float, ...]) -> np.ndarray:
 def ndtri(p: np.ndarray) -> np.ndarray:
     """Inverse of the standard normal CDF for p in (0, 1), float64 (Cephes ``ndtri``)."""
     p = np.asarray(p, dtype=np.float64)
+    out = np.empty_like(p)
     upper = p > 1.0 - _EXPM2
     y = np.where(upper, 1.0 - p, p)
     central = y > _EXPM2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = y - 0.5
-        w2 = w * w
-        xc = (w + w * (w2 * _poly(w2, _P0) / _poly(w2, _Q0))) * _S2PI
-        t = np.sqrt(-2.0 * np.log(np.where(central, 0.5, y)))
-        z = 1.0 / t
-        tail = np.where(
-            t < 8.0, z * _poly(z, _P1) / _poly(z, _Q1), z * _poly(z, _P2) / _poly(z, _Q2)
-        )
-        xt = t - np.log(t) / t - tail
-    xt = np.where(upper, xt, -xt)
-    return np.asarray(np.where(central, np.where(upper, -xc, xc), xt))
+    w = y[central] - 0.5
+    w2 = w * w
+    xc = (w + w * (w2 * _poly(w2, _P0) / _poly(w2, _Q0))) * _S2PI
+    out[central] = np.where(upper[central], -xc, xc)
+    tail = ~central
+    if tail.any():
+        with np.errstate(divide="ignore"):
+            t = np.sqrt(-2.0 * np.log(y[tail]))
+            z = 1.0 / t
+            near = t < 8.0
+            corr = np.empty_like(t)
+            corr[near] = z[near] * _poly(z[near], _P1) / _poly(z[near], _Q1)
+            far = ~near
+            corr[far] = z[far] * _poly(z[far], _P2) / _poly(z[far], _Q2)
+            xt = t - np.log(t) / t - corr
+        out[tail] = np.where(upper[tail], xt, -xt)
+    return out
 
 
 def layout_perm(shape: tuple[int, ...], layout: LayoutLike) -> tuple[int, ...]:
