@@ -10,6 +10,7 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 
 import jax  # noqa: E402
 
@@ -28,16 +29,22 @@ def main() -> int:
     available = backends()
     for backend in ("numpy", "torch-cpu", "torch-cuda", "jax-cpu", "jax-gpu"):
         if backend not in available:
-            rows.append(f"| (all) | {backend} | - | - | - | - | - | - | - | skip: no such device on this machine |")
+            rows.append(
+                f"| (all) | {backend} | - | - | - | - | - | - | - | skip: no such device on this machine |"
+            )
             continue
         sampler, dtypes = available[backend]
         for spec, key in matrix(full=True):
             shape, layout = SHAPES[key]
             for dtype in ALL_DTYPES:
                 if dtype not in dtypes:
-                    why = "NumPy has no bfloat16" if backend == "numpy" else f"{dtype} not available"
+                    why = (
+                        "NumPy has no bfloat16" if backend == "numpy" else f"{dtype} not available"
+                    )
                     if spec is matrix(full=True)[0][0] and key == "linear":
-                        rows.append(f"| (all) | {backend} | {dtype} | - | - | - | - | - | - | skip: {why} |")
+                        rows.append(
+                            f"| (all) | {backend} | {dtype} | - | - | - | - | - | - | skip: {why} |"
+                        )
                     continue
                 cell = run_cell(spec, backend, sampler, shape, layout, dtype, seed=11)
                 failures += not cell.ok

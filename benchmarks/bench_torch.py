@@ -1,0 +1,155 @@
+"""Torch CPU scenarios: GPT-2 small, ResNet-50, meta-device Llama, spec micro-benchmarks."""
+
+from __future__ import annotations
+
+import resource
+
+import torch
+from torch import nn
+
+import initspec
+import initspec_torch
+from benchmarks.common import Pair, compare
+from benchmarks.models_torch import (
+    GPT2,
+    Llama,
+    ResNet50,
+    gpt2_hand_init,
+    llama_hand_init,
+    n_params,
+    reset_all,
+)
+
+
+def gpt2(scale: float = 1.0, repeats: int = 5) -> list[Pair]:
+    n_layer = max(1, round(12 * scale))
+    d = max(64, int(768 * scale) // 64 * 64)
+    vocab = max(1000, int(50257 * scale))
+    model = GPT2(n_layer, d, vocab)
+    policy = initspec.preset("gpt2")
+    p = compare(
+        f"1. GPT-2 ({n_params(model) / 1e6:.0f}M params)",
+        "apply(gpt2)",
+        lambda: initspec_torch.apply(policy, model),
+        "HF-style loop",
+        lambda: gpt2_hand_init(model),
+        repeats,
+        "<= 1.05",
+    )
+    return [p]
+
+
+def resnet50(scale: float = 1.0, repeats: int = 5) -> list[Pair]:
+    width = max(8, int(64 * scale))
+    model = ResNet50(width=width)
+    policy = initspec.preset("torch-defaults")
+    return [
+        compare(
+            f"2. ResNet-50 ({n_params(model) / 1e6:.1f}M params)",
+            "apply(torch-defaults)",
+            lambda: initspec_torch.apply(policy, model),
+            "reset_parameters()",
+            lambda: reset_all(model),
+            repeats,
+            "<= 1.05",
+        )
+    ]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def meta_llama(scale: float = 1.0, repeats: int = 3) -> tuple[list[Pair], str]:
+    kw = (
+        {}
+        if scale >= 1.0
+        else {
+            "d": max(64, int(2048 * scale) // 64 * 64),
+            "n_layers": max(2, int(16 * scale)),
+            "ffn": max(128, int(8192 * scale)),
+            "vocab": max(1000, int(128256 * scale)),
+            "n_heads": 8,
+            "n_kv": 4,
+        }
+    )
+    with torch.device("meta"):
+        model = Llama(**kw)
+    model.to_empty(device="cpu")
+    size_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    largest_mb = max(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    policy = initspec.preset("torchtitan-llama3")
+    # Peak RSS during apply, sampled by a thread, relative to the RSS before it.
+    import threading
+
+    peak = [0.0]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            stop.wait(0.005)
+
+    before = _rss_mb()
+    t = threading.Thread(target=watch)
+    t.start()
+    initspec_torch.apply(policy, model)
+    stop.set()
+    t.join()
+    extra = peak[0] - before
+    pair = compare(
+        f"3. meta -> to_empty Llama ({n_params(model) / 1e9:.2f}B params)",
+        "apply(torchtitan-llama3)",
+        lambda: initspec_torch.apply(policy, model),
+        "torchtitan init_weights",
+        lambda: llama_hand_init(model),
+        repeats,
+        "<= 1.05",
+    )
+    note = f"model {size_mb:.0f} MB, largest parameter {largest_mb:.0f} MB; RSS before apply {before:.0f} MB, peak during apply {peak[0]:.0f} MB (+{extra:.0f} MB; goal: <= +{largest_mb:.0f} MB)"
+    return [pair], note
+
+
+def micro(n: int = 4096, repeats: int = 5) -> list[Pair]:
+    t = torch.empty(n, n)
+    gen = torch.Generator().manual_seed(0)
+    cases = [
+        (
+            "normal",
+            {"kind": "normal", "std": 0.02},
+            lambda: nn.init.normal_(t, 0.0, 0.02, generator=gen),
+        ),
+        (
+            "trunc_normal_ (+-2 std)",
+            {"kind": "truncated_normal", "std": 0.02, "low": -0.04, "high": 0.04},
+            lambda: nn.init.trunc_normal_(t, 0.0, 0.02, -0.04, 0.04, generator=gen),
+        ),
+        (
+            "trunc_normal_ (defaults, std 0.02)",
+            {"kind": "trunc_normal_", "std": 0.02},
+            lambda: nn.init.trunc_normal_(t, 0.0, 0.02, generator=gen),
+        ),
+        (
+            "kaiming_uniform_",
+            {"kind": "kaiming_uniform"},
+            lambda: nn.init.kaiming_uniform_(t, generator=gen),
+        ),
+        ("orthogonal_", {"kind": "orthogonal"}, lambda: nn.init.orthogonal_(t, generator=gen)),
+    ]
+    out = []
+    for name, spec, theirs in cases:
+        parsed = initspec.parse(spec)
+        reps = max(1, repeats // 2) if name == "orthogonal_" else repeats
+        out.append(
+            compare(
+                f"6. {name} {n}x{n}",
+                "init_",
+                lambda parsed=parsed: initspec_torch.init_(t, parsed, generator=gen),
+                "torch.nn.init",
+                theirs,
+                reps,
+                "<= 1.05",
+            )
+        )
+    return out
