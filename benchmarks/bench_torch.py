@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import resource
 
+import initspec_torch
 import torch
 from torch import nn
 
 import initspec
-import initspec_torch
 from benchmarks.common import Pair, compare
 from benchmarks.models_torch import (
     GPT2,
