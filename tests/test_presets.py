@@ -12,8 +12,6 @@ from scipy import stats
 
 from initspec.plans import ConstantPlan, UniformPlan
 
-import initspec
-
 torch = pytest.importorskip("torch")
 nn = torch.nn
 initspec_torch = pytest.importorskip("initspec_torch")
