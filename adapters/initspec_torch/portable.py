@@ -1,0 +1,546 @@
+"""The portable random stream, version 1, on torch tensors (CPU and CUDA, on their device).
+
+The same values as the NumPy reference ``initspec.portable`` (docs/portable-random.md):
+
+- key ``(k0, k1)`` of a parameter: ``initspec.portable.param_key(seed, path)``;
+- element ``i``: its row-major index in the plan's canonical order (``layout_perm``);
+- bits: ``(b0, b1) = threefry2x32_20((k0, k1), (i >> 32, i & 0xFFFFFFFF))``;
+- ``u = (u64 >> 11) * 2**-53`` in [0, 1) and ``uo = ((u64 >> 12) + 0.5) * 2**-52`` in (0, 1),
+  with ``u64 = b0 << 32 | b1``, computed from the two words as
+  ``(b0 * 2**21 + (b1 >> 11)) * 2**-53`` and ``(b0 * 2**20 + (b1 >> 12) + 0.5) * 2**-52``
+  (integers below 2**53, so the conversion to float64 is exact);
+- U(low, high): ``low + (high - low) * u``; N(loc, scale): ``loc + scale * ndtri(uo)``;
+  truncated normal: ``clip(loc + scale * (+-ndtri(pa + uo * mass)), low, high)``;
+  every step in float64, one rounding per operation (separate kernels, no fused
+  multiply-add), then rounded once to the target dtype and clipped to the dtype's values
+  inside the bounds.
+
+torch has no usable uint32 arithmetic (no add or shift on ``torch.uint32``), so the words are
+int64 tensors holding values in [0, 2**32), masked with ``& 0xFFFFFFFF``; Threefry needs only
+add, xor and rotate. Work is done in chunks, so memory stays bounded by a few int64
+temporaries per chunk element whatever the tensor's size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from initspec import portable as ref
+from initspec.errors import BackendError, ShapeError
+from initspec.plans import (
+    ConstantPlan,
+    DiracPlan,
+    IdentityPlan,
+    NormalPlan,
+    OrthogonalPlan,
+    Plan,
+    SparsePlan,
+    TruncatedNormalPlan,
+    UniformPlan,
+    normal_mass,
+)
+from initspec_torch.casting import SUPPORTED_DTYPES, clip_to_bounds_, dtype_name
+
+M32 = 0xFFFFFFFF
+# Elements per chunk. CPU: the int64 temporaries of a chunk (~2 MiB) stay in cache, and the
+# ~120 kernels per chunk amortize torch's per-op overhead. CUDA: large enough to fill the GPU.
+CHUNK_CPU = 1 << 16
+CHUNK_CUDA = 1 << 22
+
+ELEMENTWISE = (ConstantPlan, UniformPlan, NormalPlan, TruncatedNormalPlan)
+
+
+def chunk_size(device: torch.device) -> int:
+    return CHUNK_CPU if device.type == "cpu" else CHUNK_CUDA
+
+
+def check_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype itself if the stream defines it (float16, bfloat16, float32, float64)."""
+    if dtype not in SUPPORTED_DTYPES:
+        allowed = ", ".join(dtype_name(d) for d in SUPPORTED_DTYPES)
+        raise BackendError(
+            f"the portable stream does not define dtype {dtype_name(dtype)}; allowed: {allowed}"
+        )
+    return dtype
+
+
+# --- bits -------------------------------------------------------------------------------
+
+
+def threefry2x32_(
+    key: tuple[int, int], x0: torch.Tensor, x1: torch.Tensor, tmp: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Threefry-2x32-20 in place on int64 words in [0, 2**32); returns ``(x0, x1)``.
+
+    Rounds: ``x0 += x1; x1 = rotl(x1, r); x1 ^= x0`` with r cycling through
+    13 15 26 6 17 29 16 24; key schedule ``(k0, k1, k0 ^ k1 ^ 0x1BD11BDA)`` injected after
+    every 4 rounds (``x0 += ks[s % 3]; x1 += ks[(s + 1) % 3] + s``). ``tmp``: scratch of the
+    same shape (allocated if not given).
+    """
+    k0, k1 = key
+    ks = (k0, k1, k0 ^ k1 ^ ref._PARITY)
+    if tmp is None:
+        tmp = torch.empty_like(x1)
+    x0.add_(ks[0])
+    x1.add_(ks[1]).bitwise_and_(M32)
+    for block in range(5):
+        for r in ref._ROTATIONS[4 * (block % 2) : 4 * (block % 2) + 4]:
+            # x0 is left unmasked until the end: it only feeds additions and the xor into x1
+            # (whose mask drops the high bits); 26 additions of < 2**33 stay below 2**38.
+            x0.add_(x1)
+            torch.bitwise_right_shift(x1, 32 - r, out=tmp)
+            # rotl = (x1 << r) | (x1 >> (32 - r)): the two parts do not overlap, so one fused
+            # tmp + x1 * 2**r replaces shift and or; the mask below drops bits >= 32.
+            torch.add(tmp, x1, alpha=1 << r, out=x1)
+            x1.bitwise_xor_(x0).bitwise_and_(M32)
+        s = block + 1
+        x0.add_(ks[s % 3])
+        x1.add_((ks[(s + 1) % 3] + s) & M32).bitwise_and_(M32)
+    x0.bitwise_and_(M32)
+    return x0, x1
+
+
+def words(
+    key: tuple[int, int], counters: torch.Tensor, tmp: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(b0, b1)``, int64 words in [0, 2**32), for int64 counters (global element indices)."""
+    x0 = torch.bitwise_right_shift(counters, 32)
+    x1 = torch.bitwise_and(counters, M32)
+    return threefry2x32_(key, x0, x1, tmp)
+
+
+def uniform01_(b0: torch.Tensor, b1: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``(u64 >> 11) * 2**-53`` into float64 ``out``; ``b1`` is overwritten."""
+    b1.bitwise_right_shift_(11).add_(b0, alpha=1 << 21)  # u64 >> 11 < 2**53: exact
+    return out.copy_(b1).mul_(ref._2M53)
+
+
+def uniform_open_(b0: torch.Tensor, b1: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``((u64 >> 12) + 0.5) * 2**-52`` into float64 ``out``; ``b1`` is overwritten."""
+    b1.bitwise_right_shift_(12).add_(b0, alpha=1 << 20)
+    return out.copy_(b1).add_(0.5).mul_(ref._2M52)
+
+
+def sort_keys(b0: torch.Tensor, b1: torch.Tensor) -> torch.Tensor:
+    """int64 values ordered as the unsigned ``u64 = b0 << 32 | b1``: the top bit flipped,
+    ``(b0 - 2**31) * 2**32 + b1`` (in [-2**63, 2**63))."""
+    return (b0 - (1 << 31)).mul_(1 << 32).add_(b1)
+
+
+# --- ndtri ------------------------------------------------------------------------------
+
+_SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's splitting constant for float64
+
+
+def sqrt_rn(x: torch.Tensor) -> torch.Tensor:
+    """Square root of float64 ``x`` (> 0, not huge) rounded to nearest, as IEEE ``sqrt``.
+
+    ``torch.sqrt`` on CPU is not correctly rounded (1.3% of float64 results differ by an ulp
+    from ``numpy.sqrt``). One Newton step from it, with the residual ``x - s*s`` computed
+    exactly (Dekker's product via Veltkamp's split: exact in float64 without fused
+    multiply-adds), ``s + r * (0.5 / s)``, is the correctly rounded root unless the root lies
+    within ~2**-51 ulp of a rounding midpoint (probability ~1e-15 per element).
+    """
+    s = torch.sqrt(x)
+    c = s * _SPLIT
+    hi = c - (c - s)
+    lo = s - hi
+    p = s * s
+    e = ((hi * hi - p) + (hi * lo) * 2.0) + lo * lo  # s*s == p + e exactly
+    r = (x - p) - e  # x - p is exact (Sterbenz: p is within a factor 2 of x)
+    h = torch.reciprocal(s).mul_(0.5)  # not 0.5 / s: torch computes scalar / tensor as
+    # reciprocal(tensor) * scalar anyway; times 0.5 is exact, so this is RN(0.5 / s)
+    return s.add_(r.mul_(h))
+
+
+def _poly(x: torch.Tensor, coefs: Sequence[float]) -> torch.Tensor:
+    # Horner as the reference: out * x then + c, two roundings per step.
+    out = torch.full_like(x, coefs[0])
+    for c in coefs[1:]:
+        out.mul_(x).add_(c)
+    return out
+
+
+def ndtri(p: torch.Tensor) -> torch.Tensor:
+    """Inverse normal CDF of float64 ``p`` in (0, 1): Cephes ``ndtri`` (Moshier 1989), with
+    the reference's exact operation order (``initspec.portable.ndtri``).
+
+    Not ``torch.special.ndtri``: its compiled polynomial evaluation (contracted to fused
+    multiply-adds) differs from the reference by up to 4 float64 ulp on 16% of inputs.
+
+    - central, ``exp(-2) < y < 1 - exp(-2)``: ``w = y - 0.5``, ``x = (w + w * (w2 * P0(w2) /
+      Q0(w2))) * sqrt(2 pi)``;
+    - tails, with ``y = min(p, 1 - p)``: ``t = sqrt(-2 log y)``, ``x = t - log(t) / t -
+      z * P(z) / Q(z)``, ``z = 1 / t``, (P1, Q1) for t < 8 else (P2, Q2); sign by side.
+    """
+    out = torch.empty_like(p)
+    upper = p > 1.0 - ref._EXPM2
+    y = torch.where(upper, 1.0 - p, p)
+    central = y > ref._EXPM2
+    w = y[central].sub_(0.5)
+    w2 = w * w
+    r = (w2 * _poly(w2, ref._P0)).div_(_poly(w2, ref._Q0))
+    xc = r.mul_(w).add_(w).mul_(ref._S2PI)
+    out[central] = torch.where(upper[central], -xc, xc)
+    tail = ~central
+    yt = y[tail]
+    if yt.numel():
+        t = sqrt_rn(torch.log(yt).mul_(-2.0))
+        z = torch.reciprocal(t)
+        near = t < 8.0
+        corr = torch.empty_like(t)
+        zn = z[near]
+        corr[near] = zn * _poly(zn, ref._P1) / _poly(zn, ref._Q1)
+        far = ~near
+        if bool(far.any()):
+            zf = z[far]
+            corr[far] = zf * _poly(zf, ref._P2) / _poly(zf, ref._Q2)
+        xt = t - torch.log(t) / t - corr
+        out[tail] = torch.where(upper[tail], xt, -xt)
+    return out
+
+
+# --- rounding ---------------------------------------------------------------------------
+
+
+def round_once(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """float64 ``x`` rounded once, to nearest even, to ``dtype``.
+
+    torch converts float64 to float16 and bfloat16 through float32, which rounds twice
+    (1 + 2**-8 + 2**-30 becomes 1.0 in bfloat16 instead of 1 + 2**-7). Rounding to float32
+    with round-to-odd first (the odd one of the two float32 neighbours when inexact) keeps
+    the information the second rounding needs: float32 has more than 2 bits beyond either
+    16-bit format, so odd-then-nearest-even equals one nearest-even rounding.
+    """
+    if dtype in (torch.float64, torch.float32):
+        return x.to(dtype)
+    r = x.to(torch.float32)
+    back = r.to(torch.float64)
+    even = torch.bitwise_and(r.view(torch.int32), 1) == 0
+    fix = (back != x) & even
+    if bool(fix.any()):
+        inf = torch.tensor(math.inf, dtype=torch.float32, device=x.device)
+        toward = torch.where(back < x, inf, -inf)
+        r = torch.where(fix, torch.nextafter(r, toward), r)
+    return r.to(dtype)
+
+
+# --- counters ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """The elements of ``shape[index]`` (a shard, or the whole tensor) and their counters:
+    ``counter = offset + sum_k idx_k * mult_k`` over the block's local indices ``idx``."""
+
+    shape: tuple[int, ...]
+    offset: int
+    mults: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def dense(self) -> bool:
+        """Whether the counters are ``offset + local flat index`` (rows of a contiguous
+        stored order): then a chunk's counters are one ``arange``."""
+        step = 1
+        for n, m in zip(reversed(self.shape), reversed(self.mults)):
+            if n > 1 and m != step:
+                return False
+            step *= n
+        return True
+
+    def counters(self, start: int, stop: int, device: torch.device) -> torch.Tensor:
+        """int64 counters of local flat elements ``start .. stop - 1`` (row-major)."""
+        if self.dense:
+            return torch.arange(start + self.offset, stop + self.offset, device=device)
+        flat = torch.arange(start, stop, device=device)
+        out = torch.full_like(flat, self.offset)
+        for n, m in zip(reversed(self.shape), reversed(self.mults)):
+            if n > 1:
+                out.add_(torch.remainder(flat, n), alpha=m)
+                flat.floor_divide_(n)
+        return out
+
+
+def canonical_strides(shape: tuple[int, ...], perm: tuple[int, ...]) -> list[int]:
+    """Row-major strides of the canonical shape ``shape[perm]``, mapped back to stored axes
+    (``initspec.portable.counters_for``)."""
+    cstride = [0] * len(shape)
+    step = 1
+    for pos in range(len(perm) - 1, -1, -1):
+        cstride[perm[pos]] = step
+        step *= shape[perm[pos]]
+    return cstride
+
+
+def check_index(shape: tuple[int, ...], index: Any) -> tuple[tuple[int, int, int], ...]:
+    """``(start, step, length)`` per dimension of a shard ``index`` of ``shape``.
+
+    A shard is one slice per dimension, with a positive step, inside the global shape
+    (explicit bounds beyond it are refused rather than clamped, as they describe a tensor
+    that does not tile the global one). ``BackendError`` otherwise.
+    """
+    if (
+        not isinstance(index, tuple)
+        or len(index) != len(shape)
+        or not all(isinstance(s, slice) for s in index)
+    ):
+        raise BackendError(f"a shard is one slice per dimension of {shape}, got {index!r}")
+    out = []
+    for axis, (sl, n) in enumerate(zip(index, shape)):
+        parts = (sl.start, sl.stop, sl.step)
+        if not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in parts):
+            raise BackendError(f"shard slice {sl!r} (dimension {axis}) must have int bounds")
+        if sl.step is not None and sl.step <= 0:
+            raise BackendError(f"shard slice {sl!r} (dimension {axis}) needs a positive step")
+        for bound in (sl.start, sl.stop):
+            if bound is not None and not 0 <= bound <= n:
+                raise BackendError(
+                    f"shard slice {sl!r} (dimension {axis}) lies outside the global size {n}"
+                )
+        start, stop, step = sl.indices(n)
+        out.append((start, step, len(range(start, stop, step))))
+    return tuple(out)
+
+
+def block(
+    shape: tuple[int, ...], perm: tuple[int, ...], index: tuple[slice, ...] | None = None
+) -> Block:
+    """The counters of ``shape[index]`` (the whole tensor if ``index`` is None)."""
+    cstride = canonical_strides(shape, perm)
+    if index is None:
+        return Block(shape, 0, tuple(cstride))
+    parts = check_index(shape, index)
+    offset = sum(start * cs for (start, _, _), cs in zip(parts, cstride))
+    return Block(
+        tuple(n for _, _, n in parts),
+        offset,
+        tuple(step * cs for (_, step, _), cs in zip(parts, cstride)),
+    )
+
+
+# --- values -----------------------------------------------------------------------------
+
+
+def truncnorm_constants(plan: TruncatedNormalPlan) -> tuple[bool, float, float]:
+    """``(flip, pa, mass)`` of the inverse-CDF truncated normal, exactly as the reference
+    (``initspec.portable._elementwise``): mirrored to the lower tail when alpha > 0,
+    ``pa = erfc(-lo / sqrt 2) / 2``, ``mass = Phi(hi) - Phi(lo)`` on that side."""
+    a, b = plan.alpha, plan.beta
+    flip = a > 0
+    lo, hi = (-b, -a) if flip else (a, b)
+    return flip, 0.5 * math.erfc(-lo / math.sqrt(2.0)), normal_mass(lo, hi)
+
+
+def _elementwise64_(
+    plan: Plan, b0: torch.Tensor, b1: torch.Tensor, f: torch.Tensor
+) -> torch.Tensor:
+    """The float64 values of an elementwise plan from its words, into ``f`` (or a new tensor)."""
+    if isinstance(plan, ConstantPlan):
+        return f.fill_(plan.value)
+    if isinstance(plan, UniformPlan):
+        return uniform01_(b0, b1, f).mul_(plan.high - plan.low).add_(plan.low)
+    if isinstance(plan, NormalPlan):
+        return ndtri(uniform_open_(b0, b1, f)).mul_(plan.scale).add_(plan.loc)
+    if isinstance(plan, TruncatedNormalPlan):
+        flip, pa, mass = truncnorm_constants(plan)
+        z = ndtri(uniform_open_(b0, b1, f).mul_(mass).add_(pa))
+        if flip:
+            z.neg_()
+        return z.mul_(plan.scale).add_(plan.loc).clamp_(plan.low, plan.high)
+    raise BackendError(f"{type(plan).__name__} is not elementwise")
+
+
+def fill_elementwise_(
+    out: torch.Tensor, plan: Plan, key: tuple[int, int], blk: Block
+) -> torch.Tensor:
+    """Write the stream values of elementwise ``plan`` for block ``blk`` into contiguous
+    ``out`` (its dtype, shape ``blk.shape``), chunk by chunk; rounded once, not clipped."""
+    flat = out.view(-1)
+    n = flat.numel()
+    chunk = min(chunk_size(out.device), max(n, 1))
+    tmp = torch.empty(chunk, dtype=torch.int64, device=out.device)
+    f = torch.empty(chunk, dtype=torch.float64, device=out.device)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        m = stop - start
+        if isinstance(plan, ConstantPlan):
+            b0 = b1 = tmp[:m]  # no bits used
+        else:
+            b0, b1 = words(key, blk.counters(start, stop, out.device), tmp[:m])
+        values = _elementwise64_(plan, b0, b1, f[:m])
+        flat[start:stop] = round_once(values, out.dtype)
+    return out
+
+
+def standard_normal(key: tuple[int, int], counters: torch.Tensor) -> torch.Tensor:
+    """``ndtri(uo)`` of the given counters (float64)."""
+    b0, b1 = words(key, counters)
+    return ndtri(
+        uniform_open_(
+            b0, b1, torch.empty(counters.shape, dtype=torch.float64, device=counters.device)
+        )
+    )
+
+
+def orthogonal_matrix(
+    key: tuple[int, int], rows: int, cols: int, device: torch.device
+) -> torch.Tensor:
+    """Section 5: ``g[r, c] = ndtri(uo)`` of counter ``r * cols + c``; QR in float64 of g (or
+    g.T when rows < cols) with Q's columns times sign(diag(R)), transposed back."""
+    if rows * cols == 0:
+        return torch.zeros(rows, cols, dtype=torch.float64, device=device)
+    g = standard_normal(key, torch.arange(rows * cols, device=device)).reshape(rows, cols)
+    flat = g.T if rows < cols else g
+    q, r = torch.linalg.qr(flat)
+    q = q * torch.sign(torch.diagonal(r))
+    return q.T if rows < cols else q
+
+
+def structural64(plan: Plan, key: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """The whole float64 tensor of a structural plan (QR and the sparse mask need all of it),
+    in the stored layout, as ``initspec.portable._structural``."""
+    f64 = torch.float64
+    if isinstance(plan, IdentityPlan):
+        return torch.eye(plan.shape[0], plan.shape[1], dtype=f64, device=device).mul_(plan.gain)
+    if isinstance(plan, OrthogonalPlan):
+        q = plan.gain * orthogonal_matrix(key, plan.rows, plan.cols, device)
+        return q.reshape(plan.permuted_shape).permute(plan.inverse_perm)
+    if isinstance(plan, DiracPlan):
+        w = torch.zeros(plan.canonical_shape, dtype=f64, device=device)
+        out_ch, in_ch = plan.canonical_shape[:2]
+        if plan.matrix == "orthogonal":
+            at: tuple[Any, ...] = (slice(None), slice(None), *plan.center)
+            w[at] = plan.gain * orthogonal_matrix(key, out_ch, in_ch, device)
+        else:
+            opg = plan.out_per_group
+            for g in range(plan.groups):
+                for d in range(min(opg, in_ch)):
+                    w[(g * opg + d, d, *plan.center)] = plan.gain
+        return w.permute(plan.inverse_perm)
+    if isinstance(plan, SparsePlan):
+        rows, cols = plan.canonical_shape
+        n = rows * cols
+        values = plan.sigma * standard_normal(key, torch.arange(n, device=device))
+        values = values.reshape(rows, cols)
+        b0, b1 = words(key, torch.arange(n, 2 * n, device=device))
+        mask_keys = sort_keys(b0, b1).reshape(rows, cols)
+        order = torch.sort(mask_keys, dim=0, stable=True).indices
+        zero_rows = order[: plan.zeros_per_column]
+        values[zero_rows, torch.arange(cols, device=device)[None, :]] = 0.0
+        return values.permute(plan.inverse_perm)
+    raise BackendError(f"portable stream: unknown plan {type(plan).__name__}")
+
+
+def fill_(
+    out: torch.Tensor,
+    plan: Plan,
+    key: tuple[int, int],
+    perm: tuple[int, ...],
+    index: tuple[slice, ...] | None = None,
+) -> torch.Tensor:
+    """Write stream-1 values of ``plan`` (the whole tensor, or the shard ``index`` of it)
+    into contiguous ``out`` of a supported dtype, rounded once and clipped inside the
+    bounds of a uniform or truncated normal."""
+    check_dtype(out.dtype)
+    blk = block(plan.shape, perm, index)
+    if tuple(out.shape) != blk.shape:
+        raise ShapeError(
+            f"the shard {index!r} of {plan.shape} has shape {blk.shape}, "
+            f"the tensor {tuple(out.shape)}"
+        )
+    if out.numel() == 0:
+        return out
+    if isinstance(plan, ELEMENTWISE):
+        fill_elementwise_(out, plan, key, blk)
+    else:
+        full = structural64(plan, key, out.device)
+        out.copy_(round_once(full[index] if index is not None else full, out.dtype))
+    return clip_to_bounds_(out, plan)
+
+
+def sample(
+    plan: Plan,
+    key: tuple[int, int],
+    perm: tuple[int, ...],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    index: tuple[slice, ...] | None = None,
+) -> torch.Tensor:
+    """A new tensor of stream-1 values of ``plan`` (or of the shard ``index``)."""
+    blk = block(plan.shape, perm, index)
+    out = torch.empty(blk.shape, dtype=check_dtype(dtype), device=device)
+    return fill_(out, plan, key, perm, index)
+
+
+# --- writing into parameters ------------------------------------------------------------
+
+
+def dtensor_shard(tensor: torch.Tensor) -> tuple[torch.Tensor, tuple[slice, ...]] | None:
+    """``(local tensor, its global index)`` of a DTensor sharded with ``Shard`` / ``Replicate``
+    placements (each rank's local tensor is one block of the global one); None for a plain
+    tensor. ``BackendError`` for placements whose local tensor is not one slice per
+    dimension (``_StridedShard``) or not the values themselves (``Partial``).
+    """
+    try:
+        from torch.distributed.tensor import DTensor, Replicate, Shard
+        from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+    except ImportError:  # torch built without distributed
+        return None
+    if not isinstance(tensor, DTensor):
+        return None
+    for p in tensor.placements:
+        if type(p) not in (Shard, Replicate):
+            raise BackendError(
+                f"portable stream: DTensor placement {p} is not supported (only Shard(dim) "
+                f"and Replicate give each rank one slice per dimension)"
+            )
+    local = tensor.to_local()
+    shape, offset = compute_local_shape_and_global_offset(
+        tuple(tensor.shape), tensor.device_mesh, tensor.placements
+    )
+    if tuple(local.shape) != tuple(shape):
+        raise BackendError(
+            f"portable stream: the local tensor {tuple(local.shape)} is not the shard "
+            f"{tuple(shape)} its placements {tensor.placements} describe"
+        )
+    return local, tuple(slice(o, o + n) for o, n in zip(offset, shape))
+
+
+def write_(
+    tensor: torch.Tensor,
+    plan: Plan,
+    key: tuple[int, int],
+    perm: tuple[int, ...],
+    index: tuple[slice, ...] | None = None,
+) -> torch.Tensor:
+    """Write stream-1 values of ``plan`` into ``tensor`` (no grad) and return it.
+
+    A DTensor writes only its local shard, computed from the shard's global indices; a
+    plain tensor is the whole ``plan.shape`` or, with ``index``, that shard of it. A
+    contiguous tensor is filled in place chunk by chunk; any other is filled through a
+    contiguous temporary (``copy_`` writes by logical index). Meta tensors are left as they
+    are.
+    """
+    if tensor.is_meta:
+        return tensor
+    target = tensor
+    shard = dtensor_shard(tensor)
+    if shard is not None:
+        if index is not None:
+            raise BackendError("a DTensor carries its own shard; do not pass index")
+        target, index = shard
+    with torch.no_grad():
+        if target.is_contiguous():
+            fill_(target, plan, key, perm, index)
+        else:
+            target.copy_(sample(plan, key, perm, target.dtype, target.device, index))
+    return tensor
