@@ -11,26 +11,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from initspec import portable as portable_ref
 from initspec.errors import BackendError
 from initspec.plans import TruncatedNormalPlan, UniformPlan
 from initspec.resolve import Report, ResolutionError, resolve
+from initspec_torch import portable
 from initspec_torch.casting import check_fits, dtype_inward_bounds
 from initspec_torch.describe import describe
 from initspec_torch.tensor_init import write_plan
 
 
-def apply(policy: Any, module: nn.Module, seed: int | None = None) -> Report:
+def apply(
+    policy: Any,
+    module: nn.Module,
+    seed: int | None = None,
+    *,
+    rng: Literal["native", "portable"] = "native",
+    stream: int = 1,
+) -> Report:
     """Initialize ``module``'s parameters in place from ``policy``; return the report.
 
     ``policy``: a ``Policy``, a dict, a JSON string, a policy file or a preset name (e.g.
     ``"torch-defaults"``). ``seed``: the run's seed; ``None`` takes the policy's ``seed``,
     else 0. Each parameter's generator is seeded with ``derive_seed(seed, path)``, so adding
     a layer does not change the others, and torch's global RNG state is not touched.
+
+    ``rng="portable"``: every parameter from the counter-based stream ``stream``
+    (docs/portable-random.md), keyed by (seed, canonical path) and indexed in the layout's
+    canonical order: the same values as the Flax twin under ``initspec_jax.apply`` with the
+    same policy and seed. DTensor parameters (FSDP2 ``fully_shard``, tensor parallel) compute
+    only their local shard, from its global indices, and equal the unsharded values.
 
     Tied parameters are initialized once, under their first name; the report lists the
     others. Meta parameters are resolved and reported as ``meta`` but not written: after
@@ -40,6 +55,10 @@ def apply(policy: Any, module: nn.Module, seed: int | None = None) -> Report:
     ``ResolutionError`` listing every parameter no rule can handle, with its shape and rule)
     and leaves every parameter untouched.
     """
+    if rng not in ("native", "portable"):
+        raise BackendError(f"rng {rng!r} is not known; allowed: native, portable")
+    if rng == "portable":
+        portable_ref.check_version(stream)
     params = describe(module)
     resolution = resolve(policy, [p.info for p in params], seed)
     tensors = {p.info.path: p.tensor for p in params}
@@ -65,6 +84,11 @@ def apply(policy: Any, module: nn.Module, seed: int | None = None) -> Report:
         tensor = tensors[rp.info.path]
         if tensor.is_meta:
             rp.status = "meta"
+            continue
+        if rng == "portable":
+            key = portable_ref.param_key(resolution.seed, rp.info.path)
+            perm = portable_ref.layout_perm(rp.plan.shape, rp.info.layout)
+            portable.write_(tensor, rp.plan, key, perm)
             continue
         generator = torch.Generator(device=tensor.device)
         generator.manual_seed(rp.seed)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from initspec import portable as ref
-from initspec.errors import BackendError, ShapeError
+from initspec.errors import BackendError
 from initspec.plans import (
     ConstantPlan,
     DiracPlan,
@@ -178,30 +178,29 @@ def ndtri(p: torch.Tensor) -> torch.Tensor:
     - tails, with ``y = min(p, 1 - p)``: ``t = sqrt(-2 log y)``, ``x = t - log(t) / t -
       z * P(z) / Q(z)``, ``z = 1 / t``, (P1, Q1) for t < 8 else (P2, Q2); sign by side.
     """
+    # Each branch runs on its own elements only (index_select / index_copy_: boolean-mask
+    # indexing costs more than the arithmetic here).
     out = torch.empty_like(p)
     upper = p > 1.0 - ref._EXPM2
     y = torch.where(upper, 1.0 - p, p)
     central = y > ref._EXPM2
-    w = y[central].sub_(0.5)
+    ic = central.nonzero().view(-1)
+    w = y.index_select(0, ic).sub_(0.5)
     w2 = w * w
     r = (w2 * _poly(w2, ref._P0)).div_(_poly(w2, ref._Q0))
     xc = r.mul_(w).add_(w).mul_(ref._S2PI)
-    out[central] = torch.where(upper[central], -xc, xc)
-    tail = ~central
-    yt = y[tail]
-    if yt.numel():
-        t = sqrt_rn(torch.log(yt).mul_(-2.0))
+    out.index_copy_(0, ic, torch.where(upper.index_select(0, ic), -xc, xc))
+    it = central.logical_not_().nonzero().view(-1)
+    if it.numel():
+        t = sqrt_rn(torch.log(y.index_select(0, it)).mul_(-2.0))
         z = torch.reciprocal(t)
-        near = t < 8.0
-        corr = torch.empty_like(t)
-        zn = z[near]
-        corr[near] = zn * _poly(zn, ref._P1) / _poly(zn, ref._Q1)
-        far = ~near
-        if bool(far.any()):
-            zf = z[far]
-            corr[far] = zf * _poly(zf, ref._P2) / _poly(zf, ref._Q2)
+        corr = z * _poly(z, ref._P1) / _poly(z, ref._Q1)
+        far = (t >= 8.0).nonzero().view(-1)
+        if far.numel():  # y < exp(-32): the second tail approximation
+            zf = z.index_select(0, far)
+            corr.index_copy_(0, far, zf * _poly(zf, ref._P2) / _poly(zf, ref._Q2))
         xt = t - torch.log(t) / t - corr
-        out[tail] = torch.where(upper[tail], xt, -xt)
+        out.index_copy_(0, it, torch.where(upper.index_select(0, it), xt, -xt))
     return out
 
 
@@ -251,7 +250,7 @@ class Block:
         """Whether the counters are ``offset + local flat index`` (rows of a contiguous
         stored order): then a chunk's counters are one ``arange``."""
         step = 1
-        for n, m in zip(reversed(self.shape), reversed(self.mults)):
+        for n, m in zip(reversed(self.shape), reversed(self.mults), strict=True):
             if n > 1 and m != step:
                 return False
             step *= n
@@ -263,7 +262,7 @@ class Block:
             return torch.arange(start + self.offset, stop + self.offset, device=device)
         flat = torch.arange(start, stop, device=device)
         out = torch.full_like(flat, self.offset)
-        for n, m in zip(reversed(self.shape), reversed(self.mults)):
+        for n, m in zip(reversed(self.shape), reversed(self.mults), strict=True):
             if n > 1:
                 out.add_(torch.remainder(flat, n), alpha=m)
                 flat.floor_divide_(n)
@@ -295,7 +294,7 @@ def check_index(shape: tuple[int, ...], index: Any) -> tuple[tuple[int, int, int
     ):
         raise BackendError(f"a shard is one slice per dimension of {shape}, got {index!r}")
     out = []
-    for axis, (sl, n) in enumerate(zip(index, shape)):
+    for axis, (sl, n) in enumerate(zip(index, shape, strict=True)):
         parts = (sl.start, sl.stop, sl.step)
         if not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in parts):
             raise BackendError(f"shard slice {sl!r} (dimension {axis}) must have int bounds")
@@ -319,11 +318,11 @@ def block(
     if index is None:
         return Block(shape, 0, tuple(cstride))
     parts = check_index(shape, index)
-    offset = sum(start * cs for (start, _, _), cs in zip(parts, cstride))
+    offset = sum(start * cs for (start, _, _), cs in zip(parts, cstride, strict=True))
     return Block(
         tuple(n for _, _, n in parts),
         offset,
-        tuple(step * cs for (_, step, _), cs in zip(parts, cstride)),
+        tuple(step * cs for (_, step, _), cs in zip(parts, cstride, strict=True)),
     )
 
 
@@ -453,7 +452,7 @@ def fill_(
     check_dtype(out.dtype)
     blk = block(plan.shape, perm, index)
     if tuple(out.shape) != blk.shape:
-        raise ShapeError(
+        raise BackendError(
             f"the shard {index!r} of {plan.shape} has shape {blk.shape}, "
             f"the tensor {tuple(out.shape)}"
         )
@@ -512,7 +511,7 @@ def dtensor_shard(tensor: torch.Tensor) -> tuple[torch.Tensor, tuple[slice, ...]
             f"portable stream: the local tensor {tuple(local.shape)} is not the shard "
             f"{tuple(shape)} its placements {tensor.placements} describe"
         )
-    return local, tuple(slice(o, o + n) for o, n in zip(offset, shape))
+    return local, tuple(slice(o, o + n) for o, n in zip(offset, shape, strict=True))
 
 
 def write_(

@@ -7,16 +7,18 @@ the tensor's device, cast once and check for overflow, and only then copy into t
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 
+from initspec import portable as portable_ref
 from initspec.errors import BackendError, InitSpecError, ShapeError
 from initspec.layout import LayoutLike
 from initspec.parse import parse
 from initspec.plans import Plan, TruncatedNormalPlan, UniformPlan
 from initspec.seeding import derive_seed
 from initspec.specs import PlanContext, SpecBase
+from initspec_torch import portable
 from initspec_torch.casting import (
     SUPPORTED_DTYPES,
     cast_once,
@@ -145,6 +147,9 @@ def init_(
     seed: int | None = None,
     path: str = "",
     context: PlanContext | None = None,
+    *,
+    rng: Literal["native", "portable"] = "native",
+    stream: int = 1,
 ) -> T:
     """Initialize ``tensor`` in place from ``spec`` and return it.
 
@@ -156,6 +161,12 @@ def init_(
     ``path`` names the parameter in errors and seeds. ``context``: what the spec needs from
     the owning layer (``PlanContext(weight_fans=...)`` for ``torch_linear_bias``).
 
+    ``rng="portable"``: the counter-based stream ``stream`` (docs/portable-random.md): the
+    same values as ``initspec.sample(..., rng="portable")`` and ``initspec_jax`` for the same
+    ``seed`` (default 0) and ``path``, on any device, computed in float64 and rounded once; a
+    DTensor computes only its local shard, from the shard's global indices. ``generator``
+    is not used then.
+
     Values are drawn on the tensor's own device; float16/bfloat16 are drawn in float32 and
     rounded once; uniform and truncated normal values stay inside their bounds after the
     rounding. A meta tensor is validated and returned unchanged.
@@ -165,7 +176,20 @@ def init_(
     device, or values that overflow the dtype (``BackendError``).
     """
     checked = check_tensor(tensor, path)
+    if rng not in ("native", "portable"):
+        raise BackendError(f"rng {rng!r} is not known; allowed: native, portable")
+    if rng == "portable":
+        portable_ref.check_version(stream)
+        if generator is not None:
+            raise BackendError(
+                "rng='portable' draws from the counter-based stream keyed by (seed, path); "
+                "pass seed= instead of generator="
+            )
     plan = plan_for(checked, spec, layout, path, context)
+    if rng == "portable":
+        key = portable_ref.param_key(0 if seed is None else seed, path)
+        perm = portable_ref.layout_perm(plan.shape, layout)
+        return portable.write_(tensor, plan, key, perm)
     if checked.is_meta:
         # Nothing to write; the spec was still checked against the shape above.
         return tensor
@@ -174,3 +198,41 @@ def init_(
     except BackendError as exc:
         raise BackendError(f"{_where(path, tuple(checked.shape))}: {exc}") from None
     return write_plan(tensor, plan, gen)
+
+
+def init_shard_(
+    local: T,
+    spec: SpecBase | dict[str, Any] | str,
+    global_shape: tuple[int, ...],
+    index: tuple[slice, ...],
+    layout: LayoutLike = "torch",
+    seed: int = 0,
+    path: str = "",
+    context: PlanContext | None = None,
+    *,
+    stream: int = 1,
+) -> T:
+    """Initialize ``local``, the shard ``index`` of a parameter of ``global_shape``, from the
+    portable stream: equal to ``init_(full, ..., rng="portable")[index]``.
+
+    The plan (fans included) comes from ``global_shape``; only the shard's elements are
+    computed, from their global indices (structural plans build the whole tensor, then
+    slice). ``index``: one slice per dimension, positive step, inside ``global_shape``;
+    ``local.shape`` must be the shape of that slice. ``BackendError`` otherwise, and nothing
+    is written. DTensors need no index: ``init_(dtensor, ..., rng="portable")``.
+    """
+    checked = check_tensor(local, path)
+    portable_ref.check_version(stream)
+    whole = torch.empty(tuple(global_shape), dtype=checked.dtype, device="meta")
+    plan = plan_for(whole, spec, layout, path, context)
+    try:
+        shard = portable.block(plan.shape, portable_ref.layout_perm(plan.shape, layout), index)
+    except BackendError as exc:
+        raise BackendError(f"{_where(path, plan.shape)}: {exc}") from None
+    if tuple(checked.shape) != shard.shape:
+        raise BackendError(
+            f"{_where(path, plan.shape)}: the shard {index!r} has shape {shard.shape}, "
+            f"the local tensor {tuple(checked.shape)}"
+        )
+    key = portable_ref.param_key(seed, path)
+    return portable.write_(local, plan, key, portable_ref.layout_perm(plan.shape, layout), index)
