@@ -21,11 +21,12 @@ Every number printed is measured in this run; the text around them only names th
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import pathlib
 import sys
 import time
-from dataclasses import dataclass
 
 import initspec_torch
 import numpy as np
@@ -94,7 +95,7 @@ def table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 # 1. Variances -----------------------------------------------------------------------------
 
 
-def variances(seed: int) -> None:
+def variances(seed: int) -> dict[str, dict[str, float]]:
     fan_in, fan_out = 256, 64
     shape = (fan_out, fan_in)  # a torch Linear(256, 64).weight
     n_draws = 40
@@ -130,6 +131,7 @@ def variances(seed: int) -> None:
         ("'1/n' (misstatement)", "1/fan_in", 1 / fan_in, None),
     ]
     rows = []
+    measured: dict[str, dict[str, float]] = {}
     for name, formula, exact, spec in cases:
         if spec is None:
             rows.append((name, formula, f"{exact:.6f}", "-", "-", "-", "-"))
@@ -146,6 +148,7 @@ def variances(seed: int) -> None:
         # s.e. of a sample variance: Var * sqrt((kurtosis - 1) / n), from the sample's own kurtosis
         kurt = ((draws - draws.mean()) ** 4).mean() / var**2
         se = var * math.sqrt((kurt - 1) / draws.size)
+        measured[name] = {"formula": exact, "plan": plan.std**2, "measured": float(var), "se": se}
         rows.append(
             (
                 name,
@@ -173,12 +176,13 @@ def variances(seed: int) -> None:
         "lecun_normal is the jax/keras spelling, a normal cut at 2 sigma whose std is divided by\n"
         "0.8796, so that the variance after truncation is exactly 1/fan_in, as measured above.\n"
     )
+    return measured
 
 
 # 2. Signal propagation --------------------------------------------------------------------
 
 
-@dataclass
+@dataclasses.dataclass
 class Signal:
     act_std: np.ndarray  # std of the activations after the nonlinearity, per hidden layer
     grad_norm: np.ndarray  # |dL/dW| (Frobenius) of each hidden layer's weight
@@ -327,7 +331,7 @@ def plot_signal(sig: dict[tuple[str, str], Signal], out: pathlib.Path, width: in
 # 3. Training ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclasses.dataclass
 class Run:
     act: str
     technique: str
@@ -569,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    variances(args.seed)
+    var = variances(args.seed)
 
     depth = 30
     width, batch = (128, 256) if args.small else (256, 1000)
@@ -596,6 +600,19 @@ def main(argv: list[str] | None = None) -> int:
     report_training(runs, constant, epochs, hidden, lr, mb, len(data[0]), len(data[2]))
 
     paths = [plot_signal(sig, args.out, width), plot_training(runs, args.out, epochs)]
+    summary = {
+        "variances": var,
+        "signal": {
+            f"{act}/{name}": {"act_std": s.act_std.tolist(), "grad_norm": s.grad_norm.tolist()}
+            for (act, name), s in sig.items()
+        },
+        "training": [
+            {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+            for row in map(dataclasses.asdict, [*runs, *constant])
+        ],
+    }
+    paths.append(args.out / "four_techniques.json")
+    paths[-1].write_text(json.dumps(summary, indent=1))
     for p in paths:
         print(f"wrote {p}")
     print(f"done in {time.perf_counter() - t0:.1f} s")
