@@ -50,6 +50,7 @@ def normal_mass(alpha: float, beta: float) -> float:
 
 
 _erf = np.frompyfunc(math.erf, 1, 1)
+_erfc = np.frompyfunc(math.erfc, 1, 1)
 
 
 def normal_cdf(x: np.ndarray) -> np.ndarray:
@@ -232,10 +233,18 @@ class TruncatedNormalPlan(_Base):
         return c4 / (var * var)
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
+        """(Phi(z) - Phi(alpha)) / (Phi(beta) - Phi(alpha)), with both differences taken on
+        the tail side (erfc), so it stays accurate for intervals far in either tail."""
         a, b = self.alpha, self.beta
         z = (np.clip(np.asarray(x, np.float64), self.low, self.high) - self.loc) / self.scale
-        pa = normal_cdf(np.array([a]))[0]
-        return np.asarray(np.clip((normal_cdf(z) - pa) / normal_mass(a, b), 0.0, 1.0))
+        mass = normal_mass(a, b)
+        if a >= 0:  # upper tail: Phi(z) - Phi(a) = (erfc(a/sqrt2) - erfc(z/sqrt2)) / 2
+            num = 0.5 * (math.erfc(a / _SQRT2) - np.asarray(_erfc(z / _SQRT2), dtype=np.float64))
+        elif b <= 0:  # lower tail: (erfc(-z/sqrt2) - erfc(-a/sqrt2)) / 2
+            num = 0.5 * (np.asarray(_erfc(-z / _SQRT2), dtype=np.float64) - math.erfc(-a / _SQRT2))
+        else:
+            num = normal_cdf(z) - 0.5 * (1.0 + math.erf(a / _SQRT2))
+        return np.asarray(np.clip(num / mass, 0.0, 1.0))
 
     def scaled(self, factor: float) -> Plan:
         return replace(

@@ -13,21 +13,13 @@ the clipping above cannot hide an overflow by turning inf into the dtype's large
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 
 from initspec.errors import BackendError
-from initspec.numpy_backend import inward_bounds
+from initspec.numeric import check_fits as core_check_fits
+from initspec.numeric import inward_bounds
 from initspec.plans import (
-    ConstantPlan,
-    DiracPlan,
-    IdentityPlan,
-    NormalPlan,
-    OrthogonalPlan,
     Plan,
-    SparsePlan,
     TruncatedNormalPlan,
     UniformPlan,
 )
@@ -39,19 +31,7 @@ SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (
     torch.float64,
 )
 
-# The numpy twin of each dtype the core's ``inward_bounds`` can handle; bfloat16 has none.
-_NUMPY_TWIN: dict[torch.dtype, type[np.floating]] = {
-    torch.float16: np.float16,
-    torch.float32: np.float32,
-    torch.float64: np.float64,
-}
-
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
-
-# No normal sampler produces a draw 40 std from its mode: the density there is e^-800 of the
-# peak (torch's Box-Muller draws reach ~5.8 std in float32 and ~8.6 in float64).
-_NORMAL_REACH = 40.0
-
 
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.bfloat16`` -> ``"bfloat16"``."""
@@ -77,84 +57,18 @@ def work_dtype(plan: Plan, dtype: torch.dtype) -> torch.dtype:
 def dtype_inward_bounds(
     plan: UniformPlan | TruncatedNormalPlan, dtype: torch.dtype
 ) -> tuple[float, float]:
-    """The closest values of ``dtype`` inside [low, high] (inside [low, high) for a uniform).
-
-    Raises ``BackendError`` when ``dtype`` has no value there (an interval narrower than the
-    dtype's spacing), since any value written would break the plan's bounds.
-    """
-    open_high = isinstance(plan, UniformPlan)
-    twin = _NUMPY_TWIN.get(dtype)
-    if twin is not None:
-        # A bound beyond the dtype's range rounds to inf (then steps to the largest finite
-        # value); numpy warns about that cast, which is expected here.
-        with np.errstate(over="ignore"):
-            lo, hi = inward_bounds(plan.low, plan.high, twin, open_high)
-    else:
-        lo, hi = _torch_inward_bounds(plan.low, plan.high, dtype, open_high)
-    if not lo <= hi:
-        interval = f"[{plan.low!r}, {plan.high!r}{')' if open_high else ']'}"
-        raise BackendError(
-            f"{plan.describe()}: {dtype_name(dtype)} has no value in {interval}; widen the "
-            f"interval or use a more precise dtype"
-        )
-    return lo, hi
-
-
-def _torch_inward_bounds(
-    low: float, high: float, dtype: torch.dtype, open_high: bool
-) -> tuple[float, float]:
-    """``initspec.numpy_backend.inward_bounds`` for dtypes numpy lacks (bfloat16): round each
-    bound to nearest, then step one value inward if the rounding went outside."""
-    lo = torch.tensor(low, dtype=torch.float64).to(dtype)
-    hi = torch.tensor(high, dtype=torch.float64).to(dtype)
-    if lo.item() < low:
-        lo = torch.nextafter(lo, torch.tensor(math.inf, dtype=dtype))
-    if hi.item() > high or (open_high and hi.item() >= high):
-        hi = torch.nextafter(hi, torch.tensor(-math.inf, dtype=dtype))
-    return float(lo.item()), float(hi.item())
-
-
-def max_magnitude(plan: Plan) -> float:
-    """A bound on |value| over everything the plan can produce.
-
-    Exact for constant, uniform, eye, dirac and orthogonal plans (an entry of a matrix with
-    orthonormal rows or columns is at most 1, times gain). For normal-based plans: the largest
-    |value| within 40 std of the mode (clipped to [low, high] for a truncated normal, whose
-    mode is clip(loc, low, high) and whose density falls at least as fast from there).
-    """
-    if isinstance(plan, ConstantPlan):
-        return abs(plan.value)
-    if isinstance(plan, UniformPlan):
-        return max(abs(plan.low), abs(plan.high))
-    if isinstance(plan, NormalPlan):
-        return abs(plan.loc) + _NORMAL_REACH * plan.scale
-    if isinstance(plan, TruncatedNormalPlan):
-        mode = min(max(plan.loc, plan.low), plan.high)
-        low = max(plan.low, mode - _NORMAL_REACH * plan.scale)
-        high = min(plan.high, mode + _NORMAL_REACH * plan.scale)
-        return max(abs(low), abs(high))
-    if isinstance(plan, SparsePlan):
-        return _NORMAL_REACH * plan.sigma
-    if isinstance(plan, (OrthogonalPlan, IdentityPlan, DiracPlan)):
-        return abs(plan.gain)
-    raise BackendError(f"initspec_torch: no magnitude bound for plan {type(plan).__name__}")
+    """The closest values of ``dtype`` inside [low, high] (inside [low, high) for a uniform);
+    ``BackendError`` when there is none (``initspec.numeric.inward_bounds``)."""
+    try:
+        return inward_bounds(plan.low, plan.high, dtype_name(dtype), isinstance(plan, UniformPlan))
+    except BackendError as exc:
+        raise BackendError(f"{plan.describe()}: {exc}") from None
 
 
 def check_fits(plan: Plan, dtype: torch.dtype) -> None:
-    """``BackendError`` if a value of the plan can round to inf in ``dtype``.
-
-    Rounding is monotonic, so every |value| <= M stays finite iff M itself rounds to a finite
-    value (M = ``max_magnitude(plan)``).
-    """
-    bound = max_magnitude(plan)
-    if math.isfinite(float(torch.tensor(bound, dtype=torch.float64).to(dtype).item())):
-        return
-    largest = float(torch.finfo(dtype).max)
-    raise BackendError(
-        f"{plan.describe()} does not fit in {dtype_name(dtype)}: values reach {bound:.4g}, "
-        f"which overflows to inf (largest {dtype_name(dtype)}: {largest:.4g}); use a wider "
-        f"dtype (float32) or a smaller scale"
-    )
+    """``BackendError`` if a value of the plan can round to inf in ``dtype``
+    (``initspec.numeric.check_fits``, decided from the plan before sampling)."""
+    core_check_fits(plan, dtype_name(dtype))
 
 
 def clip_to_bounds_(out: torch.Tensor, plan: Plan) -> torch.Tensor:

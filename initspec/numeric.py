@@ -1,0 +1,164 @@
+"""What fits in a dtype: largest values, rounding, dtype-inward bounds, overflow checks.
+
+Shared by every backend so they all refuse and clip the same way. Rounding is
+round-to-nearest-even, as numpy's, torch's and XLA's casts; bfloat16 (which NumPy lacks) is
+rounded through the float32 bit pattern.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from initspec.errors import BackendError
+from initspec.plans import (
+    ConstantPlan,
+    DiracPlan,
+    IdentityPlan,
+    NormalPlan,
+    OrthogonalPlan,
+    Plan,
+    SparsePlan,
+    TruncatedNormalPlan,
+    UniformPlan,
+)
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+DTYPE_MAX = {
+    "float16": 65504.0,
+    "bfloat16": 3.3895313892515355e38,
+    "float32": 3.4028234663852886e38,
+    "float64": 1.7976931348623157e308,
+}
+
+# No normal sampler produces a draw 40 std from its mode (density e^-800 of the peak); every
+# backend's normals stay within ~9 std (the portable stream's ndtri within 8.3).
+NORMAL_REACH = 40.0
+
+
+def dtype_key(dtype: Any) -> str:
+    """A dtype's name: a string, a NumPy (or ml_dtypes) dtype, or a torch dtype."""
+    if isinstance(dtype, str):
+        return dtype
+    try:
+        return str(np.dtype(dtype).name)
+    except TypeError:
+        return str(dtype).removeprefix("torch.")
+
+
+def _check(dtype: Any) -> str:
+    name = dtype_key(dtype)
+    if name not in DTYPE_MAX:
+        raise BackendError(
+            f"dtype {name!r} is not a float dtype initspec writes; allowed: {', '.join(FLOAT_DTYPES)}"
+        )
+    return name
+
+
+def _bf16_bits(x: float) -> int:
+    """The bfloat16 bit pattern nearest to ``x`` (round to nearest even), as a 16-bit int."""
+    with np.errstate(over="ignore"):
+        f = np.array(x, dtype=np.float32)  # exact for our bounds' purposes: float64 -> f32 RNE
+    bits = int(f.view(np.uint32))
+    if math.isnan(float(f)):
+        return 0x7FC0
+    bits += 0x7FFF + ((bits >> 16) & 1)
+    return (bits >> 16) & 0xFFFF
+
+
+def _bf16_value(bits: int) -> float:
+    return float(np.array(bits << 16, dtype=np.uint32).view(np.float32))
+
+
+def round_to(value: float, dtype: Any) -> float:
+    """``value`` rounded once to ``dtype`` (inf when it overflows), as a Python float.
+
+    bfloat16 goes through float32 first; the double rounding differs from a direct rounding
+    only for values within 2**-24 relative of a bfloat16 tie, which no bound here sits on.
+    """
+    dtype = _check(dtype)
+    if dtype == "bfloat16":
+        return _bf16_value(_bf16_bits(value))
+    with np.errstate(over="ignore"):
+        return float(np.array(value).astype(dtype))
+
+
+def next_value(value: float, dtype: Any, up: bool) -> float:
+    """The neighbour of a ``dtype`` value towards +inf (``up``) or -inf."""
+    dtype = _check(dtype)
+    if dtype == "bfloat16":
+        bits = _bf16_bits(value)
+        if value == 0.0:
+            return _bf16_value(0x0001 if up else 0x8001)
+        positive = value > 0
+        bits += 1 if positive == up else -1
+        return _bf16_value(bits & 0xFFFF)
+    t = np.dtype(dtype).type
+    return float(np.nextafter(t(value), t(np.inf if up else -np.inf)))
+
+
+def inward_bounds(low: float, high: float, dtype: Any, open_high: bool) -> tuple[float, float]:
+    """The closest ``dtype`` values inside [low, high] (inside [low, high) if ``open_high``).
+
+    Raises ``BackendError`` when no value of the dtype lies in the interval.
+    """
+    dtype = _check(dtype)
+    lo = round_to(low, dtype)
+    hi = round_to(high, dtype)
+    if lo < low:
+        lo = next_value(lo, dtype, up=True)
+    if hi > high or (open_high and hi >= high):
+        hi = next_value(hi, dtype, up=False)
+    if not lo <= hi or not (math.isfinite(lo) and math.isfinite(hi)):
+        raise BackendError(
+            f"{dtype} has no value in [{low!r}, {high!r}{')' if open_high else ']'}: "
+            f"use a more precise dtype or a wider interval"
+        )
+    return lo, hi
+
+
+def max_magnitude(plan: Plan) -> float:
+    """A bound on |value| over everything the plan can produce.
+
+    Exact for constant, uniform, eye, dirac and orthogonal plans (an entry of a matrix with
+    orthonormal rows or columns is at most 1, times gain); for normal-based plans the largest
+    |value| within ``NORMAL_REACH`` std of the mode (clipped to a truncated normal's bounds).
+    """
+    if isinstance(plan, ConstantPlan):
+        return abs(plan.value)
+    if isinstance(plan, UniformPlan):
+        return max(abs(plan.low), abs(plan.high))
+    if isinstance(plan, NormalPlan):
+        return abs(plan.loc) + NORMAL_REACH * plan.scale
+    if isinstance(plan, TruncatedNormalPlan):
+        mode = min(max(plan.loc, plan.low), plan.high)
+        low = max(plan.low, mode - NORMAL_REACH * plan.scale)
+        high = min(plan.high, mode + NORMAL_REACH * plan.scale)
+        return max(abs(low), abs(high))
+    if isinstance(plan, SparsePlan):
+        return NORMAL_REACH * plan.sigma
+    if isinstance(plan, (OrthogonalPlan, IdentityPlan, DiracPlan)):
+        return abs(plan.gain)
+    raise BackendError(f"no magnitude bound for plan {type(plan).__name__}")
+
+
+def check_fits(plan: Plan, dtype: Any) -> None:
+    """``BackendError`` unless every value of ``plan`` stays finite in ``dtype`` and, for a
+    bounded plan, the dtype has a value inside the bounds. Decided from the plan alone, before
+    sampling: rounding is monotonic, so |value| <= M stays finite iff M rounds to a finite
+    value."""
+    dtype = _check(dtype)
+    if not math.prod(plan.shape):
+        return
+    bound = max_magnitude(plan)
+    if not math.isfinite(round_to(bound, dtype)):
+        raise BackendError(
+            f"{plan.describe()} does not fit in {dtype}: values reach {bound:.4g}, which "
+            f"overflows to inf (largest {dtype}: {DTYPE_MAX[dtype]:.4g}); use a wider dtype "
+            f"or a smaller scale"
+        )
+    if isinstance(plan, (UniformPlan, TruncatedNormalPlan)):
+        inward_bounds(plan.low, plan.high, dtype, isinstance(plan, UniformPlan))
