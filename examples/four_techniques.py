@@ -185,7 +185,9 @@ def variances(seed: int) -> dict[str, dict[str, float]]:
 @dataclasses.dataclass
 class Signal:
     act_std: np.ndarray  # std of the activations after the nonlinearity, per hidden layer
-    grad_norm: np.ndarray  # |dL/dW| (Frobenius) of each hidden layer's weight
+    grad_norm: (
+        np.ndarray
+    )  # |dL/dW| (Frobenius, in float64: squares of tiny float32 values underflow)
     saturated: float  # fraction of tanh outputs with |a| > 0.99 at the last hidden layer
 
 
@@ -206,7 +208,7 @@ def signal_propagation(
             last = hidden[-1].detach()
             out[act, name] = Signal(
                 np.array([h.detach().std().item() for h in hidden]),
-                np.array([layer.weight.grad.norm().item() for layer in layers[:-1]]),
+                np.array([layer.weight.grad.double().norm().item() for layer in layers[:-1]]),
                 (last.abs() > 0.99).double().mean().item() if act == "tanh" else float("nan"),
             )
     return out
@@ -263,6 +265,11 @@ def report_signal(sig: dict[tuple[str, str], Signal], depth: int, width: int, ba
         f"measured: ReLU + N(0, 0.01): activation std {small[0]:.3g} -> {small[-1]:.3g}, collapsed by a "
         f"factor of {small[0] / small[-1]:.3g}; each layer multiplies it by about "
         f"0.01 * sqrt({width} / 2) = {0.01 * math.sqrt(width / 2):.3f}."
+    )
+    print(
+        f"measured: N(0, 0.01): the largest weight gradient norm of any layer is "
+        f"{sig['tanh', 'N(0, 0.01)'].grad_norm.max():.3g} (tanh) and "
+        f"{sig['relu', 'N(0, 0.01)'].grad_norm.max():.3g} (ReLU): the gradients vanish too."
     )
     print(
         f"measured: ReLU + Xavier: activation std {xav_r[0]:.3g} -> {xav_r[-1]:.3g}, down by "

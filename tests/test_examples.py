@@ -152,6 +152,10 @@ def test_four_techniques_signal_propagation(four) -> None:
     # N(0, 0.01) collapses by more than 1e3 (with ReLU and with tanh)
     assert sig["relu/N(0, 0.01)"][0] / sig["relu/N(0, 0.01)"][-1] > 1e3
     assert sig["tanh/N(0, 0.01)"][0] / sig["tanh/N(0, 0.01)"][-1] > 1e3
+    # ... and so do its weight gradients (measured in float64: not an underflow to 0)
+    for act in ("relu", "tanh"):
+        g = np.array(summary["signal"][f"{act}/N(0, 0.01)"]["grad_norm"])
+        assert 0 < g.max() < 1e-10
     # Xavier with ReLU halves the variance per layer: 2**(29/2) ~ 2e4 over 29 layers
     xr = sig["relu/Xavier"]
     assert 1e3 < xr[0] / xr[-1] < 1e6
