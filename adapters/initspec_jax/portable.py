@@ -1,0 +1,413 @@
+"""The portable random stream, version 1, in JAX: the same values as ``initspec.portable``.
+
+docs/portable-random.md specifies it; the NumPy reference is ``initspec.portable``:
+
+- key ``(k0, k1)`` of a parameter: ``initspec.portable.param_key(seed, path)``;
+- element ``i``: its row-major index in the plan's canonical order (``layout_perm``), built
+  from a global ``broadcasted_iota`` per axis, so under ``jax.jit`` with sharded outputs the
+  SPMD partitioner gives each device the counters of its own shard only;
+- bits: ``(b0, b1) = threefry2x32_20((k0, k1), (i >> 32, i & 0xFFFFFFFF))``, JAX's own
+  ``threefry2x32`` primitive (``jax.extend.random.threefry2x32_p``);
+- ``u = (u64 >> 11) * 2**-53``, ``uo = ((u64 >> 12) + 0.5) * 2**-52`` (``u64 = b0 << 32 | b1``);
+- U(low, high): ``low + (high - low) * u``; N(loc, scale): ``loc + scale * ndtri(uo)``;
+  truncated normal: ``clip(loc + scale * (+-ndtri(pa + uo * mass)), low, high)``;
+- all of it in float64 (under ``jax.enable_x64`` for the duration of the call, whatever the
+  global setting), then rounded once to the target dtype and clipped to the dtype's values
+  inside the bounds.
+
+XLA rewrites some float expressions into ones that round differently (``a * b + c`` into a
+fused multiply-add, ``v / sqrt(u)`` into ``v * rsqrt(u)``); ``_opaque`` hides the operands
+of those from the rewrites, so every operation rounds once, as the specification and the
+other backends do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.extend.random import threefry2x32_p
+
+from initspec import portable as ref
+from initspec.errors import BackendError
+from initspec.numeric import check_fits, inward_bounds
+from initspec.plans import (
+    ConstantPlan,
+    DiracPlan,
+    IdentityPlan,
+    NormalPlan,
+    OrthogonalPlan,
+    Plan,
+    SparsePlan,
+    TruncatedNormalPlan,
+    UniformPlan,
+    normal_mass,
+)
+
+SUPPORTED_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+ELEMENTWISE = (ConstantPlan, UniformPlan, NormalPlan, TruncatedNormalPlan)
+
+_U32 = jnp.uint32
+_U64 = jnp.uint64
+_F64 = jnp.float64
+
+
+def check_dtype(dtype: Any) -> np.dtype[Any]:
+    """The target dtype if the stream defines it, else ``BackendError``."""
+    try:
+        dt = np.dtype(jnp.dtype(dtype))
+    except TypeError:
+        raise BackendError(
+            f"dtype {dtype!r} is not a dtype; allowed: {', '.join(SUPPORTED_DTYPES)}"
+        ) from None
+    if dt.name not in SUPPORTED_DTYPES:
+        raise BackendError(
+            f"the portable stream does not define dtype {dt.name}; allowed: "
+            f"{', '.join(SUPPORTED_DTYPES)}"
+        )
+    return dt
+
+
+# --- counters ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """The elements of ``shape[index]`` (a shard, or the whole tensor) and their counters:
+    ``counter = offset + sum_k idx_k * mult_k`` over the block's local indices ``idx``.
+    Hashable: a static argument of the compiled programs."""
+
+    shape: tuple[int, ...]
+    offset: int
+    mults: tuple[int, ...]
+
+
+def check_index(shape: tuple[int, ...], index: Any) -> tuple[tuple[int, int, int], ...]:
+    """``(start, step, length)`` per dimension of a shard ``index`` of ``shape``: one slice
+    per dimension, positive step, explicit bounds inside the global shape (not clamped: such
+    a shard does not tile the global tensor). ``BackendError`` otherwise."""
+    if (
+        not isinstance(index, tuple)
+        or len(index) != len(shape)
+        or not all(isinstance(s, slice) for s in index)
+    ):
+        raise BackendError(f"a shard is one slice per dimension of {shape}, got {index!r}")
+    out = []
+    for axis, (sl, n) in enumerate(zip(index, shape, strict=True)):
+        parts = (sl.start, sl.stop, sl.step)
+        if not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in parts):
+            raise BackendError(f"shard slice {sl!r} (dimension {axis}) must have int bounds")
+        if sl.step is not None and sl.step <= 0:
+            raise BackendError(f"shard slice {sl!r} (dimension {axis}) needs a positive step")
+        for bound in (sl.start, sl.stop):
+            if bound is not None and not 0 <= bound <= n:
+                raise BackendError(
+                    f"shard slice {sl!r} (dimension {axis}) lies outside the global size {n}"
+                )
+        start, stop, step = sl.indices(n)
+        out.append((start, step, len(range(start, stop, step))))
+    return tuple(out)
+
+
+def block(
+    shape: tuple[int, ...], perm: tuple[int, ...], index: tuple[slice, ...] | None = None
+) -> Block:
+    """The counters of ``shape[index]``: row-major strides of the canonical shape
+    ``shape[perm]`` mapped back to the stored axes (``initspec.portable.counters_for``)."""
+    cstride = [0] * len(shape)
+    step = 1
+    for pos in range(len(perm) - 1, -1, -1):
+        cstride[perm[pos]] = step
+        step *= shape[perm[pos]]
+    if index is None:
+        return Block(tuple(shape), 0, tuple(cstride))
+    parts = check_index(shape, index)
+    return Block(
+        tuple(n for _, _, n in parts),
+        sum(start * cs for (start, _, _), cs in zip(parts, cstride, strict=True)),
+        tuple(st * cs for (_, st, _), cs in zip(parts, cstride, strict=True)),
+    )
+
+
+def counters(blk: Block) -> tuple[jax.Array, jax.Array]:
+    """``(i >> 32, i & 0xFFFFFFFF)`` as uint32 arrays of ``blk.shape`` (needs x64).
+
+    A sum of per-axis iotas (JAX's own ``iota_2x32_shape`` lowers the same way), which the
+    SPMD partitioner splits: a device computes the counters of its shard only.
+    """
+    c = jnp.full(blk.shape, blk.offset, _U64)
+    for axis, (n, m) in enumerate(zip(blk.shape, blk.mults, strict=True)):
+        if n > 1:
+            c = c + lax.broadcasted_iota(_U64, blk.shape, axis) * _U64(m)
+    hi = lax.convert_element_type(c >> _U64(32), _U32)
+    lo = lax.convert_element_type(c & _U64(0xFFFFFFFF), _U32)
+    return hi, lo
+
+
+def words(key: jax.Array, blk: Block) -> tuple[jax.Array, jax.Array]:
+    """``(b0, b1)``, uint32, of the block's counters under the key (uint32[2])."""
+    hi, lo = counters(blk)
+    b0, b1 = threefry2x32_p.bind(key[0], key[1], hi, lo)
+    return b0, b1
+
+
+def _u64(b0: jax.Array, b1: jax.Array) -> jax.Array:
+    return (lax.convert_element_type(b0, _U64) << _U64(32)) | lax.convert_element_type(b1, _U64)
+
+
+def uniform01(b0: jax.Array, b1: jax.Array) -> jax.Array:
+    """[0, 1): ``(u64 >> 11) * 2**-53`` (exact: below 2**53, times a power of two)."""
+    return lax.convert_element_type(_u64(b0, b1) >> _U64(11), _F64) * ref._2M53
+
+
+def uniform_open(b0: jax.Array, b1: jax.Array) -> jax.Array:
+    """(0, 1): ``((u64 >> 12) + 0.5) * 2**-52``."""
+    return (lax.convert_element_type(_u64(b0, b1) >> _U64(12), _F64) + 0.5) * ref._2M52
+
+
+# --- float64 arithmetic as the reference ------------------------------------------------
+
+
+_LOWEST = -float(np.finfo(np.float64).max)
+
+
+def _opaque(x: jax.Array) -> jax.Array:
+    """``x`` itself, as ``max(x, lowest float64)``: an operation neither XLA nor LLVM removes
+    (it differs from ``x`` at -inf), so no rewrite merges the operation that made ``x``
+    with the one that uses it:
+
+    - ``a * b + c`` is contracted into a fused multiply-add (one rounding, not two): on XLA
+      CPU the uniform affine then differs from NumPy in the last bit for half the elements;
+    - ``v / sqrt(u)`` becomes ``v * rsqrt(u)`` (two roundings, not one): ``log(t) / t`` in
+      ndtri's tail then differs for half of them.
+
+    What does not work: ``optimization_barrier`` and ``reduce_precision`` (removed by XLA
+    before code generation), and ``where(x == x, x, y)`` (LLVM proves ``x`` is never NaN
+    along the bits-to-float chain and drops the select).
+    """
+    return lax.max(x, jnp.asarray(_LOWEST, x.dtype))
+
+
+def _poly(x: jax.Array, coefs: Sequence[float]) -> jax.Array:
+    # Horner as the reference, two roundings per step.
+    out = jnp.full_like(x, coefs[0])
+    for c in coefs[1:]:
+        out = _opaque(out * x) + c
+    return out
+
+
+def ndtri(p: jax.Array) -> jax.Array:
+    """Inverse normal CDF of float64 ``p`` in (0, 1), Cephes ``ndtri`` in the reference's
+    operation order (``initspec.portable.ndtri``); both branches are evaluated for every
+    element and selected (no data-dependent shapes under jit).
+
+    - central, ``exp(-2) < y < 1 - exp(-2)``: ``w = y - 0.5``,
+      ``x = (w + w * (w2 * P0(w2) / Q0(w2))) * sqrt(2 pi)``;
+    - tails, ``y = min(p, 1 - p)``: ``t = sqrt(-2 log y)``, ``z = 1 / t``,
+      ``x = t - log(t) / t - z * P(z) / Q(z)`` with (P1, Q1) for t < 8 else (P2, Q2).
+    """
+    upper = p > 1.0 - ref._EXPM2
+    y = jnp.where(upper, 1.0 - p, p)
+    central = y > ref._EXPM2
+    w = y - 0.5
+    w2 = w * w
+    r = (w2 * _poly(w2, ref._P0)) / _poly(w2, ref._Q0)
+    xc = (w + _opaque(w * r)) * ref._S2PI
+    t = _opaque(jnp.sqrt(-2.0 * jnp.log(y)))  # else log(t) / t becomes log(t) * rsqrt(.)
+    z = 1.0 / t
+    corr = jnp.where(
+        t < 8.0,
+        (z * _poly(z, ref._P1)) / _poly(z, ref._Q1),
+        (z * _poly(z, ref._P2)) / _poly(z, ref._Q2),
+    )
+    xt = t - jnp.log(t) / t - corr
+    return jnp.where(central, jnp.where(upper, -xc, xc), jnp.where(upper, xt, -xt))
+
+
+def truncnorm_constants(plan: TruncatedNormalPlan) -> tuple[bool, float, float]:
+    """``(flip, pa, mass)`` exactly as the reference (``initspec.portable._elementwise``):
+    mirrored to the lower tail when alpha > 0, ``pa = erfc(-lo / sqrt 2) / 2``,
+    ``mass = Phi(hi) - Phi(lo)`` on that side."""
+    a, b = plan.alpha, plan.beta
+    flip = a > 0
+    lo, hi = (-b, -a) if flip else (a, b)
+    return flip, 0.5 * math.erfc(-lo / math.sqrt(2.0)), normal_mass(lo, hi)
+
+
+def round_once(x: jax.Array, target: np.dtype[Any]) -> jax.Array:
+    """float64 ``x`` rounded once, to nearest even, to ``target``.
+
+    XLA converts float64 to bfloat16 and float16 through float32 (two roundings:
+    1 + 2**-8 + 2**-30 becomes 1.0 in bfloat16, not 1 + 2**-7). Rounding to float32 with
+    round-to-odd first (the odd one of the two float32 neighbours when inexact) keeps what
+    the second rounding needs, so odd-then-nearest-even equals one nearest-even rounding.
+    """
+    if target in (np.dtype(np.float64), np.dtype(np.float32)):
+        return x.astype(target)
+    r = x.astype(jnp.float32)
+    back = r.astype(_F64)
+    even = (lax.bitcast_convert_type(r, _U32) & _U32(1)) == 0
+    toward = jnp.where(back < x, jnp.float32(jnp.inf), jnp.float32(-jnp.inf))
+    r = jnp.where((back != x) & even, jnp.nextafter(r, toward), r)
+    return r.astype(target)
+
+
+# --- programs ---------------------------------------------------------------------------
+
+
+def _values64(kind: tuple[Any, ...], key: jax.Array, numbers: jax.Array, blk: Block) -> jax.Array:
+    if kind[0] == "constant":
+        return jnp.full(blk.shape, numbers[0], _F64)
+    b0, b1 = words(key, blk)
+    if kind[0] == "uniform":
+        low, width = numbers[0], numbers[1]
+        u = uniform01(b0, b1)
+        return low + _opaque(width * u)
+    if kind[0] == "normal":
+        loc, scale = numbers[0], numbers[1]
+        z = ndtri(uniform_open(b0, b1))
+        return loc + _opaque(scale * z)
+    loc, scale, low, high, pa, mass = (numbers[i] for i in range(6))
+    uo = uniform_open(b0, b1)
+    z = ndtri(pa + _opaque(uo * mass))
+    if kind[1]:  # mirrored
+        z = -z
+    return jnp.clip(loc + _opaque(scale * z), low, high)
+
+
+@partial(jax.jit, static_argnums=(3, 4, 5, 6))
+def _elementwise_jit(
+    key: jax.Array,
+    numbers: jax.Array,
+    bounds: jax.Array,
+    kind: tuple[Any, ...],
+    blk: Block,
+    target: np.dtype[Any],
+    sharding: Any,
+) -> jax.Array:
+    # The plan's numbers and the key are traced: one program per kind, shard and dtype.
+    out = round_once(_values64(kind, key, numbers, blk), target)
+    if kind[0] in ("uniform", "truncated_normal"):
+        out = jnp.clip(out, bounds[0].astype(target), bounds[1].astype(target))
+    return out if sharding is None else lax.with_sharding_constraint(out, sharding)
+
+
+def _elementwise_args(plan: Plan) -> tuple[tuple[Any, ...], tuple[float, ...]]:
+    if isinstance(plan, ConstantPlan):
+        return ("constant",), (plan.value,)
+    if isinstance(plan, UniformPlan):
+        # high - low in Python float64, as the reference computes it.
+        return ("uniform",), (plan.low, plan.high - plan.low)
+    if isinstance(plan, NormalPlan):
+        return ("normal",), (plan.loc, plan.scale)
+    assert isinstance(plan, TruncatedNormalPlan)
+    flip, pa, mass = truncnorm_constants(plan)
+    return ("truncated_normal", flip), (plan.loc, plan.scale, plan.low, plan.high, pa, mass)
+
+
+def standard_normal(key: jax.Array, n: int) -> jax.Array:
+    """``ndtri(uo)`` of counters ``0 .. n - 1`` (float64)."""
+    b0, b1 = words(key, Block((n,), 0, (1,)))
+    return ndtri(uniform_open(b0, b1))
+
+
+def orthogonal_matrix(key: jax.Array, rows: int, cols: int) -> jax.Array:
+    """Section 5: ``g[r, c] = ndtri(uo)`` of counter ``r * cols + c``; QR in float64 of g (or
+    g.T when rows < cols) with Q's columns times sign(diag(R)), transposed back."""
+    if rows * cols == 0:
+        return jnp.zeros((rows, cols), _F64)
+    g = standard_normal(key, rows * cols).reshape(rows, cols)
+    flat = g.T if rows < cols else g
+    q, r = jnp.linalg.qr(flat)
+    q = q * jnp.sign(jnp.diagonal(r))
+    return q.T if rows < cols else q
+
+
+@partial(jax.jit, static_argnums=(0,))
+def structural64(plan: Plan, key: jax.Array) -> jax.Array:
+    """The whole float64 tensor of a structural plan, stored layout, as the reference's
+    ``initspec.portable._structural`` (QR and the sparse mask need all of it)."""
+    if isinstance(plan, IdentityPlan):
+        return plan.gain * jnp.eye(plan.shape[0], plan.shape[1], dtype=_F64)
+    if isinstance(plan, OrthogonalPlan):
+        q = plan.gain * orthogonal_matrix(key, plan.rows, plan.cols)
+        return q.reshape(plan.permuted_shape).transpose(plan.inverse_perm)
+    if isinstance(plan, DiracPlan):
+        w = jnp.zeros(plan.canonical_shape, _F64)
+        out_ch, in_ch = plan.canonical_shape[:2]
+        if plan.matrix == "orthogonal":
+            m = plan.gain * orthogonal_matrix(key, out_ch, in_ch)
+            w = w.at[(slice(None), slice(None), *plan.center)].set(m)
+        else:
+            opg = plan.out_per_group
+            for g in range(plan.groups):
+                for d in range(min(opg, in_ch)):
+                    w = w.at[(g * opg + d, d, *plan.center)].set(plan.gain)
+        return w.transpose(plan.inverse_perm)
+    if isinstance(plan, SparsePlan):
+        rows, cols = plan.canonical_shape
+        n = rows * cols
+        values = (plan.sigma * standard_normal(key, n)).reshape(rows, cols)
+        b0, b1 = words(key, Block((n,), n, (1,)))
+        mask_words = _u64(b0, b1).reshape(rows, cols)
+        # Rank of each row in its column by mask word (stable: ties by row, as the reference).
+        order = jnp.argsort(mask_words, axis=0, stable=True)
+        rank = jnp.argsort(order, axis=0, stable=True)
+        values = jnp.where(rank < plan.zeros_per_column, 0.0, values)
+        return values.transpose(plan.inverse_perm)
+    raise BackendError(f"portable stream: unknown plan {type(plan).__name__}")
+
+
+def _key_array(key: tuple[int, int]) -> jax.Array:
+    return jnp.asarray(np.array(key, dtype=np.uint32))
+
+
+def sample(
+    plan: Plan,
+    key: tuple[int, int],
+    perm: tuple[int, ...],
+    dtype: Any = jnp.float32,
+    index: tuple[slice, ...] | None = None,
+    sharding: Any = None,
+) -> jax.Array:
+    """Stream-1 values of ``plan`` as a ``dtype`` array: the whole tensor, or the shard
+    ``index`` (one slice per dimension) computed from its global indices alone.
+
+    ``key``: ``initspec.portable.param_key(seed, path)``; ``perm``:
+    ``initspec.portable.layout_perm(plan.shape, layout)``. Traceable (works under an outer
+    ``jax.jit``); ``sharding`` (a ``Sharding``) constrains the result inside the program.
+    float64 without ``jax_enable_x64`` comes back as float32, as everywhere in JAX.
+    """
+    target = check_dtype(dtype)
+    out_dtype = np.dtype(jnp.zeros((), target).dtype)  # float32 for float64 without x64
+    check_fits(plan, out_dtype.name)
+    blk = block(plan.shape, perm, index)
+    with jax.enable_x64(True):
+        k = _key_array(key)
+        if isinstance(plan, ELEMENTWISE):
+            kind, numbers = _elementwise_args(plan)
+            bounds: tuple[float, float] = (0.0, 0.0)
+            if isinstance(plan, (UniformPlan, TruncatedNormalPlan)):
+                bounds = inward_bounds(
+                    plan.low, plan.high, out_dtype.name, isinstance(plan, UniformPlan)
+                )
+            return _elementwise_jit(
+                k,
+                jnp.asarray(numbers, _F64),
+                jnp.asarray(bounds, _F64),
+                kind,
+                blk,
+                out_dtype,
+                sharding,
+            )
+        full = structural64(plan, k)
+        part = full[index] if index is not None else full
+        out = round_once(part, out_dtype)
+        return out if sharding is None else lax.with_sharding_constraint(out, sharding)
