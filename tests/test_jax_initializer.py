@@ -15,8 +15,17 @@ Seeds are fixed, so nothing flakes.
 
 from __future__ import annotations
 
-import math
+# ruff: noqa: E402
 import os
+
+# These tests compile ~80 small XLA programs (one per kind of primitive, shape and dtype) and
+# run each once; XLA's CPU optimization passes only lengthen the compiles (halving them
+# here). Set before JAX starts its backend, unless the caller set XLA_FLAGS; results are
+# unaffected beyond the rounding of fused operations.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
+
+import math
 import subprocess
 import sys
 import textwrap
@@ -545,14 +554,28 @@ SHARDING_SCRIPT = textwrap.dedent(
         assert stats.kstest(values.ravel(), plan.cdf).pvalue > 1e-4, raw
         y = init(key, shape, out_sharding=sharding)  # the out_sharding keyword
         assert y.sharding.is_equivalent_to(sharding, len(shape))
+
+    # initspec_jax.apply materializes abstract parameters directly on their shardings
+    kernel_sharding = NamedSharding(mesh, P("data", "model"))
+    abstract = {"params": {"fc": {
+        "kernel": jax.ShapeDtypeStruct((400, 500), jnp.float32, sharding=kernel_sharding),
+        "bias": jax.ShapeDtypeStruct((500,), jnp.float32, sharding=NamedSharding(mesh, P())),
+    }}}
+    new, report = initspec_jax.apply("flax-defaults", abstract, seed=1)
+    kernel = new["params"]["fc"]["kernel"]
+    assert kernel.sharding.is_equivalent_to(kernel_sharding, 2), kernel.sharding
+    assert new["params"]["fc"]["bias"].sharding.is_equivalent_to(NamedSharding(mesh, P()), 1)
+    plan = report.resolution.params[0].plan
+    assert stats.kstest(np.asarray(kernel).ravel(), plan.cdf).pvalue > 1e-4
+    assert report.rows()[0]["device"] == "cpu x8"
     print("OK")
     """
 )
 
 
 def test_sharded_initialization_on_an_8_device_cpu_mesh() -> None:
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu")
+    flags = "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
     result = subprocess.run(
         [sys.executable, "-c", SHARDING_SCRIPT], env=env, capture_output=True, text=True,
         timeout=120,

@@ -32,7 +32,7 @@ def check_key(key: Any) -> jax.Array:
             f"key must be a JAX PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), "
             f"got {type(key).__name__}"
         )
-    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
         if tuple(shape) != ():
             raise BackendError(
                 f"key must be a single PRNG key, got a key array of shape {tuple(shape)}"
@@ -79,7 +79,7 @@ def work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
     else float32. float16 and bfloat16 are sampled in float32 and rounded once at the end
     (JAX's own bf16 normal has only ~128 distinct values; QR has no bf16/fp16 kernels).
     """
-    if dtype == np.float64 and jax.config.jax_enable_x64:
+    if dtype == np.float64 and jax.config.read("jax_enable_x64"):
         return np.dtype(np.float64)
     return np.dtype(np.float32)
 

@@ -14,25 +14,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import AxisType, NamedSharding, get_abstract_mesh
 
-from initspec import BackendError, Plan, PlanContext, SpecBase, parse, resolve_layout
+from initspec import Plan, PlanContext, SpecBase, parse, resolve_layout
 from initspec.layout import Layout, LayoutLike
 from initspec_jax.checks import check_dtype, check_key, check_shape
 from initspec_jax.sampling import sample_plan
-
-
-def place(x: jax.Array, sharding: Any) -> jax.Array:
-    """``x`` with ``sharding``: ``jax.sharding.reshard`` for explicit mesh axes (what
-    ``jax.random``'s ``out_sharding`` does), ``with_sharding_constraint`` for a mesh whose axes
-    are all ``Auto`` (which ``reshard`` refuses)."""
-    mesh = sharding.mesh if isinstance(sharding, NamedSharding) else get_abstract_mesh()
-    try:
-        if mesh.axis_types and all(t == AxisType.Auto for t in mesh.axis_types):
-            return jax.lax.with_sharding_constraint(x, sharding)
-        return jax.sharding.reshard(x, sharding)
-    except (TypeError, ValueError) as exc:
-        raise BackendError(f"out_sharding {sharding!r} cannot be applied: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -57,15 +43,13 @@ class SpecInitializer:
         """Sample the spec for ``shape``; ``dtype=None`` is JAX's default float dtype.
 
         ``out_sharding`` (a ``NamedSharding``, or a ``PartitionSpec`` under a mesh context)
-        places the result, as ``jax.nn.initializers`` accept it (see ``place``). Under
+        places the result, as ``jax.nn.initializers`` accept it
+        (``initspec_jax.sharding.place``). Under
         ``jax.jit(..., out_shardings=...)`` it is not needed: the elementwise primitives are
         generated shard by shard (threefry is partitionable) with the same values.
         """
         plan = self.plan(shape)
-        out = sample_plan(plan, check_key(key), check_dtype(dtype))
-        if out_sharding is not None:
-            out = place(out, out_sharding)
-        return out
+        return sample_plan(plan, check_key(key), check_dtype(dtype), out_sharding)
 
     def __repr__(self) -> str:
         return (

@@ -3,8 +3,9 @@
 Each primitive mirrors ``initspec.numpy_backend.sample_plan64`` (the reference): it is drawn
 in the work dtype (float32, or float64 for a float64 target under x64) and rounded once to
 the target dtype. Uniform and truncated-normal results are then clipped to the closest
-target values inside their bounds (``initspec.numpy_backend.inward_bounds``), so rounding
-never leaves [low, high] (or [low, high) for uniform).
+target values inside their bounds (``initspec.numeric.inward_bounds``), so rounding never
+leaves [low, high] (or [low, high) for uniform). Values that would overflow the target are
+refused before sampling (``initspec.numeric.check_fits``), as by every backend.
 
 Everything here is traceable: the plan is static (computed from the static shape), the key
 may be a tracer.
@@ -12,7 +13,6 @@ may be a tracer.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from initspec import BackendError
-from initspec.numpy_backend import inward_bounds
+from initspec.numeric import check_fits, inward_bounds
 from initspec.plans import (
     ConstantPlan,
     DiracPlan,
@@ -35,11 +35,8 @@ from initspec.plans import (
     UniformPlan,
 )
 from initspec_jax.checks import check_dtype, work_dtype
+from initspec_jax.sharding import place
 from initspec_jax.truncnorm import Branch, sample_standard, truncnorm_constants
-
-# Upper bounds on |z| for jax.random.normal: it maps a 23-bit (52-bit) uniform through
-# erf_inv, so |z| <= sqrt2 * erf_inv(1 - 2**-23) ~ 5.4 in float32 and ~8.3 in float64.
-_NORMAL_ZMAX = {np.dtype(np.float32): 6.0, np.dtype(np.float64): 9.0}
 
 
 def orthogonal_matrix(key: jax.Array, rows: int, cols: int, work: np.dtype[Any]) -> jax.Array:
@@ -79,12 +76,12 @@ def _dirac(plan: DiracPlan, key: jax.Array, work: np.dtype[Any]) -> jax.Array:
     out_ch, in_ch = plan.canonical_shape[:2]
     if plan.matrix == "orthogonal":
         m = plan.gain * orthogonal_matrix(key, out_ch, in_ch, work)
-        w = w.at[(slice(None), slice(None), *plan.center)].set(m)
+        w = w.at[(slice(None), slice(None)) + plan.center].set(m)
     else:
         n = min(plan.out_per_group, in_ch)
         group = np.repeat(np.arange(plan.groups), n)
         diag = np.tile(np.arange(n), plan.groups)
-        index = (group * plan.out_per_group + diag, diag, *plan.center)
+        index = (group * plan.out_per_group + diag, diag) + plan.center
         w = w.at[index].set(jnp.asarray(plan.gain, work))
     return w.transpose(plan.inverse_perm)
 
@@ -103,7 +100,7 @@ def sample_work(plan: Plan, key: jax.Array, work: np.dtype[Any]) -> jax.Array:
         args = (plan.loc, plan.scale, plan.low, plan.high)
         return _truncated_normal(key, args, constants, shape, work, branch)
     if isinstance(plan, IdentityPlan):
-        return plan.gain * jnp.eye(*shape, dtype=work)
+        return plan.gain * jnp.eye(shape[0], shape[1], dtype=work)
     if isinstance(plan, OrthogonalPlan):
         q = plan.gain * orthogonal_matrix(key, plan.rows, plan.cols, work)
         return q.reshape(plan.permuted_shape).transpose(plan.inverse_perm)
@@ -152,7 +149,11 @@ def _finish(x: jax.Array, bounds: tuple[Any, Any] | None, target: np.dtype[Any])
     return out
 
 
-@partial(jax.jit, static_argnums=(3, 4, 5))
+def _placed(x: jax.Array, sharding: Any) -> jax.Array:
+    return x if sharding is None else place(x, sharding)
+
+
+@partial(jax.jit, static_argnums=(3, 4, 5, 6))
 def _elementwise_jit(
     key: jax.Array,
     numbers: tuple[Any, ...],
@@ -160,15 +161,19 @@ def _elementwise_jit(
     kind: tuple[Any, ...],
     shape: tuple[int, ...],
     target: np.dtype[Any],
+    sharding: Any,
 ) -> jax.Array:
+    # Under a sharding each device computes only its shard (threefry is partitionable).
     work = work_dtype(target)
-    if kind[0] == "uniform":
-        x = _uniform(key, *numbers, shape, work)
+    if kind[0] == "constant":
+        x = jnp.full(shape, numbers[0], work)
+    elif kind[0] == "uniform":
+        x = _uniform(key, numbers[0], numbers[1], shape, work)
     elif kind[0] == "normal":
-        x = _normal(key, *numbers, shape, work)
+        x = _normal(key, numbers[0], numbers[1], shape, work)
     else:
         x = _truncated_normal(key, numbers[:4], numbers[4:], shape, work, kind[1])
-    return _finish(x, bounds, target)
+    return _placed(_finish(x, bounds, target), sharding)
 
 
 def _unit(plan: Plan) -> tuple[Plan, float]:
@@ -181,66 +186,45 @@ def _unit(plan: Plan) -> tuple[Plan, float]:
     return plan, 1.0
 
 
-@partial(jax.jit, static_argnums=(0, 3))
+@partial(jax.jit, static_argnums=(0, 3, 4))
 def _structural_jit(
-    unit: Plan, key: jax.Array, factor: Any, target: np.dtype[Any]
+    unit: Plan, key: jax.Array, factor: Any, target: np.dtype[Any], sharding: Any
 ) -> jax.Array:
     work = work_dtype(target)
-    return _finish(factor * sample_work(unit, key, work), None, target)
-
-
-def max_magnitude(plan: Plan, work: np.dtype[Any]) -> float:
-    """The largest |value| ``sample_work`` can return for ``plan`` (before rounding)."""
-    if isinstance(plan, ConstantPlan):
-        return abs(plan.value)
-    if isinstance(plan, (UniformPlan, TruncatedNormalPlan)):
-        return max(abs(plan.low), abs(plan.high))
-    if isinstance(plan, NormalPlan):
-        return abs(plan.loc) + _NORMAL_ZMAX[np.dtype(work)] * plan.scale
-    if isinstance(plan, SparsePlan):
-        return _NORMAL_ZMAX[np.dtype(work)] * plan.sigma
-    # orthogonal, identity, dirac: every entry is gain times an entry of an orthogonal matrix
-    return abs(plan.gain)
-
-
-def check_range(plan: Plan, dtype: np.dtype[Any], work: np.dtype[Any]) -> None:
-    """Refuse at trace time a plan whose values could overflow ``dtype`` to inf.
-
-    The NumPy reference checks its values after sampling; under ``jax.jit`` values cannot be
-    inspected, so the check uses the bound ``max_magnitude`` instead (conservative for
-    normals by the margin between ~5.4 and 6 standard deviations).
-    """
-    if not math.prod(plan.shape):
-        return
-    limit = float(jnp.finfo(dtype).max)
-    if max_magnitude(plan, work) > limit:
-        raise BackendError(
-            f"{plan.describe()} does not fit in {np.dtype(dtype).name}: values could overflow "
-            f"to inf (largest finite value {limit:.6g})"
-        )
+    return _placed(_finish(factor * sample_work(unit, key, work), None, target), sharding)
 
 
 def clip_bounds(plan: Plan, dtype: np.dtype[Any]) -> tuple[float, float] | None:
     """The closest ``dtype`` values inside a uniform's [low, high) or a truncated normal's
-    [low, high] (``numpy_backend.inward_bounds``); None for other plans."""
+    [low, high] (``initspec.numeric.inward_bounds``); None for other plans."""
     if isinstance(plan, (UniformPlan, TruncatedNormalPlan)):
-        return inward_bounds(plan.low, plan.high, dtype, isinstance(plan, UniformPlan))
+        return inward_bounds(plan.low, plan.high, dtype.name, isinstance(plan, UniformPlan))
     return None
 
 
-def sample_plan(plan: Plan, key: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
+def sample_plan(
+    plan: Plan, key: jax.Array, dtype: Any = jnp.float32, sharding: Any = None
+) -> jax.Array:
     """Draw ``plan`` with ``key`` (a single typed key) as a ``dtype`` array: sampled in the
-    work dtype, rounded once, uniform and truncated normal clipped inside their bounds."""
+    work dtype, rounded once, uniform and truncated normal clipped inside their bounds.
+
+    One compiled program per kind of primitive, shape, dtype and sharding; the plan's
+    numbers are traced arguments. ``sharding`` (optional) is applied inside the program
+    (``initspec_jax.sharding.place``).
+    """
     target = check_dtype(dtype)
     work = work_dtype(target)
-    check_range(plan, target, work)
     out_dtype = np.dtype(jnp.zeros((), target).dtype)  # float32 for float64 without x64
+    # shared with every backend: refuse values that would overflow, or bounds with no
+    # value of the dtype between them, from the plan alone (values cannot be inspected
+    # under jit)
+    check_fits(plan, out_dtype.name)
     bounds = clip_bounds(plan, out_dtype)
     if isinstance(plan, ConstantPlan):
-        return jnp.full(plan.shape, plan.value, work).astype(target)
-    if isinstance(plan, UniformPlan):
-        numbers: tuple[float, ...] = (plan.low, plan.high)
-        kind: tuple[Any, ...] = ("uniform",)
+        numbers: tuple[float, ...] = (plan.value,)
+        kind: tuple[Any, ...] = ("constant",)
+    elif isinstance(plan, UniformPlan):
+        numbers, kind = (plan.low, plan.high), ("uniform",)
     elif isinstance(plan, NormalPlan):
         numbers, kind = (plan.loc, plan.scale), ("normal",)
     elif isinstance(plan, TruncatedNormalPlan):
@@ -249,5 +233,5 @@ def sample_plan(plan: Plan, key: jax.Array, dtype: Any = jnp.float32) -> jax.Arr
         kind = ("truncated_normal", branch)
     else:
         unit, factor = _unit(plan)
-        return _structural_jit(unit, key, factor, target)
-    return _elementwise_jit(key, numbers, bounds, kind, plan.shape, target)
+        return _structural_jit(unit, key, factor, target, sharding)
+    return _elementwise_jit(key, numbers, bounds, kind, plan.shape, target, sharding)

@@ -136,9 +136,13 @@ def _central(
     p = pa + u * w
     q = qb + (1 - u) * w
     e = ea + u * (2 * w)
-    threshold = jnp.asarray(_PHI_MINUS_1, work)
+    # one ndtri on the smaller of p and q (a smaller program to compile than two)
+    left = p < q
+    tail = ndtri(jnp.where(left, p, q))
     x = jnp.where(
-        p < threshold, ndtri(p), jnp.where(q < threshold, -ndtri(q), _SQRT2 * erfinv(e))
+        jnp.minimum(p, q) < jnp.asarray(_PHI_MINUS_1, work),
+        jnp.where(left, tail, -tail),
+        _SQRT2 * erfinv(e),
     )
     return jnp.clip(x, alpha, beta)
 
