@@ -88,3 +88,38 @@ def test_errors_go_to_stderr_with_exit_1(args, needle) -> None:
 def test_debug_shows_traceback() -> None:
     res = run("--debug", "sample", '{"kind": "gaussian"}', "--shape", "3")
     assert res.returncode == 1 and "Traceback" in res.stderr
+
+
+def test_explain_torch_table_and_json() -> None:
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    res = run("explain", "torch-defaults", "--torch", "tests.fixtures.cli_models:mlp", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert "0.weight" in res.stdout and "uniform(low=-0.2236" in res.stdout  # 1/sqrt(20)
+    out = json.loads(
+        run(
+            "explain",
+            "torch-defaults",
+            "--torch",
+            "tests.fixtures.cli_models:mlp",
+            "--json",
+            cwd=repo,
+        ).stdout
+    )
+    assert out["policy"] == "torch-defaults" and len(out["parameters"]) == 4
+    bad = run("explain", "torch-defaults", "--torch", "tests.fixtures.cli_models:broken", cwd=repo)
+    assert (
+        bad.returncode == 1
+        and "factory failed on purpose" in bad.stderr
+        and "Traceback" not in bad.stderr
+    )
+
+
+def test_explain_flax_nnx() -> None:
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    res = run("explain", "torch-defaults", "--flax", "tests.fixtures.cli_models:nnx_mlp", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert "fc1.kernel" in res.stdout and "uniform(low=-0.2236" in res.stdout  # torch's 1/sqrt(20)

@@ -22,6 +22,7 @@ from initspec_jax.initializer import SpecInitializer, initializer
 from initspec_jax.sampling import sample_plan
 
 if TYPE_CHECKING:
+    from initspec_jax.explain import explain
     from initspec_jax.policy_apply import apply, apply_nnx, resolve_params
     from initspec_jax.traverse import describe_linen, describe_nnx
 
@@ -31,6 +32,7 @@ __all__ = [
     "apply_nnx",
     "describe_linen",
     "describe_nnx",
+    "explain",
     "initializer",
     "resolve_params",
     "sample_plan",
@@ -42,6 +44,7 @@ _LAZY = {
     "resolve_params": "policy_apply",
     "describe_linen": "traverse",
     "describe_nnx": "traverse",
+    "explain": "explain",
 }
 
 

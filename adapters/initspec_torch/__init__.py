@@ -9,6 +9,7 @@ plan primitives; everything about what a spec means lives in the ``initspec`` co
 
 from initspec_torch.casting import SUPPORTED_DTYPES, cast_once, work_dtype
 from initspec_torch.describe import TorchParam, describe
+from initspec_torch.explain import explain
 from initspec_torch.policy_apply import apply
 from initspec_torch.sampler import sample_plan, standard_truncated_normal
 from initspec_torch.tensor_init import init_, init_shard_, make_generator, plan_for, write_plan
@@ -18,6 +19,7 @@ __all__ = [
     "TorchParam",
     "apply",
     "describe",
+    "explain",
     "cast_once",
     "init_",
     "init_shard_",
