@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from initspec import portable as ref
@@ -57,6 +58,17 @@ ELEMENTWISE = (ConstantPlan, UniformPlan, NormalPlan, TruncatedNormalPlan)
 
 def chunk_size(device: torch.device) -> int:
     return CHUNK_CPU if device.type == "cpu" else CHUNK_CUDA
+
+
+def check_device(device: torch.device | str) -> torch.device:
+    """The device itself if it computes in float64 (the stream's transforms need it)."""
+    dev = torch.device(device)
+    if dev.type == "mps":
+        raise BackendError(
+            "the portable stream computes in float64, which MPS does not support; "
+            "initialize on the CPU and move the tensor"
+        )
+    return dev
 
 
 def check_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -140,8 +152,8 @@ _SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's splitting constant for float64
 def sqrt_rn(x: torch.Tensor) -> torch.Tensor:
     """Square root of float64 ``x`` (> 0, not huge) rounded to nearest, as IEEE ``sqrt``.
 
-    ``torch.sqrt`` on CPU is not correctly rounded (1.3% of float64 results differ by an ulp
-    from ``numpy.sqrt``). One Newton step from it, with the residual ``x - s*s`` computed
+    ``torch.sqrt`` is not correctly rounded on every device (on CPU 1.3% of float64 results
+    differ by an ulp from ``numpy.sqrt``). One Newton step from it, with the residual ``x - s*s`` computed
     exactly (Dekker's product via Veltkamp's split: exact in float64 without fused
     multiply-adds), ``s + r * (0.5 / s)``, is the correctly rounded root unless the root lies
     within ~2**-51 ulp of a rounding midpoint (probability ~1e-15 per element).
@@ -156,6 +168,23 @@ def sqrt_rn(x: torch.Tensor) -> torch.Tensor:
     h = torch.reciprocal(s).mul_(0.5)  # not 0.5 / s: torch computes scalar / tensor as
     # reciprocal(tensor) * scalar anyway; times 0.5 is exact, so this is RN(0.5 / s)
     return s.add_(r.mul_(h))
+
+
+def _log(x: torch.Tensor) -> torch.Tensor:
+    """float64 natural log. On CPU through NumPy, zero-copy: the platform libm, as the
+    reference (torch's CPU log, Sleef, is an ulp off on ~1e-4 of inputs, which ndtri's tail
+    turns into differences of up to 5 float64 ulp); on a GPU the device's own ``log``."""
+    if x.device.type == "cpu":
+        return torch.from_numpy(np.log(x.contiguous().numpy()))
+    return torch.log(x)
+
+
+def _sqrt(x: torch.Tensor) -> torch.Tensor:
+    """float64 square root rounded to nearest: NumPy's on CPU (IEEE ``sqrt``), else
+    ``sqrt_rn``."""
+    if x.device.type == "cpu":
+        return torch.from_numpy(np.sqrt(x.contiguous().numpy()))
+    return sqrt_rn(x)
 
 
 def _poly(x: torch.Tensor, coefs: Sequence[float]) -> torch.Tensor:
@@ -192,14 +221,14 @@ def ndtri(p: torch.Tensor) -> torch.Tensor:
     out.index_copy_(0, ic, torch.where(upper.index_select(0, ic), -xc, xc))
     it = central.logical_not_().nonzero().view(-1)
     if it.numel():
-        t = sqrt_rn(torch.log(y.index_select(0, it)).mul_(-2.0))
+        t = _sqrt(_log(y.index_select(0, it)).mul_(-2.0))
         z = torch.reciprocal(t)
         corr = z * _poly(z, ref._P1) / _poly(z, ref._Q1)
         far = (t >= 8.0).nonzero().view(-1)
         if far.numel():  # y < exp(-32): the second tail approximation
             zf = z.index_select(0, far)
             corr.index_copy_(0, far, zf * _poly(zf, ref._P2) / _poly(zf, ref._Q2))
-        xt = t - torch.log(t) / t - corr
+        xt = t - _log(t) / t - corr
         out.index_copy_(0, it, torch.where(upper.index_select(0, it), xt, -xt))
     return out
 
@@ -450,6 +479,7 @@ def fill_(
     into contiguous ``out`` of a supported dtype, rounded once and clipped inside the
     bounds of a uniform or truncated normal."""
     check_dtype(out.dtype)
+    check_device(out.device)
     blk = block(plan.shape, perm, index)
     if tuple(out.shape) != blk.shape:
         raise BackendError(
