@@ -1,6 +1,8 @@
-"""`make demo`: load every example spec, plan it, sample it with NumPy, compare moments.
+"""`make demo`: one JSON policy applied to a torch CNN and to its Flax (nnx) port.
 
-Each file in examples/specs/ holds {"spec": ..., "shape": [...], "layout": "..."}.
+Prints both reports and a side-by-side summary per parameter: the rule each framework
+matched, the plan (which must agree after the layout mapping) and the measured std against
+the exact one. Then the catalog table: every example spec planned and sampled with NumPy.
 """
 
 from __future__ import annotations
@@ -9,12 +11,102 @@ import json
 import pathlib
 import sys
 
+import numpy as np
+
 import initspec
 
 HERE = pathlib.Path(__file__).parent
+LEAF = {"weight": ("kernel", "scale", "embedding"), "bias": ("bias",)}
 
 
-def main() -> int:
+def torch_model():
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 32, 3)
+            self.conv2 = nn.Conv2d(32, 64, 3, groups=2)
+            self.norm = nn.LayerNorm(256)
+            self.fc1 = nn.Linear(64 * 4 * 4, 256)
+            self.head = nn.Linear(256, 10)
+
+    torch.manual_seed(0)
+    return Net()
+
+
+def flax_model():
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.conv1 = nnx.Conv(3, 32, (3, 3), rngs=rngs)
+            self.conv2 = nnx.Conv(32, 64, (3, 3), feature_group_count=2, rngs=rngs)
+            self.norm = nnx.LayerNorm(256, rngs=rngs)
+            self.fc1 = nnx.Linear(64 * 4 * 4, 256, rngs=rngs)
+            self.head = nnx.Linear(256, 10, rngs=rngs)
+
+    return Net(nnx.Rngs(0))
+
+
+def table(rows: list[tuple[str, ...]], head: tuple[str, ...]) -> str:
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [head, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def port_summary() -> str:
+    import initspec_jax
+    import initspec_torch
+    from flax import nnx
+
+    policy = initspec.load_policy(str(HERE / "demo_policy.json"))
+    tmodel, fmodel = torch_model(), flax_model()
+    treport = initspec_torch.apply(policy, tmodel, seed=0)
+    freport = initspec_jax.apply_nnx(policy, fmodel, seed=0)
+    print(f"== policy {policy.name!r} on the torch model\n{treport.table()}\n")
+    print(f"== the same policy on the Flax (nnx) port\n{freport.table()}\n")
+
+    tvalues = {k: v.detach().double().numpy() for k, v in tmodel.named_parameters()}
+    fvalues = {
+        ".".join(map(str, path)): np.asarray(v[...], dtype=np.float64)
+        for path, v in nnx.iter_graph(fmodel)
+        if isinstance(v, nnx.Param)
+    }
+    frows = {r["path"]: r for r in freport.rows()}
+    rows = []
+    agree = 0
+    for r in treport.rows():
+        owner, leaf = r["path"].rsplit(".", 1)
+        twin = next((f"{owner}.{alt}" for alt in LEAF[leaf] if f"{owner}.{alt}" in frows), None)
+        assert twin is not None, r["path"]
+        f = frows[twin]
+        same = r["rule_index"] == f["rule_index"] and r["plan"] == f["plan"]
+        agree += same
+        plan = next(p.plan for p in treport.resolution.params if p.info.path == r["path"])
+        rows.append(
+            (
+                r["path"],
+                twin,
+                f"#{r['rule_index']}"
+                if r["rule_index"] == f["rule_index"]
+                else f"#{r['rule_index']} vs #{f['rule_index']}",
+                r["plan"] if same else f"{r['plan']}  !=  {f['plan']}",
+                f"{tvalues[r['path']].std():.5f}",
+                f"{fvalues[twin].std():.5f}",
+                f"{plan.std:.5f}",
+            )
+        )
+    out = table(rows, ("torch", "flax", "rule", "plan (both)", "std torch", "std flax", "exact"))
+    return out + f"\n{agree}/{len(rows)} parameters: same rule and same plan in both frameworks"
+
+
+def catalog_table() -> str:
     rows = []
     for path in sorted((HERE / "specs").glob("*.json")):
         doc = json.loads(path.read_text())
@@ -37,10 +129,15 @@ def main() -> int:
                 f"{plan.std:.5f}",
             )
         )
-    head = ("example", "shape", "layout", "fan_in/out", "plan", "mean", "exact", "std", "exact")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    for r in [head, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
+    return table(
+        rows, ("example", "shape", "layout", "fan_in/out", "plan", "mean", "exact", "std", "exact")
+    )
+
+
+def main() -> int:
+    print(port_summary())
+    print("\n== every example spec, planned and sampled with NumPy (examples/specs/)")
+    print(catalog_table())
     return 0
 
 
