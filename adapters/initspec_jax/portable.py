@@ -376,15 +376,19 @@ def sample(
     dtype: Any = jnp.float32,
     index: tuple[slice, ...] | None = None,
     sharding: Any = None,
+    stream: int = 1,
 ) -> jax.Array:
-    """Stream-1 values of ``plan`` as a ``dtype`` array: the whole tensor, or the shard
+    """Stream-``stream`` values of ``plan`` as a ``dtype`` array: the whole tensor, or the shard
     ``index`` (one slice per dimension) computed from its global indices alone.
 
     ``key``: ``initspec.portable.param_key(seed, path)``; ``perm``:
     ``initspec.portable.layout_perm(plan.shape, layout)``. Traceable (works under an outer
     ``jax.jit``); ``sharding`` (a ``Sharding``) constrains the result inside the program.
     float64 without ``jax_enable_x64`` comes back as float32, as everywhere in JAX.
+    ``BackendError`` for an unknown ``stream``, a dtype the stream does not define, or an
+    ``index`` that is not one in-bounds slice per dimension.
     """
+    ref.check_version(stream)
     target = check_dtype(dtype)
     out_dtype = np.dtype(jnp.zeros((), target).dtype)  # float32 for float64 without x64
     check_fits(plan, out_dtype.name)
