@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.initspec-installed
 
-.PHONY: test demo lint fuzz docs conformance clean
+.PHONY: test demo lint fuzz docs conformance bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +19,9 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py --write
 
 conformance: $(STAMP)
 	$(BIN)/python scripts/conformance_table.py
