@@ -10,13 +10,16 @@ tracer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 
 from initspec import Plan, PlanContext, SpecBase, parse, resolve_layout
+from initspec import portable as portable_ref
+from initspec.errors import BackendError
 from initspec.layout import Layout, LayoutLike
+from initspec_jax import portable
 from initspec_jax.checks import check_dtype, check_key, check_shape
 from initspec_jax.sampling import sample_plan
 
@@ -28,6 +31,10 @@ class SpecInitializer:
     spec: SpecBase
     layout: Layout
     context: PlanContext | None = None
+    rng: Literal["native", "portable"] = "native"
+    seed: int = 0
+    path: str = ""
+    stream: int = 1
 
     def plan(self, shape: Any) -> Plan:
         """The plan this initializer samples for ``shape`` (pure math, no randomness)."""
@@ -47,14 +54,33 @@ class SpecInitializer:
         (``initspec_jax.sharding.place``). Under
         ``jax.jit(..., out_shardings=...)`` it is not needed: the elementwise primitives are
         generated shard by shard (threefry is partitionable) with the same values.
+
+        ``rng="portable"``: the values of the portable stream for ``(seed, path)``; ``key`` is
+        not used (it may be anything, e.g. the key Flax passes).
         """
         plan = self.plan(shape)
+        if self.rng == "portable":
+            key_words = portable_ref.param_key(self.seed, self.path)
+            perm = portable_ref.layout_perm(plan.shape, self.layout)
+            return portable.sample(
+                plan,
+                key_words,
+                perm,
+                check_dtype(dtype),
+                sharding=out_sharding,
+                stream=self.stream,
+            )
         return sample_plan(plan, check_key(key), check_dtype(dtype), out_sharding)
 
     def __repr__(self) -> str:
+        portable_args = (
+            f", rng='portable', seed={self.seed}, path={self.path!r}"
+            if self.rng == "portable"
+            else ""
+        )
         return (
             f"initspec_jax.initializer({self.spec.model_dump_json()}, "
-            f"layout={self.layout.label()!r})"
+            f"layout={self.layout.label()!r}{portable_args})"
         )
 
 
@@ -62,6 +88,11 @@ def initializer(
     spec: SpecBase | dict[str, Any] | str,
     layout: LayoutLike = "flax",
     context: PlanContext | None = None,
+    *,
+    rng: Literal["native", "portable"] = "native",
+    seed: int = 0,
+    path: str = "",
+    stream: int = 1,
 ) -> SpecInitializer:
     """``init(key, shape, dtype=jnp.float32, out_sharding=None) -> jax.Array`` for ``spec``.
 
@@ -71,7 +102,18 @@ def initializer(
     ``"embedding"`` for ``Embed``, ``"flax_transposed"`` for ``ConvTranspose`` with
     ``transpose_kernel=True``). ``context``: layer facts some specs need (PlanContext).
 
+    ``rng="portable"``: draw from the counter-based stream ``stream`` keyed by ``(seed,
+    path)`` (docs/portable-random.md) instead of the key the initializer is called with:
+    the same values as ``initspec.sample`` and ``initspec_torch.init_`` with
+    ``rng="portable"`` and the same seed and path, in any layout (the elements are indexed
+    in the layout's canonical order) and under any sharding.
+
     >>> import jax, flax.linen as nn
     >>> dense = nn.Dense(10, kernel_init=initializer({"kind": "kaiming_normal"}))
     """
-    return SpecInitializer(parse(spec), resolve_layout(layout), context)
+    if rng not in ("native", "portable"):
+        raise BackendError(f"rng {rng!r} is not known; allowed: native, portable")
+    if rng == "portable":
+        portable_ref.check_version(stream)
+        portable_ref.param_key(seed, path)  # validates the seed
+    return SpecInitializer(parse(spec), resolve_layout(layout), context, rng, seed, path, stream)

@@ -7,22 +7,26 @@
    single array is produced;
 3. sample each parameter from its own key: threefry2x32 with key words
    ``(s >> 32, s & 0xFFFFFFFF)`` for ``s = derive_seed(seed, canonical path)`` (the key of
-   the portable stream too), on the parameter's own sharding when it has one.
+   the portable stream too), on the parameter's own sharding when it has one; with
+   ``rng="portable"``, the portable stream's values for that key (``initspec_jax.portable``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from initspec.errors import InitSpecError
+from initspec import portable as portable_ref
+from initspec.errors import BackendError, InitSpecError
+from initspec.layout import LayoutLike
 from initspec.numeric import check_fits
 from initspec.plans import Plan
 from initspec.resolve import Report, Resolution, ResolutionError, resolve
+from initspec_jax import portable
 from initspec_jax.checks import check_dtype
 from initspec_jax.sampling import sample_plan
 from initspec_jax.traverse import (
@@ -51,8 +55,29 @@ def _multi_device(value: Any) -> Any:
     return sharding if sharding is not None and len(sharding.device_set) > 1 else None
 
 
-def sample_like(plan: Plan, seed64: int, like: Any) -> jax.Array:
+Rng = Literal["native", "portable"]
+
+
+def _check_rng(rng: str, stream: int) -> None:
+    if rng not in ("native", "portable"):
+        raise BackendError(f"rng {rng!r} is not known; allowed: native, portable")
+    if rng == "portable":
+        portable_ref.check_version(stream)
+
+
+def sample_like(
+    plan: Plan,
+    seed64: int,
+    like: Any,
+    rng: Rng = "native",
+    layout: LayoutLike = "flax",
+    stream: int = 1,
+) -> jax.Array:
     """Sample ``plan`` with the parameter's key and the dtype and sharding of ``like``.
+
+    ``rng="portable"``: the portable stream ``stream`` with key words ``(seed64 >> 32,
+    seed64 & 0xFFFFFFFF)`` (``initspec.portable.param_key``), elements indexed in
+    ``layout``'s canonical order.
 
     Programs are compiled per kind of primitive, shape, dtype and sharding, not per
     parameter: the layers of a deep model share them, whatever their std. A parameter spread
@@ -60,7 +85,14 @@ def sample_like(plan: Plan, seed64: int, like: Any) -> jax.Array:
     shard; one on a single non-default device is moved there.
     """
     sharding = _multi_device(like)
-    out = sample_plan(plan, param_key(seed64), np.dtype(like.dtype), sharding)
+    if rng == "portable":
+        key = (seed64 >> 32, seed64 & 0xFFFFFFFF)
+        perm = portable_ref.layout_perm(plan.shape, layout)
+        out = portable.sample(
+            plan, key, perm, np.dtype(like.dtype), sharding=sharding, stream=stream
+        )
+    else:
+        out = sample_plan(plan, param_key(seed64), np.dtype(like.dtype), sharding)
     single = getattr(like, "sharding", None)
     if sharding is None and single is not None and single != out.sharding:
         out = jax.device_put(out, single)
@@ -68,7 +100,7 @@ def sample_like(plan: Plan, seed64: int, like: Any) -> jax.Array:
 
 
 def _check_and_sample(
-    resolution: Resolution, values: Mapping[str, Any]
+    resolution: Resolution, values: Mapping[str, Any], rng: Rng = "native", stream: int = 1
 ) -> dict[str, jax.Array]:
     """New arrays for every parameter to initialize, or one ``ResolutionError`` (nothing is
     sampled) naming each parameter whose plan its dtype cannot hold."""
@@ -89,7 +121,9 @@ def _check_and_sample(
     out = {}
     for rp in resolution.to_sample():
         assert rp.plan is not None
-        out[rp.info.path] = sample_like(rp.plan, rp.seed, values[rp.info.path])
+        out[rp.info.path] = sample_like(
+            rp.plan, rp.seed, values[rp.info.path], rng, rp.info.layout, stream
+        )
     return out
 
 
@@ -130,6 +164,8 @@ def apply(
     model: Any = None,
     *,
     model_args: tuple[Any, ...] | None = None,
+    rng: Rng = "native",
+    stream: int = 1,
 ) -> tuple[Any, Report]:
     """Initialize a Flax linen parameter tree from ``policy``: ``(new_params, report)``.
 
@@ -144,13 +180,17 @@ def apply(
     ``model``: the linen module, for kinds and layouts from module types (DenseGeneral axes,
     ConvTranspose ``transpose_kernel``, attention); ``model_args``: example inputs for
     ``model.init``, needed to see compact submodules (see ``linen_modules``).
+    ``rng="portable"``: every parameter from the portable stream ``stream``
+    (docs/portable-random.md), keyed by (seed, canonical path): the same values as NumPy and
+    torch for the same seed and path, whatever the sharding.
 
     Raises an ``InitSpecError`` naming every parameter that cannot be handled; nothing is
     sampled then.
     """
+    _check_rng(rng, stream)
     described = describe_linen(params, model, model_args=model_args)
     resolution = resolve_params(policy, described, seed)
-    new = _check_and_sample(resolution, {p.info.path: p.value for p in described})
+    new = _check_and_sample(resolution, {p.info.path: p.value for p in described}, rng, stream)
     tree, has_collections = split_collections(params)
     boxed = dict(walk(tree))
     replaced = {}
@@ -173,18 +213,27 @@ def _rebuild_collections(variables: Mapping[str, Any], new_params: Any) -> Any:
 # nnx -------------------------------------------------------------------------------------
 
 
-def apply_nnx(policy: Any, module: Any, seed: int | None = None) -> Report:
+def apply_nnx(
+    policy: Any,
+    module: Any,
+    seed: int | None = None,
+    *,
+    rng: Rng = "native",
+    stream: int = 1,
+) -> Report:
     """Initialize an ``nnx.Module``'s ``nnx.Param`` variables in place from ``policy``.
 
     Kinds and layouts come from the owning modules' types (``initspec_jax.describe``); a
     variable reachable under several paths is initialized once, under the first path
     ``nnx.iter_graph`` gives. Values keep their dtype and sharding. Raises an
     ``InitSpecError`` naming every parameter that cannot be handled, and then writes nothing;
-    otherwise all new values are computed before the first is assigned.
+    otherwise all new values are computed before the first is assigned. ``rng="portable"``:
+    the portable stream ``stream``, as in ``apply``.
     """
+    _check_rng(rng, stream)
     described = describe_nnx(module)
     resolution = resolve_params(policy, described, seed)
-    new = _check_and_sample(resolution, {p.info.path: p.value for p in described})
+    new = _check_and_sample(resolution, {p.info.path: p.value for p in described}, rng, stream)
     for p in described:
         if p.info.path in new:
             p.variable.set_value(new[p.info.path])

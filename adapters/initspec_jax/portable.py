@@ -50,6 +50,7 @@ from initspec.plans import (
     UniformPlan,
     normal_mass,
 )
+from initspec_jax.sharding import place
 
 SUPPORTED_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 ELEMENTWISE = (ConstantPlan, UniformPlan, NormalPlan, TruncatedNormalPlan)
@@ -296,7 +297,7 @@ def _elementwise_jit(
     out = round_once(_values64(kind, key, numbers, blk), target)
     if kind[0] in ("uniform", "truncated_normal"):
         out = jnp.clip(out, bounds[0].astype(target), bounds[1].astype(target))
-    return out if sharding is None else lax.with_sharding_constraint(out, sharding)
+    return out if sharding is None else place(out, sharding)
 
 
 def _elementwise_args(plan: Plan) -> tuple[tuple[Any, ...], tuple[float, ...]]:
@@ -383,7 +384,9 @@ def sample(
 
     ``key``: ``initspec.portable.param_key(seed, path)``; ``perm``:
     ``initspec.portable.layout_perm(plan.shape, layout)``. Traceable (works under an outer
-    ``jax.jit``); ``sharding`` (a ``Sharding``) constrains the result inside the program.
+    ``jax.jit``); ``sharding`` (a ``Sharding``, or a ``PartitionSpec`` under a mesh) places
+    the result inside the program (``initspec_jax.sharding.place``), so each device computes
+    only its shard; under ``jax.jit(..., out_shardings=...)`` the partitioner does the same.
     float64 without ``jax_enable_x64`` comes back as float32, as everywhere in JAX.
     ``BackendError`` for an unknown ``stream``, a dtype the stream does not define, or an
     ``index`` that is not one in-bounds slice per dimension.
@@ -414,4 +417,4 @@ def sample(
         full = structural64(plan, k)
         part = full[index] if index is not None else full
         out = round_once(part, out_dtype)
-        return out if sharding is None else lax.with_sharding_constraint(out, sharding)
+        return out if sharding is None else place(out, sharding)
