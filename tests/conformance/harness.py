@@ -49,9 +49,8 @@ def _numpy(plan: Plan, dtype: str, seed: int) -> np.ndarray:
 
 def _torch(device: str) -> Sampler:
     def sample(plan: Plan, dtype: str, seed: int) -> np.ndarray:
-        import torch
-
         import initspec_torch
+        import torch
 
         t = torch.empty(plan.shape, dtype=getattr(torch, dtype), device=device)
         gen = torch.Generator(device=device).manual_seed(seed)
@@ -62,10 +61,9 @@ def _torch(device: str) -> Sampler:
 
 
 def _jax(plan: Plan, dtype: str, seed: int) -> np.ndarray:
+    import initspec_jax
     import jax
     import jax.numpy as jnp
-
-    import initspec_jax
 
     x = initspec_jax.sample_plan(plan, jax.random.key(seed), getattr(jnp, dtype))
     return np.asarray(x.astype(jnp.float32) if dtype in ("bfloat16", "float16") else x, dtype=np.float64)

@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.harness import SHAPES, STRUCTURAL, DISTRIBUTION_SPECS, Z, backends, matrix, run_cell
+from conformance.harness import (
+    DISTRIBUTION_SPECS,
+    SHAPES,
+    STRUCTURAL,
+    Z,
+    backends,
+    matrix,
+    run_cell,
+)
 
 BACKENDS = backends()
 CI_DTYPES = ("float32",)
