@@ -97,7 +97,9 @@ def jax_portable() -> tuple[Callable[..., np.ndarray] | None, str]:
 
     def draw(spec: Any, shape: tuple[int, ...], dtype: str, seed: int, path: str) -> np.ndarray:
         init = initspec_jax.initializer(spec, "flax", rng="portable", seed=seed, path=path)  # type: ignore[call-arg]
-        return from_flax(np.asarray(init(jax.random.key(0), to_flax(shape), dtype)))
+        return np.ascontiguousarray(
+            from_flax(np.asarray(init(jax.random.key(0), to_flax(shape), dtype)))
+        )
 
     return (
         draw,

@@ -78,21 +78,47 @@ def test_policy_to_torch_json_report() -> None:
 # port_to_flax.py ---------------------------------------------------------------------------
 
 
-def test_port_to_flax_same_distributions_and_same_numbers() -> None:
-    out = run_example("port_to_flax.py", "--small")
+@pytest.fixture(scope="module")
+def port() -> str:
+    return run_example("port_to_flax.py", "--small")
+
+
+def test_port_to_flax_same_distributions(port: str) -> None:
+    out = port
     assert out.count("== ") == 2  # the example policy and the torch-defaults preset
     assert "preset torch-defaults" in out
     rows = [line for line in out.splitlines() if re.match(r"^\w+\.(weight|bias)\s", line)]
     assert len(rows) == 16
     assert all(" yes " in line for line in rows), "torch and Flax plans differ"
     # native streams: every measured std within 5 standard errors of the plan
-    for z in re.findall(r"largest deviation of a measured std from the plan: ([\d.]+)", out):
-        assert float(z) < 5
-    # portable stream: identical weights after the layout transpose, equal outputs
-    diffs = re.findall(r"over all parameters: (\S+)", out)
+    zs = re.findall(r"largest deviation of a measured std from the plan: ([\d.]+)", out)
+    assert len(zs) == 2 and all(float(z) < 5 for z in zs)
+
+
+def test_port_to_flax_portable_same_numbers(port: str) -> None:
+    out = port
+    # one key per pair of twins: identical weights after the layout transpose, equal outputs
+    diffs = re.findall(
+        r"keyed by the torch name .*: max \|torch weight - flax weight\| = (\S+)", out
+    )
     assert diffs == ["0.0", "0.0"]
-    for d in re.findall(r"max \|torch\(x\) - flax\(x\)\| on a batch of \d+ inputs: (\S+)", out):
-        assert float(d) < 1e-5
+    outputs = re.findall(r"max \|torch\(x\) - flax\(x\)\| on a batch of \d+ inputs: (\S+)", out)
+    assert len(outputs) == 2 and all(float(d) < 1e-5 for d in outputs)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="the portable stream is keyed by (seed, canonical path), and the canonical paths of "
+    "twins differ (torch conv1.weight, Flax conv1.kernel): the adapters' apply(rng='portable') "
+    "gives a torch model and its Flax twin different kernels",
+)
+def test_port_to_flax_adapters_portable_twins_equal(port: str) -> None:
+    diffs = re.findall(
+        r"adapters \(.*rng='portable'\): max \|torch weight - flax weight\| = (\S+)", port
+    )
+    if not diffs:
+        pytest.skip("the adapters' apply has no rng='portable' in this version")
+    assert diffs == ["0.0", "0.0"]
 
 
 # portable_seed.py --------------------------------------------------------------------------
