@@ -180,3 +180,105 @@ def test_torchtitan_preset_equals_torchtitan_init_weights() -> None:
         f"truncated_normal(mean=0, std={256**-0.5:.4g}, low={-3 * 256**-0.5:.4g}"
     )
     check_against_plan(report, ours, theirs)
+
+
+def test_keras_defaults_equals_keras_layers() -> None:
+    """Keras 3's own Dense, Embedding and LayerNormalization (jax backend) against the plans
+    keras-defaults gives the same parameters (Keras layout: kernel (in, out))."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    from initspec.resolve import ParamInfo, resolve
+
+    dense = keras.layers.Dense(300)
+    dense.build((None, 200))
+    emb = keras.layers.Embedding(500, 64)
+    emb.build((None,))
+    ln = keras.layers.LayerNormalization()
+    ln.build((None, 64))
+    theirs = {
+        "dense.kernel": (np.asarray(dense.kernel.numpy()), "linear", "kernel", "keras"),
+        "dense.bias": (np.asarray(dense.bias.numpy()), "linear", "bias", "keras"),
+        "emb.embedding": (
+            np.asarray(emb.embeddings.numpy()),
+            "embedding",
+            "embedding",
+            "embedding",
+        ),
+        "ln.scale": (np.asarray(ln.gamma.numpy()), "norm", "scale", "keras"),
+        "ln.bias": (np.asarray(ln.beta.numpy()), "norm", "bias", "keras"),
+    }
+    infos = [
+        ParamInfo(path, x.shape, kind, role, layout, "float32")
+        for path, (x, kind, role, layout) in theirs.items()
+    ]
+    res = resolve("keras-defaults", infos)
+    for rp in res.params:
+        x = theirs[rp.info.path][0].astype(np.float64).ravel()
+        if isinstance(rp.plan, ConstantPlan):
+            np.testing.assert_array_equal(x, rp.plan.value, err_msg=rp.info.path)
+        else:
+            p = stats.kstest(x, rp.plan.cdf).pvalue
+            assert p > KS_P, f"{rp.info.path}: KS p = {p:.2e} against {rp.plan.describe()}"
+
+
+def test_vit_jax_preset_equals_timm_jax_init() -> None:
+    """timm VisionTransformer.init_weights('jax') (vision_transformer.py init_weights_vit_jax,
+    transcribed: timm is not installable beside this torch build): Linear xavier_uniform
+    (head zero), biases zero except MLP biases N(0, 1e-6), Conv2d lecun_normal with torch
+    fans, pos_embed trunc_normal_(std .02), cls_token N(0, 1e-6), LayerNorm 1/0."""
+
+    class Block(nn.Module):
+        def __init__(self, d: int) -> None:
+            super().__init__()
+            self.norm1 = nn.LayerNorm(d)
+            self.attn = nn.Module()
+            self.attn.qkv = nn.Linear(d, 3 * d)
+            self.attn.proj = nn.Linear(d, d)
+            self.norm2 = nn.LayerNorm(d)
+            self.mlp = nn.Module()
+            self.mlp.fc1 = nn.Linear(d, 4 * d)
+            self.mlp.fc2 = nn.Linear(4 * d, d)
+
+    class ViT(nn.Module):
+        def __init__(self, d: int = 96, depth: int = 2, classes: int = 100) -> None:
+            super().__init__()
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+            self.pos_embed = nn.Parameter(torch.zeros(1, 65, d))
+            self.patch_embed = nn.Module()
+            self.patch_embed.proj = nn.Conv2d(3, d, 4, 4)
+            self.blocks = nn.ModuleList(Block(d) for _ in range(depth))
+            self.norm = nn.LayerNorm(d)
+            self.head = nn.Linear(d, classes)
+
+    def timm_jax_init(model: ViT) -> None:
+        nn.init.trunc_normal_(model.pos_embed, std=0.02)
+        nn.init.normal_(model.cls_token, std=1e-6)
+        for name, m in model.named_modules():
+            if isinstance(m, nn.Linear):
+                if name.startswith("head"):
+                    nn.init.zeros_(m.weight)
+                    nn.init.zeros_(m.bias)
+                else:
+                    nn.init.xavier_uniform_(m.weight)
+                    if m.bias is not None:
+                        nn.init.normal_(m.bias, std=1e-6) if "mlp" in name else nn.init.zeros_(
+                            m.bias
+                        )
+            elif isinstance(m, nn.Conv2d):
+                fan_in = m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
+                std = (1.0 / fan_in) ** 0.5 / 0.87962566103423978  # timm lecun_normal_
+                nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    torch.manual_seed(0)
+    theirs = ViT()
+    timm_jax_init(theirs)
+    ours = copy.deepcopy(theirs)
+    report = initspec_torch.apply("vit-jax", ours, seed=2)
+    assert report.unmatched == 0, report.table()
+    check_against_plan(report, ours, theirs)
