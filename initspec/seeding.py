@@ -1,9 +1,13 @@
 """Per-parameter seeds: a stable hash of (seed, canonical path).
 
-``derive_seed(seed, path) = int.from_bytes(blake2b(f"{seed}\\x00{path}", digest_size=8,
-person=b"initspec-seed-v1").digest(), "little")``: a 64-bit integer that does not depend on
-traversal order, process, platform or ``PYTHONHASHSEED``. Every backend seeds its own
-generator for a parameter from it, so adding a layer never changes the others.
+``derive_seed(seed, path) = int.from_bytes(blake2b(f"{seed}\\x00{stream_path(path)}",
+digest_size=8, person=b"initspec-seed-v1").digest(), "little")``: a 64-bit integer that does
+not depend on traversal order, process, platform or ``PYTHONHASHSEED``. Every backend seeds
+its own generator for a parameter from it, so adding a layer never changes the others.
+
+``stream_path`` names the last path segment as torch does (Flax's ``kernel``, ``scale`` and
+``embedding`` are torch's ``weight``), so a torch model and its Flax twin key each parameter
+the same way: ``conv1.kernel`` and ``conv1.weight`` share a seed and a portable stream.
 """
 
 from __future__ import annotations
@@ -13,10 +17,20 @@ import hashlib
 from initspec.errors import SpecError
 
 
+FLAX_TO_TORCH_LEAF = {"kernel": "weight", "scale": "weight", "embedding": "weight"}
+
+
+def stream_path(path: str) -> str:
+    """``path`` with a Flax leaf name replaced by torch's: ``fc1.kernel`` -> ``fc1.weight``."""
+    head, sep, leaf = path.rpartition(".")
+    leaf = FLAX_TO_TORCH_LEAF.get(leaf, leaf)
+    return f"{head}{sep}{leaf}"
+
+
 def derive_seed(seed: int, path: str = "") -> int:
-    """64-bit seed for the parameter at ``path`` under the user's ``seed``."""
+    """64-bit seed for the parameter at ``path`` (see ``stream_path``) under ``seed``."""
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SpecError(("seed",), seed, "must be an integer")
-    data = f"{seed}\x00{path}".encode("utf-8", "surrogatepass")
+    data = f"{seed}\x00{stream_path(path)}".encode("utf-8", "surrogatepass")
     digest = hashlib.blake2b(data, digest_size=8, person=b"initspec-seed-v1").digest()
     return int.from_bytes(digest, "little")

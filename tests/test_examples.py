@@ -106,12 +106,6 @@ def test_port_to_flax_portable_same_numbers(port: str) -> None:
     assert len(outputs) == 2 and all(float(d) < 1e-5 for d in outputs)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the portable stream is keyed by (seed, canonical path), and the canonical paths of "
-    "twins differ (torch conv1.weight, Flax conv1.kernel): the adapters' apply(rng='portable') "
-    "gives a torch model and its Flax twin different kernels",
-)
 def test_port_to_flax_adapters_portable_twins_equal(port: str) -> None:
     diffs = re.findall(
         r"adapters \(.*rng='portable'\): max \|torch weight - flax weight\| = (\S+)", port
