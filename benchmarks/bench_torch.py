@@ -107,7 +107,14 @@ def meta_llama(scale: float = 1.0, repeats: int = 3) -> tuple[list[Pair], str]:
         repeats,
         "<= 1.05",
     )
-    note = f"model {size_mb:.0f} MB, largest parameter {largest_mb:.0f} MB; RSS before apply {before:.0f} MB, peak during apply {peak[0]:.0f} MB (+{extra:.0f} MB; goal: <= +{largest_mb:.0f} MB)"
+    # to_empty leaves the pages untouched, so the model's memory enters RSS during apply.
+    allowed = before + size_mb + largest_mb
+    verdict = "within" if peak[0] <= allowed else "ABOVE"
+    note = (
+        f"model {size_mb:.0f} MB, largest parameter {largest_mb:.0f} MB; RSS before apply {before:.0f} MB, "
+        f"peak during apply {peak[0]:.0f} MB: {verdict} the goal of RSS before + model + largest parameter = {allowed:.0f} MB "
+        f"(apply added {extra - size_mb:+.0f} MB beyond the model's own pages)"
+    )
     return [pair], note
 
 
