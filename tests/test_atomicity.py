@@ -62,7 +62,8 @@ class FailOn:
             self.fired = True
             if self.midway:
                 with torch.no_grad():
-                    flat = tensor.view(-1)
+                    # half the elements in storage order (a channels_last tensor has no view(-1))
+                    flat = tensor.as_strided((tensor.numel(),), (1,))
                     flat[: max(1, flat.numel() // 2)] = 123.0
             raise Injected(f"injected failure at parameter {self.k}")
         return self.real(tensor, *args, **kwargs)
@@ -138,28 +139,8 @@ def torch_params() -> Iterator[Any]:
     for rng in ("native", "portable"):
         for midway in (False, True):
             for k in (1, 2, n):
-                # Today apply samples and writes one parameter at a time: parameters 1..k-1
-                # are already overwritten when the k-th fails, and nothing restores them.
-                # Only a failure on the first parameter before it writes anything is clean.
-                reason = None
-                if k > 1:
-                    reason = (
-                        "initspec_torch/policy_apply.py apply: the loop over "
-                        "resolution.to_sample() samples and writes each parameter in turn "
-                        "(write_plan / portable.write_ directly into the module's tensor); a "
-                        f"failure at parameter {k} leaves parameters 1..{k - 1} overwritten "
-                        "and nothing restores them"
-                    )
-                elif midway:
-                    reason = (
-                        "initspec_torch/tensor_init.py write_plan fills contiguous float32 "
-                        "parameters in place (fill_elementwise_ on the parameter itself) and "
-                        "portable.write_ writes into it; a failure during that fill leaves the "
-                        "parameter half-written and apply keeps no copy to restore"
-                    )
-                marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
                 stage = "midway" if midway else "before"
-                yield pytest.param(rng, midway, k, marks=marks, id=f"{rng}-{stage}-k{k}")
+                yield pytest.param(rng, midway, k, id=f"{rng}-{stage}-k{k}")
 
 
 def test_injection_points_are_one_call_per_parameter() -> None:
@@ -182,13 +163,6 @@ def test_torch_failure_while_writing_leaves_state_bit_identical(
     assert_bit_identical(torch_state(net), before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="initspec_torch/tensor_init.py write_plan -> sampler.fill_elementwise_ fills "
-    "contiguous float32 parameters in place, and initspec_torch/policy_apply.py apply calls it "
-    "parameter by parameter: a sampler failing at the 3rd parameter leaves the first two "
-    "overwritten",
-)
 def test_torch_sampler_failing_on_the_third_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
     """The sampler itself fails (both names write_plan samples through), not the seam above."""
     import initspec_torch.tensor_init as tensor_init

@@ -33,6 +33,7 @@ def apply(
     *,
     rng: Literal["native", "portable"] = "native",
     stream: int = 1,
+    atomic: bool = True,
 ) -> Report:
     """Initialize ``module``'s parameters in place from ``policy``; return the report.
 
@@ -79,18 +80,32 @@ def apply(
     if problems:
         raise ResolutionError(problems)
 
-    for rp in resolution.to_sample():
-        assert rp.plan is not None
-        tensor = tensors[rp.info.path]
-        if tensor.is_meta:
-            rp.status = "meta"
-            continue
-        if rng == "portable":
-            key = portable_ref.param_key(resolution.seed, rp.info.path)
-            perm = portable_ref.layout_perm(rp.plan.shape, rp.info.layout)
-            portable.write_(tensor, rp.plan, key, perm)
-            continue
-        generator = torch.Generator(device=tensor.device)
-        generator.manual_seed(rp.seed)
-        write_plan(tensor, rp.plan, generator)
+    # atomic: keep each parameter's previous values until every write has succeeded, and put
+    # them back if one fails (an exception, a KeyboardInterrupt): a peak of one extra copy
+    # of the written parameters, on their devices. atomic=False writes in place with no copy
+    # (for models too large to hold twice); a failure then leaves earlier parameters written.
+    backups: list[tuple[torch.Tensor, torch.Tensor]] = []
+    try:
+        for rp in resolution.to_sample():
+            assert rp.plan is not None
+            tensor = tensors[rp.info.path]
+            if tensor.is_meta:
+                rp.status = "meta"
+                continue
+            if atomic:
+                with torch.no_grad():
+                    backups.append((tensor, tensor.detach().clone()))
+            if rng == "portable":
+                key = portable_ref.param_key(resolution.seed, rp.info.path)
+                perm = portable_ref.layout_perm(rp.plan.shape, rp.info.layout)
+                portable.write_(tensor, rp.plan, key, perm)
+                continue
+            generator = torch.Generator(device=tensor.device)
+            generator.manual_seed(rp.seed)
+            write_plan(tensor, rp.plan, generator)
+    except BaseException:
+        with torch.no_grad():
+            for tensor, old in reversed(backups):
+                tensor.copy_(old)
+        raise
     return resolution.report()
