@@ -42,6 +42,11 @@ def apply(
     else 0. Each parameter's generator is seeded with ``derive_seed(seed, path)``, so adding
     a layer does not change the others, and torch's global RNG state is not touched.
 
+    ``atomic`` (default): if anything fails while writing (an error, a KeyboardInterrupt),
+    every parameter already written gets its previous values back; this holds one extra copy
+    of the written parameters until ``apply`` returns. ``atomic=False`` keeps no copy (for
+    models too large to hold twice; the benchmarks use it, like a hand-written init loop).
+
     ``rng="portable"``: every parameter from the counter-based stream ``stream``
     (docs/portable-random.md), keyed by (seed, canonical path) and indexed in the layout's
     canonical order: the same values as the Flax twin under ``initspec_jax.apply`` with the
