@@ -37,8 +37,12 @@ from initspec.plans import (
 TRUNC_STD_2SIGMA = 0.87962566103423978
 
 Shape = tuple[int, ...]
-Finite = float
-Positive = Annotated[float, Field(gt=0)]
+# Spec numbers are bounded so that every variance (a square) stays a finite float64: no
+# initializer needs a value beyond 1e150, and an overflow in a plan's moments would
+# otherwise surface as a bare OverflowError.
+MAX_MAGNITUDE = 1e150
+Finite = Annotated[float, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
+Positive = Annotated[float, Field(gt=0, le=MAX_MAGNITUDE)]
 Mode = Literal["fan_in", "fan_out", "fan_avg", "fan_geo_avg"]
 TorchMode = Literal["fan_in", "fan_out"]
 Distribution = Literal["normal", "truncated_normal", "uniform"]

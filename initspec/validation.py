@@ -28,6 +28,19 @@ def allowed_text(error: Any) -> str:
         return f"allowed: {ctx.get('expected', '')}"
     if kind == "extra_forbidden":
         return "unknown field"
+    bounds = {
+        "greater_than": ">",
+        "greater_than_equal": ">=",
+        "less_than": "<",
+        "less_than_equal": "<=",
+    }
+    if kind in bounds and ctx:
+        (limit,) = ctx.values()
+        return (
+            f"must be {bounds[kind]} {limit:g}"
+            if isinstance(limit, (int, float))
+            else f"must be {bounds[kind]} {limit}"
+        )
     if kind == "finite_number":
         return "must be a finite number (no NaN or Infinity)"
     msg = str(error.get("msg", "invalid value"))

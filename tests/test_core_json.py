@@ -75,8 +75,8 @@ def test_schema_is_a_discriminated_union_of_every_kind() -> None:
 
 BAD = [
     ('{"kind": "gaussian"}', "$.kind", "'gaussian'", "allowed: constant"),
-    ('{"kind": "normal", "std": -1}', "$.std", "-1", "greater than 0"),
-    ('{"kind": "normal", "std": 0}', "$.std", "0", "greater than 0"),
+    ('{"kind": "normal", "std": -1}', "$.std", "-1", "must be > 0"),
+    ('{"kind": "normal", "std": 0}', "$.std", "0", "must be > 0"),
     ('{"kind": "normal", "mean": NaN}', "$.mean", "nan", "finite"),
     ('{"kind": "normal", "std": Infinity}', "$.std", "inf", "finite"),
     ('{"kind": "uniform", "low": 1, "high": 1}', "$.high", "1", "must be > low"),
@@ -96,8 +96,8 @@ BAD = [
         "'untruncated'",
         "'uniform'",
     ),
-    ('{"kind": "sparse", "sparsity": 1.0}', "$.sparsity", "1.0", "less than 1"),
-    ('{"kind": "dirac", "groups": 0}', "$.groups", "0", "greater than or equal to 1"),
+    ('{"kind": "sparse", "sparsity": 1.0}', "$.sparsity", "1.0", "must be < 1"),
+    ('{"kind": "dirac", "groups": 0}', "$.groups", "0", "must be >= 1"),
     ('{"std": 1}', "$.kind", "{'std': 1}", "needs a 'kind'"),
     ('{"kind": 3}', "$.kind", "3", "string"),
     ("[1, 2]", "$", "[1, 2]", "JSON object"),

@@ -266,7 +266,7 @@ BAD = [
         "$.rules[0].match.path[0]",
         "at most 512",
     ),
-    (policy({"init": {"kind": "normal", "std": -1}}), "$.rules[0].init.std", "greater than 0"),
+    (policy({"init": {"kind": "normal", "std": -1}}), "$.rules[0].init.std", "must be > 0"),
     (policy({"init": {"kind": "kaimin"}}), "$.rules[0].init.kind", "unknown kind"),
     (policy({"init": {"kind": "zeros"}, "skip": True}), "$.rules[0]", "either 'init'"),
     (policy({"match": {}}), "$.rules[0]", "either 'init'"),
