@@ -16,7 +16,6 @@ import hashlib
 
 from initspec.errors import SpecError
 
-
 FLAX_TO_TORCH_LEAF = {"kernel": "weight", "scale": "weight", "embedding": "weight"}
 
 
