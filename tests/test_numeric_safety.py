@@ -313,6 +313,18 @@ def test_jax_design_covers_every_shape() -> None:
     assert set(JAX_SHAPES) == set(DTYPES)
 
 
+def numpy_sparse_repeat(backend: str, case: Case, dtype: str, shape: tuple[int, ...]) -> bool:
+    """NumPy's sparse sampler zeroes each column in a Python loop (1e5 columns: ~1 s); it
+    draws in float64 whatever the dtype, which only changes the final cast, so the wide shape
+    runs in float32 alone (the other dtypes still run every other shape)."""
+    return (
+        backend == "numpy"
+        and case.kind == "sparse"
+        and shape == (1, 100000)
+        and (dtype != "float32")
+    )
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_edge_shapes_error_or_finite_in_bounds(backend: str, dtype: str) -> None:
@@ -321,7 +333,8 @@ def test_edge_shapes_error_or_finite_in_bounds(backend: str, dtype: str) -> None
         p
         for case in CASES
         for shape in shapes
-        if (p := outcome_problem(backend, case, dtype, shape)) is not None
+        if not numpy_sparse_repeat(backend, case, dtype, shape)
+        and (p := outcome_problem(backend, case, dtype, shape)) is not None
     ]
     assert not problems, "\n".join(problems)
 
