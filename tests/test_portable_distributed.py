@@ -210,6 +210,13 @@ def _free_port() -> int:
 
 
 def _run_world(world: int, out_dir: Path) -> list[dict[str, Any]]:
+    import initspec_torch  # noqa: F401
+
+    # Imported once here, before forking: DTensor's first operation imports torch._dynamo
+    # (~4 s), which every rank would otherwise repeat.
+    import torch._dynamo  # noqa: F401
+    import torch.distributed.fsdp  # noqa: F401
+    import torch.distributed.tensor  # noqa: F401
     import torch.multiprocessing as mp
 
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"

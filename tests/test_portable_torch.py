@@ -24,6 +24,17 @@ from torch import nn
 import initspec
 from initspec import portable as ref
 
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Any:
+    """One intra-op thread: the values do not depend on it, and on a shared 2-core machine
+    torch's spinning worker threads make timings erratic (seconds for a 2**17 tensor)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # Random123 kat_vectors: (counter words, key words, expected words).
 KAT = [
     ((0, 0), (0, 0), (0x6B200159, 0x99BA4EFE)),
@@ -263,7 +274,7 @@ def test_apply_portable_gives_each_parameter_its_stream() -> None:
         "rules": [
             {"match": {"role": "kernel"}, "init": {"kind": "kaiming_normal"}},
             {"match": {"role": "bias"}, "init": {"kind": "uniform", "low": -0.1, "high": 0.1}},
-        ]
+        ],
     }
     initspec_torch.apply(policy, model, seed=11, rng="portable")
     for name, p in model.named_parameters():

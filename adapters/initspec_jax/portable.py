@@ -196,12 +196,18 @@ def _opaque(x: jax.Array) -> jax.Array:
     return lax.max(x, jnp.asarray(_LOWEST, x.dtype))
 
 
-def _poly(x: jax.Array, coefs: Sequence[float]) -> jax.Array:
-    # Horner as the reference, two roundings per step.
-    out = jnp.full_like(x, coefs[0])
+def _poly(x: jax.Array, coefs: Sequence[Any]) -> jax.Array:
+    # Horner as the reference, two roundings per step. A coefficient may be an array (one
+    # per element: the tail's two approximations selected elementwise).
+    out = jnp.full_like(x, coefs[0]) if np.ndim(coefs[0]) == 0 else coefs[0]
     for c in coefs[1:]:
         out = _opaque(out * x) + c
     return out
+
+
+def _select(cond: jax.Array, a: Sequence[float], b: Sequence[float]) -> list[Any]:
+    """Per-element coefficients: ``a[k]`` where ``cond``, else ``b[k]``."""
+    return [jnp.where(cond, x, y) for x, y in zip(a, b, strict=True)]
 
 
 def ndtri(p: jax.Array) -> jax.Array:
@@ -223,10 +229,9 @@ def ndtri(p: jax.Array) -> jax.Array:
     xc = (w + _opaque(w * r)) * ref._S2PI
     t = _opaque(jnp.sqrt(-2.0 * jnp.log(y)))  # else log(t) / t becomes log(t) * rsqrt(.)
     z = 1.0 / t
-    corr = jnp.where(
-        t < 8.0,
-        (z * _poly(z, ref._P1)) / _poly(z, ref._Q1),
-        (z * _poly(z, ref._P2)) / _poly(z, ref._Q2),
+    near = t < 8.0  # (P1, Q1) else (P2, Q2): same degree, so one Horner per polynomial
+    corr = (z * _poly(z, _select(near, ref._P1, ref._P2))) / _poly(
+        z, _select(near, ref._Q1, ref._Q2)
     )
     xt = t - jnp.log(t) / t - corr
     return jnp.where(central, jnp.where(upper, -xc, xc), jnp.where(upper, xt, -xt))
@@ -283,6 +288,15 @@ def _values64(kind: tuple[Any, ...], key: jax.Array, numbers: jax.Array, blk: Bl
     return jnp.clip(loc + _opaque(scale * z), low, high)
 
 
+def _finish(
+    x: jax.Array, kind: tuple[Any, ...], bounds: jax.Array, target: np.dtype[Any]
+) -> jax.Array:
+    out = round_once(x, target)
+    if kind[0] in ("uniform", "truncated_normal"):
+        out = jnp.clip(out, bounds[0].astype(target), bounds[1].astype(target))
+    return out
+
+
 @partial(jax.jit, static_argnums=(3, 4, 5, 6))
 def _elementwise_jit(
     key: jax.Array,
@@ -293,11 +307,45 @@ def _elementwise_jit(
     target: np.dtype[Any],
     sharding: Any,
 ) -> jax.Array:
-    # The plan's numbers and the key are traced: one program per kind, shard and dtype.
-    out = round_once(_values64(kind, key, numbers, blk), target)
-    if kind[0] in ("uniform", "truncated_normal"):
-        out = jnp.clip(out, bounds[0].astype(target), bounds[1].astype(target))
+    # The plan's numbers and the key are traced: one program per kind, block and dtype.
+    out = _finish(_values64(kind, key, numbers, blk), kind, bounds, target)
     return out if sharding is None else place(out, sharding)
+
+
+@partial(jax.jit, static_argnums=(3, 4, 5))
+def _flat_jit(
+    key: jax.Array,
+    numbers: jax.Array,
+    bounds: jax.Array,
+    kind: tuple[Any, ...],
+    size: int,
+    target: np.dtype[Any],
+) -> jax.Array:
+    # Counters 0 .. size - 1: one program per kind, dtype and size bucket, whatever the shape.
+    return _finish(_values64(kind, key, numbers, Block((size,), 0, (1,))), kind, bounds, target)
+
+
+def _bucket(n: int) -> int:
+    """The flat size a tensor of ``n`` elements is computed with: 2**16 at least (biases and
+    small kernels share one program; 2**16 elements cost about a millisecond), the next
+    power of two up to 2**22, then the next multiple of 2**22."""
+    if n <= 1 << 22:
+        return max(1 << 16, 1 << max(n - 1, 0).bit_length())
+    return -(-n // (1 << 22)) * (1 << 22)
+
+
+@partial(jax.jit, static_argnums=(1, 2))
+def _unflatten(flat: jax.Array, canonical: tuple[int, ...], inverse: tuple[int, ...]) -> jax.Array:
+    """The first ``prod(canonical)`` values in canonical order, moved to the stored layout
+    (one small program per shape, instead of one each for the slice, reshape and transpose)."""
+    out = flat[: math.prod(canonical)].reshape(canonical)
+    return out if inverse == tuple(range(len(inverse))) else out.transpose(inverse)
+
+
+def _traced() -> bool:
+    """Whether this call is being traced (under an outer ``jax.jit``): then every array
+    made here, even a constant, is a tracer."""
+    return isinstance(jnp.zeros(()), jax.core.Tracer)
 
 
 def _elementwise_args(plan: Plan) -> tuple[tuple[Any, ...], tuple[float, ...]]:
@@ -393,7 +441,7 @@ def sample(
     """
     ref.check_version(stream)
     target = check_dtype(dtype)
-    out_dtype = np.dtype(jnp.zeros((), target).dtype)  # float32 for float64 without x64
+    out_dtype = np.dtype(jax.dtypes.canonicalize_dtype(target))  # float32 for float64 w/o x64
     check_fits(plan, out_dtype.name)
     blk = block(plan.shape, perm, index)
     with jax.enable_x64(True):
@@ -405,15 +453,18 @@ def sample(
                 bounds = inward_bounds(
                     plan.low, plan.high, out_dtype.name, isinstance(plan, UniformPlan)
                 )
-            return _elementwise_jit(
-                k,
-                jnp.asarray(numbers, _F64),
-                jnp.asarray(bounds, _F64),
-                kind,
-                blk,
-                out_dtype,
-                sharding,
-            )
+            args = (k, jnp.asarray(numbers, _F64), jnp.asarray(bounds, _F64), kind)
+            if index is None and sharding is None and not _traced():
+                # A whole tensor, computed here: its counters are 0 .. n - 1 in the canonical
+                # order, so compute them flat and transpose to the stored layout. XLA CPU
+                # compiles Threefry on a small N-D shape slowly (20 s for (3, 3, 8, 16), 1 s
+                # flat), and the flat program is shared by every shape in a size bucket.
+                # Sharded or traced calls keep the N-D form the SPMD partitioner can split.
+                flat = _flat_jit(*args, _bucket(math.prod(plan.shape)), out_dtype)
+                canonical = tuple(plan.shape[a] for a in perm)
+                inverse = tuple(int(a) for a in np.argsort(perm))
+                return _unflatten(flat, canonical, inverse)
+            return _elementwise_jit(*args, blk, out_dtype, sharding)
         full = structural64(plan, k)
         part = full[index] if index is not None else full
         out = round_once(part, out_dtype)
