@@ -1,0 +1,131 @@
+"""Portable stream vs each backend's native generator: elements per second, side by side.
+
+For NumPy (``initspec.sample``), torch CPU (``initspec_torch.init_`` into a preallocated
+float32 tensor) and JAX CPU (``initspec_jax.initializer``, result blocked on), the native
+and the portable call of the same spec and shape run alternately (``benchmarks.common
+.compare``: warm-up first, so JAX's compilation is not timed; medians of the repeats).
+
+    python -m benchmarks.bench_portable [n_elements]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from collections.abc import Callable
+
+from benchmarks.common import compare, machine
+
+# (backend, distribution, native elements/s, portable elements/s, portable / native)
+Row = tuple[str, str, float, float, float]
+
+SPECS: dict[str, dict[str, object]] = {
+    "uniform": {"kind": "uniform", "low": -1.0, "high": 1.0},
+    "normal": {"kind": "normal", "std": 0.02},
+    "truncated normal": {"kind": "trunc_normal_", "std": 0.02},
+}
+
+
+def _row(
+    backend: str,
+    distribution: str,
+    n: int,
+    native: Callable[[], object],
+    portable: Callable[[], object],
+    repeats: int,
+) -> Row:
+    pair = compare(f"{backend} {distribution}", "native", native, "portable", portable, repeats)
+    native_eps = n / statistics.median(pair.a)
+    portable_eps = n / statistics.median(pair.b)
+    return backend, distribution, native_eps, portable_eps, portable_eps / native_eps
+
+
+def _numpy_rows(n: int, repeats: int) -> list[Row]:
+    import initspec
+
+    rows = []
+    for name, spec in SPECS.items():
+        rows.append(
+            _row(
+                "NumPy",
+                name,
+                n,
+                lambda spec=spec: initspec.sample(spec, (n,), seed=0, path="w"),
+                lambda spec=spec: initspec.sample(spec, (n,), seed=0, path="w", rng="portable"),
+                repeats,
+            )
+        )
+    return rows
+
+
+def _torch_rows(n: int, repeats: int) -> list[Row]:
+    import initspec_torch
+    import torch
+
+    t = torch.empty(n)
+    rows = []
+    for name, spec in SPECS.items():
+        rows.append(
+            _row(
+                "torch CPU",
+                name,
+                n,
+                lambda spec=spec: initspec_torch.init_(t, spec, seed=0, path="w"),
+                lambda spec=spec: initspec_torch.init_(t, spec, seed=0, path="w", rng="portable"),
+                repeats,
+            )
+        )
+    return rows
+
+
+def _jax_rows(n: int, repeats: int) -> list[Row]:
+    import jax
+    from initspec_jax import initializer
+
+    key = jax.random.key(0)
+    rows = []
+    for name, spec in SPECS.items():
+        native = initializer(spec)
+        portable = initializer(spec, rng="portable", seed=0, path="w")
+        rows.append(
+            _row(
+                "JAX CPU",
+                name,
+                n,
+                lambda native=native: native(key, (n,)).block_until_ready(),
+                lambda portable=portable: portable(key, (n,)).block_until_ready(),
+                repeats,
+            )
+        )
+    return rows
+
+
+def portable_vs_native(n_elements: int = 1 << 22, repeats: int = 5) -> list[Row]:
+    """Rows of (backend, distribution, native elements/s, portable elements/s, portable /
+    native) for NumPy, torch CPU and JAX CPU, float32, ``n_elements`` per call."""
+    return (
+        _numpy_rows(n_elements, repeats)
+        + _torch_rows(n_elements, repeats)
+        + _jax_rows(n_elements, repeats)
+    )
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| backend | distribution | native elements/s | portable elements/s | portable / native |",
+        "|---|---|---|---|---|",
+    ]
+    for backend, dist, native, portable, ratio in rows:
+        lines.append(f"| {backend} | {dist} | {native:.3g} | {portable:.3g} | {ratio:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1 << 22
+    print(machine())
+    print(f"{n} float32 elements per call, median of 5 alternating repeats\n")
+    print(table(portable_vs_native(n)))
+
+
+if __name__ == "__main__":
+    main()
