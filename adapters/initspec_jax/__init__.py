@@ -2,7 +2,9 @@
 
 - ``initializer(spec, layout="flax")``: ``init(key, shape, dtype, out_sharding=None)``, a
   ``jax.nn.initializers``-style function usable as Flax ``kernel_init=`` / ``bias_init=`` /
-  ``embedding_init=`` and under ``jax.jit``;
+  ``embedding_init=`` and under ``jax.jit``; ``rng="portable"`` (with ``seed`` and ``path``)
+  draws the counter-based stream shared with NumPy and torch (``initspec_jax.portable``),
+  as ``apply`` and ``apply_nnx`` do with ``rng="portable"``;
 - ``apply(policy, params, seed, model)``: a policy applied to a Flax linen parameter tree,
   functionally, returning ``(new_params, report)``;
 - ``apply_nnx(policy, module, seed)``: a policy applied to an ``nnx.Module`` in place,

@@ -393,12 +393,12 @@ def structural64(plan: Plan, key: jax.Array) -> jax.Array:
         out_ch, in_ch = plan.canonical_shape[:2]
         if plan.matrix == "orthogonal":
             m = plan.gain * orthogonal_matrix(key, out_ch, in_ch)
-            w = w.at[(slice(None), slice(None), *plan.center)].set(m)
+            w = w.at[(slice(None), slice(None)) + plan.center].set(m)
         else:
             opg = plan.out_per_group
             for g in range(plan.groups):
                 for d in range(min(opg, in_ch)):
-                    w = w.at[(g * opg + d, d, *plan.center)].set(plan.gain)
+                    w = w.at[(g * opg + d, d) + plan.center].set(plan.gain)
         return w.transpose(plan.inverse_perm)
     if isinstance(plan, SparsePlan):
         rows, cols = plan.canonical_shape

@@ -449,13 +449,13 @@ def structural64(plan: Plan, key: tuple[int, int], device: torch.device) -> torc
         w = torch.zeros(plan.canonical_shape, dtype=f64, device=device)
         out_ch, in_ch = plan.canonical_shape[:2]
         if plan.matrix == "orthogonal":
-            at: tuple[Any, ...] = (slice(None), slice(None), *plan.center)
+            at: tuple[Any, ...] = (slice(None), slice(None)) + plan.center
             w[at] = plan.gain * orthogonal_matrix(key, out_ch, in_ch, device)
         else:
             opg = plan.out_per_group
             for g in range(plan.groups):
                 for d in range(min(opg, in_ch)):
-                    w[(g * opg + d, d, *plan.center)] = plan.gain
+                    w[(g * opg + d, d) + plan.center] = plan.gain
         return w.permute(plan.inverse_perm)
     if isinstance(plan, SparsePlan):
         rows, cols = plan.canonical_shape
