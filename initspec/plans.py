@@ -129,7 +129,8 @@ class UniformPlan(_Base):
 
     @property
     def var(self) -> float:
-        return (self.high - self.low) ** 2 / 12.0
+        width = self.high - self.low
+        return width * width / 12.0
 
     @property
     def kurtosis(self) -> float:
@@ -157,7 +158,7 @@ class NormalPlan(_Base):
 
     @property
     def var(self) -> float:
-        return self.scale**2
+        return self.scale * self.scale
 
     @property
     def kurtosis(self) -> float:
@@ -221,9 +222,14 @@ class TruncatedNormalPlan(_Base):
         return self.loc + self.scale * self._raw_moments()[0]
 
     @property
-    def var(self) -> float:
+    def std(self) -> float:
+        # std first: scale * sqrt(unit variance) stays finite where scale**2 would not.
         m1, m2, _, _ = self._raw_moments()
-        return self.scale**2 * max(m2 - m1 * m1, 0.0)
+        return self.scale * math.sqrt(max(m2 - m1 * m1, 0.0))
+
+    @property
+    def var(self) -> float:
+        return self.std * self.std
 
     @property
     def kurtosis(self) -> float:
@@ -301,7 +307,7 @@ class OrthogonalPlan(_Structural):
     @property
     def var(self) -> float:
         n = self.rows * self.cols
-        return self.gain**2 * min(self.rows, self.cols) / n if n else 0.0
+        return self.gain * self.gain * min(self.rows, self.cols) / n if n else 0.0
 
     def scaled(self, factor: float) -> Plan:
         return replace(self, gain=self.gain * factor)
@@ -325,7 +331,7 @@ class IdentityPlan(_Base):
     def var(self) -> float:
         if not self.numel:
             return 0.0
-        return self.gain**2 * self._ones() / self.numel - self.mean**2
+        return self.gain * self.gain * self._ones() / self.numel - self.mean * self.mean
 
     def scaled(self, factor: float) -> Plan:
         return replace(self, gain=self.gain * factor)
@@ -366,7 +372,7 @@ class DiracPlan(_Structural):
     def var(self) -> float:
         if not self.numel:
             return 0.0
-        return self.gain**2 * self.nonzeros / self.numel - self.mean**2
+        return self.gain * self.gain * self.nonzeros / self.numel - self.mean * self.mean
 
     def scaled(self, factor: float) -> Plan:
         return replace(self, gain=self.gain * factor)
@@ -395,7 +401,7 @@ class SparsePlan(_Structural):
     def var(self) -> float:
         if not self.rows:
             return 0.0
-        return self.sigma**2 * (self.rows - self.zeros_per_column) / self.rows
+        return self.sigma * self.sigma * (self.rows - self.zeros_per_column) / self.rows
 
     def scaled(self, factor: float) -> Plan:
         return replace(self, sigma=self.sigma * factor)

@@ -9,6 +9,7 @@ torch and Flax; the report is the same for both.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -141,6 +142,11 @@ def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Re
                 factor /= (rule.depth_scale.factor * n) ** 0.5
             if factor != 1.0:
                 plan = plan.scaled(factor)
+                if not (math.isfinite(plan.mean) and math.isfinite(plan.var)):
+                    raise InitSpecError(
+                        f"gain and depth_scale (x{factor:.4g}) make {plan.describe()} too wide "
+                        f"for float64 moments"
+                    )
         except InitSpecError as exc:
             problems.append(f"{_where(info)}: rule {label} ({rule.init.kind_name()}): {exc}")
             continue

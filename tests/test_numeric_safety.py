@@ -307,12 +307,12 @@ def outcome_problem(backend: str, case: Case, dtype: str, shape: tuple[int, ...]
 
 # JAX compiles one program per primitive (truncated normal: per branch), shape and dtype,
 # ~0.4 s of CPU each: the full 5 x 4 matrix is ~150 programs, a minute. JAX runs a design
-# instead in which every shape and every dtype occurs, each with every case (~45 programs).
+# instead in which every shape and every dtype occurs, each with every case (~35 programs).
 JAX_SHAPES: dict[str, tuple[tuple[int, ...], ...]] = {
     "float16": ((0, 5), (1,)),
     "bfloat16": ((1, 1),),
-    "float32": ((1, 100000), ()),
-    "float64": ((1, 1),),
+    "float32": ((1, 100000),),
+    "float64": ((),),
 }
 
 
@@ -617,14 +617,6 @@ def scaled_policy(how: str) -> dict[str, Any]:
     return {"initspec": 1, "rules": [SCALING_RULES[how], bias]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="initspec/policy.py Rule.gain (Field(gt=0)) and DepthScale.factor have no bound, "
-    "so Plan.scaled lifts a 1e150 truncated normal to scale 1e250; TruncatedNormalPlan.var "
-    "then computes scale**2 and raises OverflowError - inside numeric.check_fits's refusal "
-    "message (plan.describe() prints the std) when the dtype cannot hold it (torch and JAX "
-    "apply on float32), and in Report.table()/rows() after a float64 apply succeeds",
-)
 @pytest.mark.parametrize("how", sorted(SCALING_RULES))
 @pytest.mark.parametrize("target", ["torch-float32", "torch-float64", "jax-float32"])
 def test_rule_scaling_past_the_spec_limit(target: str, how: str) -> None:
