@@ -12,7 +12,8 @@ the bounds its plan declares; a value the dtype cannot hold is an error, never a
 - ``test_tiny_std_truncated_normal_tail``: std 1e-4 and 1e-8 with bounds far in the tail (and
   torch's 1000-sigma-outlier case, default bounds +-2 with a tiny std): inside the bounds, mean
   and variance within 5 standard errors of scipy's exact truncated-normal moments.
-- the rest pin down what the sweep found (xfail strict where the library is wrong today).
+- the rest pin down what the sweep found (xfail strict where the library is wrong today):
+  huge ranges and scales, rule scaling past the spec limit, empty tensors refused alike.
 
 JAX runs float64 under ``jax.enable_x64`` (a context manager: the global config is restored).
 The sweep's cost is JAX compilation (one program per primitive, shape and dtype).
@@ -345,6 +346,36 @@ def test_edge_shapes_error_or_finite_in_bounds(backend: str, dtype: str) -> None
         and (p := outcome_problem(backend, case, dtype, shape)) is not None
     ]
     assert not problems, "\n".join(problems)
+
+
+def refused(backend: str, spec: Any, shape: tuple[int, ...], dtype: str) -> bool:
+    try:
+        BACKENDS[backend](spec, shape, dtype)
+    except InitSpecError:
+        return True
+    return False
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="initspec_jax/sampling.py sample_plan computes clip_bounds (numeric.inward_bounds) "
+    "for every uniform / truncated-normal plan, empty or not, so JAX refuses an empty "
+    "(0, 5) float16 uniform on [1e-8, 2e-8) (and truncated normals whose bounds hold no value "
+    "of the dtype) that NumPy (numeric.check_fits returns early for empty plans) and torch "
+    "(plan_for / apply check inward bounds only when tensor.numel()) accept",
+)
+def test_empty_tensors_are_refused_alike() -> None:
+    """An empty tensor: refusing it or not is the backends' choice, but one choice for all
+    (numeric.py: "so they all refuse and clip the same way")."""
+    shape = (0, 5)
+    differ = []
+    for case in CASES:
+        for dtype in sorted(case.fails):
+            backends = [b for b in sorted(BACKENDS) if (b, dtype) not in UNSUPPORTED]
+            outcome = {b: refused(b, case.spec, shape, dtype) for b in backends}
+            if len(set(outcome.values())) > 1:
+                differ.append(f"{case} {dtype}: refused {outcome}")
+    assert not differ, "\n".join(differ)
 
 
 def test_the_sweep_can_fail() -> None:
