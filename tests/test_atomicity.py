@@ -124,13 +124,21 @@ SEAMS = {
 
 
 def parameters_written(rng: str) -> int:
-    """How many times a successful apply goes through the seam: one call per parameter."""
+    """How many times a successful apply goes through the seam: one call per parameter.
+    Also checks that it changes every parameter's bytes and no buffer's, so that the
+    comparisons of the failure tests can fail."""
     module, name = SEAMS[rng]
     counter = FailOn(getattr(module, name), k=None)
+    net = torch_net()
+    before = torch_state(net)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(module, name, counter)
-        report = initspec_torch.apply("torch-defaults", torch_net(), seed=SEED, rng=rng)
+        report = initspec_torch.apply("torch-defaults", net, seed=SEED, rng=rng)
     assert counter.calls == len(report.resolution.to_sample()) >= 8
+    after = torch_state(net)
+    params = {n for n, _ in net.named_parameters()}
+    assert all(after[n] != before[n] for n in params)
+    assert all(after[n] == before[n] for n in before if n not in params)  # buffers
     return counter.calls
 
 
@@ -185,6 +193,32 @@ def test_torch_sampler_failing_on_the_third_parameter(monkeypatch: pytest.Monkey
     with pytest.raises(Exception) as info:  # noqa: B017 - any type, checked just below
         initspec_torch.apply("torch-defaults", net, seed=SEED)
     assert calls["n"] == 3 and caused_by_injection(info.value)
+    assert_bit_identical(torch_state(net), before)
+
+
+@pytest.mark.parametrize("rng", ["native", "portable"])
+def test_torch_keyboard_interrupt_midway_restores(
+    rng: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in the middle of the 5th parameter's fill: not an Exception, still undone."""
+    module, name = SEAMS[rng]
+    real = getattr(module, name)
+    calls = {"n": 0}
+
+    def interrupted(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            with torch.no_grad():
+                tensor.as_strided((tensor.numel(),), (1,))[:1] = 99.0
+            raise KeyboardInterrupt
+        return real(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, interrupted)
+    net = torch_net()
+    before = torch_state(net)
+    with pytest.raises(KeyboardInterrupt):
+        initspec_torch.apply("torch-defaults", net, seed=SEED, rng=rng)
+    assert calls["n"] == 5
     assert_bit_identical(torch_state(net), before)
 
 
