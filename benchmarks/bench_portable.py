@@ -6,6 +6,9 @@ and the portable call of the same spec and shape run alternately (``benchmarks.c
 .compare``: warm-up first, so JAX's compilation is not timed; medians of the repeats).
 
     python -m benchmarks.bench_portable [n_elements]
+
+``benchmarks/run.py`` (scenario 5) calls ``table(scale)``: the same measurements as A/B
+pairs (A portable, B native: a time ratio A / B of 2 is half the native throughput).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import statistics
 import sys
 from collections.abc import Callable
 
-from benchmarks.common import compare, machine
+from benchmarks.common import Pair, compare, machine
 
 # (backend, distribution, native elements/s, portable elements/s, portable / native)
 Row = tuple[str, str, float, float, float]
@@ -26,27 +29,41 @@ SPECS: dict[str, dict[str, object]] = {
 }
 
 
-def _row(
+GOAL = "<= 2 (>= 0.5x native elements/s)"
+
+
+def _pair(
     backend: str,
     distribution: str,
     n: int,
     native: Callable[[], object],
     portable: Callable[[], object],
     repeats: int,
-) -> Row:
-    pair = compare(f"{backend} {distribution}", "native", native, "portable", portable, repeats)
-    native_eps = n / statistics.median(pair.a)
-    portable_eps = n / statistics.median(pair.b)
+) -> Pair:
+    return compare(
+        f"{backend} {distribution} ({n} elements)",
+        "portable",
+        portable,
+        "native",
+        native,
+        repeats,
+        GOAL,
+    )
+
+
+def _row(backend: str, distribution: str, n: int, pair: Pair) -> Row:
+    portable_eps = n / statistics.median(pair.a)
+    native_eps = n / statistics.median(pair.b)
     return backend, distribution, native_eps, portable_eps, portable_eps / native_eps
 
 
-def _numpy_rows(n: int, repeats: int) -> list[Row]:
+def _numpy_pairs(n: int, repeats: int) -> list[tuple[str, str, Pair]]:
     import initspec
 
     rows = []
     for name, spec in SPECS.items():
         rows.append(
-            _row(
+            _named(
                 "NumPy",
                 name,
                 n,
@@ -58,7 +75,7 @@ def _numpy_rows(n: int, repeats: int) -> list[Row]:
     return rows
 
 
-def _torch_rows(n: int, repeats: int) -> list[Row]:
+def _torch_pairs(n: int, repeats: int) -> list[tuple[str, str, Pair]]:
     import initspec_torch
     import torch
 
@@ -66,7 +83,7 @@ def _torch_rows(n: int, repeats: int) -> list[Row]:
     rows = []
     for name, spec in SPECS.items():
         rows.append(
-            _row(
+            _named(
                 "torch CPU",
                 name,
                 n,
@@ -78,7 +95,7 @@ def _torch_rows(n: int, repeats: int) -> list[Row]:
     return rows
 
 
-def _jax_rows(n: int, repeats: int) -> list[Row]:
+def _jax_pairs(n: int, repeats: int) -> list[tuple[str, str, Pair]]:
     import jax
     from initspec_jax import initializer
 
@@ -88,7 +105,7 @@ def _jax_rows(n: int, repeats: int) -> list[Row]:
         native = initializer(spec)
         portable = initializer(spec, rng="portable", seed=0, path="w")
         rows.append(
-            _row(
+            _named(
                 "JAX CPU",
                 name,
                 n,
@@ -100,17 +117,28 @@ def _jax_rows(n: int, repeats: int) -> list[Row]:
     return rows
 
 
+def _named(
+    backend: str,
+    distribution: str,
+    n: int,
+    native: Callable[[], object],
+    portable: Callable[[], object],
+    repeats: int,
+) -> tuple[str, str, Pair]:
+    return backend, distribution, _pair(backend, distribution, n, native, portable, repeats)
+
+
+def _all_pairs(n: int, repeats: int) -> list[tuple[str, str, Pair]]:
+    return _numpy_pairs(n, repeats) + _torch_pairs(n, repeats) + _jax_pairs(n, repeats)
+
+
 def portable_vs_native(n_elements: int = 1 << 22, repeats: int = 5) -> list[Row]:
     """Rows of (backend, distribution, native elements/s, portable elements/s, portable /
     native) for NumPy, torch CPU and JAX CPU, float32, ``n_elements`` per call."""
-    return (
-        _numpy_rows(n_elements, repeats)
-        + _torch_rows(n_elements, repeats)
-        + _jax_rows(n_elements, repeats)
-    )
+    return [_row(b, d, n_elements, p) for b, d, p in _all_pairs(n_elements, repeats)]
 
 
-def table(rows: list[Row]) -> str:
+def markdown(rows: list[Row]) -> str:
     lines = [
         "| backend | distribution | native elements/s | portable elements/s | portable / native |",
         "|---|---|---|---|---|",
@@ -120,11 +148,20 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def table(scale: float = 1.0, repeats: int = 5) -> tuple[list[Pair], str]:
+    """Scenario 5 of ``benchmarks/run.py``: A/B pairs (A portable, B native) on
+    ``2**22 * scale`` elements, and the elements/s table as the note."""
+    n = max(1 << 12, int((1 << 22) * scale))
+    named = _all_pairs(n, repeats)
+    rows = [_row(b, d, n, p) for b, d, p in named]
+    return [p for _, _, p in named], markdown(rows)
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1 << 22
     print(machine())
     print(f"{n} float32 elements per call, median of 5 alternating repeats\n")
-    print(table(portable_vs_native(n)))
+    print(markdown(portable_vs_native(n)))
 
 
 if __name__ == "__main__":

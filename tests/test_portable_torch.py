@@ -24,17 +24,6 @@ from torch import nn
 import initspec
 from initspec import portable as ref
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    """One intra-op thread: the values do not depend on it, and on a shared 2-core machine
-    torch's spinning worker threads make timings erratic (seconds for a 2**17 tensor)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # Random123 kat_vectors: (counter words, key words, expected words).
 KAT = [
     ((0, 0), (0, 0), (0x6B200159, 0x99BA4EFE)),
