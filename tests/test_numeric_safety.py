@@ -356,14 +356,6 @@ def refused(backend: str, spec: Any, shape: tuple[int, ...], dtype: str) -> bool
     return False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="initspec_jax/sampling.py sample_plan computes clip_bounds (numeric.inward_bounds) "
-    "for every uniform / truncated-normal plan, empty or not, so JAX refuses an empty "
-    "(0, 5) float16 uniform on [1e-8, 2e-8) (and truncated normals whose bounds hold no value "
-    "of the dtype) that NumPy (numeric.check_fits returns early for empty plans) and torch "
-    "(plan_for / apply check inward bounds only when tensor.numel()) accept",
-)
 def test_empty_tensors_are_refused_alike() -> None:
     """An empty tensor: refusing it or not is the backends' choice, but one choice for all
     (numeric.py: "so they all refuse and clip the same way")."""

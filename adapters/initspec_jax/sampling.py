@@ -197,7 +197,8 @@ def _structural_jit(
 def clip_bounds(plan: Plan, dtype: np.dtype[Any]) -> tuple[float, float] | None:
     """The closest ``dtype`` values inside a uniform's [low, high) or a truncated normal's
     [low, high] (``initspec.numeric.inward_bounds``); None for other plans."""
-    if isinstance(plan, (UniformPlan, TruncatedNormalPlan)):
+    # An empty plan writes nothing: like numeric.check_fits, NumPy and torch, no bounds check.
+    if isinstance(plan, (UniformPlan, TruncatedNormalPlan)) and plan.numel:
         return inward_bounds(plan.low, plan.high, dtype.name, isinstance(plan, UniformPlan))
     return None
 
