@@ -290,6 +290,17 @@ def test_apply_and_apply_nnx_portable_give_each_parameter_its_stream() -> None:
     np.testing.assert_array_equal(np.asarray(lin.kernel[...]), want)
 
 
+def test_empty_tensors_are_accepted_as_by_numpy() -> None:
+    # float16 has no value in [1e-8, 2e-8): refused for a non-empty tensor, as by NumPy, but
+    # an empty one has nothing to write.
+    spec = {"kind": "uniform", "low": 1e-8, "high": 2e-8}
+    init = initializer(spec, rng="portable")
+    assert init(None, (0, 5), jnp.float16).shape == (0, 5)
+    assert initspec.sample(spec, (0, 5), dtype="float16", rng="portable").shape == (0, 5)
+    with pytest.raises(initspec.BackendError, match="no value"):
+        init(None, (2, 5), jnp.float16)
+
+
 def test_bad_portable_input_is_an_initspec_error() -> None:
     from flax import nnx
     from initspec_jax import apply_nnx

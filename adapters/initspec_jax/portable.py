@@ -449,7 +449,8 @@ def sample(
         if isinstance(plan, ELEMENTWISE):
             kind, numbers = _elementwise_args(plan)
             bounds: tuple[float, float] = (0.0, 0.0)
-            if isinstance(plan, (UniformPlan, TruncatedNormalPlan)):
+            if isinstance(plan, (UniformPlan, TruncatedNormalPlan)) and math.prod(plan.shape):
+                # (an empty tensor has nothing to clip: no refusal, as NumPy and torch)
                 bounds = inward_bounds(
                     plan.low, plan.high, out_dtype.name, isinstance(plan, UniformPlan)
                 )
