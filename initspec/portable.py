@@ -222,6 +222,36 @@ def layout_perm(shape: tuple[int, ...], layout: LayoutLike) -> tuple[int, ...]:
         return tuple(range(len(shape)))
 
 
+def check_index(shape: tuple[int, ...], index: Any) -> tuple[tuple[int, int, int], ...]:
+    """``(start, step, length)`` per dimension of a shard ``index`` of ``shape``.
+
+    A shard is one slice per dimension, with a positive step, inside the global shape
+    (explicit bounds beyond it are refused rather than clamped, as they describe a tensor
+    that does not tile the global one). ``BackendError`` otherwise.
+    """
+    if (
+        not isinstance(index, tuple)
+        or len(index) != len(shape)
+        or not all(isinstance(s, slice) for s in index)
+    ):
+        raise BackendError(f"a shard is one slice per dimension of {shape}, got {index!r}")
+    out = []
+    for axis, (sl, n) in enumerate(zip(index, shape, strict=True)):
+        parts = (sl.start, sl.stop, sl.step)
+        if not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in parts):
+            raise BackendError(f"shard slice {sl!r} (dimension {axis}) must have int bounds")
+        if sl.step is not None and sl.step <= 0:
+            raise BackendError(f"shard slice {sl!r} (dimension {axis}) needs a positive step")
+        for bound in (sl.start, sl.stop):
+            if bound is not None and not 0 <= bound <= n:
+                raise BackendError(
+                    f"shard slice {sl!r} (dimension {axis}) lies outside the global size {n}"
+                )
+        start, stop, step = sl.indices(n)
+        out.append((start, step, len(range(start, stop, step))))
+    return tuple(out)
+
+
 def counters_for(
     shape: tuple[int, ...], perm: tuple[int, ...], index: tuple[slice, ...] | None = None
 ) -> np.ndarray:
@@ -236,13 +266,10 @@ def counters_for(
     for pos in range(len(perm) - 1, -1, -1):
         cstride[perm[pos]] = step
         step *= permuted[pos]
-    index = index or tuple(slice(None) for _ in shape)
-    if len(index) != len(shape) or not all(isinstance(s, slice) for s in index):
-        raise BackendError(f"a shard is one slice per dimension of {shape}, got {index!r}")
+    parts = check_index(shape, index if index is not None else tuple(slice(None) for _ in shape))
     out = np.zeros((), dtype=np.int64)
-    for axis, sl in enumerate(index):
-        start, stop, stride = sl.indices(shape[axis])
-        idx = np.arange(start, stop, stride, dtype=np.int64) * cstride[axis]
+    for axis, (start, step, count) in enumerate(parts):
+        idx = (start + step * np.arange(count, dtype=np.int64)) * cstride[axis]
         out = out[..., None] + idx
     return out
 

@@ -83,8 +83,18 @@ def _kind_classes() -> tuple[tuple[str, tuple[type, ...]], ...]:
         ("embedding", (nn.Embed, nnx.Embed)),
         (
             "norm",
-            (nn.LayerNorm, nn.RMSNorm, nn.BatchNorm, nn.GroupNorm, nn.InstanceNorm,
-             nnx.LayerNorm, nnx.RMSNorm, nnx.BatchNorm, nnx.GroupNorm, nnx.InstanceNorm),
+            (
+                nn.LayerNorm,
+                nn.RMSNorm,
+                nn.BatchNorm,
+                nn.GroupNorm,
+                nn.InstanceNorm,
+                nnx.LayerNorm,
+                nnx.RMSNorm,
+                nnx.BatchNorm,
+                nnx.GroupNorm,
+                nnx.InstanceNorm,
+            ),
         ),
         (
             "attention",
@@ -188,7 +198,9 @@ def _guess_kind(owner_name: str, leaf: str, ndim: int, siblings: Mapping[str, An
     return "other"
 
 
-def _kind_and_layout(owner: Owner, leaf: str, siblings: Mapping[str, Any]) -> tuple[str, LayoutLike]:
+def _kind_and_layout(
+    owner: Owner, leaf: str, siblings: Mapping[str, Any]
+) -> tuple[str, LayoutLike]:
     """The parameter's kind and its kernel's layout (used for the kernel and its bias)."""
     if owner.module is None:
         kind = _guess_kind(owner.name, leaf, len(siblings[leaf].shape), siblings)

@@ -50,6 +50,7 @@ from initspec.plans import (
     UniformPlan,
     normal_mass,
 )
+from initspec.portable import check_index
 from initspec_jax.sharding import place
 
 SUPPORTED_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
@@ -88,33 +89,6 @@ class Block:
     shape: tuple[int, ...]
     offset: int
     mults: tuple[int, ...]
-
-
-def check_index(shape: tuple[int, ...], index: Any) -> tuple[tuple[int, int, int], ...]:
-    """``(start, step, length)`` per dimension of a shard ``index`` of ``shape``: one slice
-    per dimension, positive step, explicit bounds inside the global shape (not clamped: such
-    a shard does not tile the global tensor). ``BackendError`` otherwise."""
-    if (
-        not isinstance(index, tuple)
-        or len(index) != len(shape)
-        or not all(isinstance(s, slice) for s in index)
-    ):
-        raise BackendError(f"a shard is one slice per dimension of {shape}, got {index!r}")
-    out = []
-    for axis, (sl, n) in enumerate(zip(index, shape, strict=True)):
-        parts = (sl.start, sl.stop, sl.step)
-        if not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in parts):
-            raise BackendError(f"shard slice {sl!r} (dimension {axis}) must have int bounds")
-        if sl.step is not None and sl.step <= 0:
-            raise BackendError(f"shard slice {sl!r} (dimension {axis}) needs a positive step")
-        for bound in (sl.start, sl.stop):
-            if bound is not None and not 0 <= bound <= n:
-                raise BackendError(
-                    f"shard slice {sl!r} (dimension {axis}) lies outside the global size {n}"
-                )
-        start, stop, step = sl.indices(n)
-        out.append((start, step, len(range(start, stop, step))))
-    return tuple(out)
 
 
 def block(

@@ -88,7 +88,11 @@ def _setup_child(module: Any, name: str) -> Any:
         except Exception:
             return None
         index = int(match.group(2))
-        if isinstance(seq, (list, tuple)) and index < len(seq) and isinstance(seq[index], nn.Module):
+        if (
+            isinstance(seq, (list, tuple))
+            and index < len(seq)
+            and isinstance(seq[index], nn.Module)
+        ):
             return seq[index]
     return None
 
@@ -193,9 +197,7 @@ def describe_linen(
     leaves = [(path, unbox(value)) for path, value in walk(tree)]
     for path, value in leaves:
         if not _is_array_like(value):
-            raise BackendError(
-                f"{'/'.join(map(str, path))}: not an array ({type(value).__name__})"
-            )
+            raise BackendError(f"{'/'.join(map(str, path))}: not an array ({type(value).__name__})")
     modules = linen_modules(model, tree, model_args)
     return _describe_all(
         [(p, v, None) for p, v in leaves], modules, lambda p: canonical_linen_path(p)

@@ -33,6 +33,7 @@ SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (
 
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
+
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.bfloat16`` -> ``"bfloat16"``."""
     return str(dtype).removeprefix("torch.")
