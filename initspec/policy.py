@@ -250,6 +250,8 @@ class Rule(BaseModel):
     skip: bool = False
     gain: Annotated[float, Field(gt=0)] = 1.0
     depth_scale: DepthScale | None = None
+    # torch's Embedding(padding_idx=...) and HF models zero that row after sampling.
+    zero_padding_row: bool = False
 
     @model_validator(mode="after")
     def _init_or_skip(self) -> Rule:

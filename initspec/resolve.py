@@ -57,6 +57,7 @@ class ResolvedParam:
     spec: SpecBase | None = None
     plan: Plan | None = None
     seed: int = 0
+    zero_row: int | None = None  # a padding row to zero after sampling (embeddings)
 
 
 class ResolutionError(InitSpecError):
@@ -150,8 +151,11 @@ def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Re
         except InitSpecError as exc:
             problems.append(f"{_where(info)}: rule {label} ({rule.init.kind_name()}): {exc}")
             continue
+        zero_row = info.context.padding_idx if rule.zero_padding_row else None
         out.append(
-            ResolvedParam(info, "init", index, rule, rule.init, plan, derive_seed(seed, info.path))
+            ResolvedParam(
+                info, "init", index, rule, rule.init, plan, derive_seed(seed, info.path), zero_row
+            )
         )
     if problems:
         raise ResolutionError(problems)

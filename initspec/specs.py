@@ -68,10 +68,12 @@ class PlanContext:
 
     ``weight_fans``: (fan_in, fan_out) of the layer's weight, for ``torch_linear_bias``.
     ``hidden_size``: the RNN's hidden size, for ``torch_rnn``.
+    ``padding_idx``: an embedding's padding row, zeroed by rules with ``zero_padding_row``.
     """
 
     weight_fans: tuple[int, int] | None = None
     hidden_size: int | None = None
+    padding_idx: int | None = None
 
 
 def _shape(shape: Shape) -> Shape:

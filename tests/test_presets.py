@@ -282,3 +282,19 @@ def test_vit_jax_preset_equals_timm_jax_init() -> None:
     report = initspec_torch.apply("vit-jax", ours, seed=2)
     assert report.unmatched == 0, report.table()
     check_against_plan(report, ours, theirs)
+
+
+def test_torch_defaults_zeroes_the_embedding_padding_row_like_torch() -> None:
+    theirs = nn.Embedding(50, 16, padding_idx=3)
+    assert torch.all(theirs.weight[3] == 0)
+    ours = nn.Embedding(50, 16, padding_idx=3)
+    with torch.no_grad():
+        ours.weight.fill_(float("nan"))
+    for rng in ("native", "portable"):
+        initspec_torch.apply("torch-defaults", ours, seed=1, rng=rng)
+        assert torch.all(ours.weight[3] == 0)
+        assert torch.isfinite(ours.weight).all() and (ours.weight[4] != 0).all()
+    # without padding_idx nothing is zeroed
+    plain = nn.Embedding(50, 16)
+    initspec_torch.apply("torch-defaults", plain, seed=1)
+    assert (plain.weight != 0).all()

@@ -133,8 +133,11 @@ def param_context(module: nn.Module, kind: str, name: str) -> PlanContext:
         except InitSpecError:
             weight_fans = None
     hidden = getattr(module, "hidden_size", None) if kind == "rnn" else None
+    padding = getattr(module, "padding_idx", None) if isinstance(module, nn.Embedding) else None
     return PlanContext(
-        weight_fans=weight_fans, hidden_size=hidden if isinstance(hidden, int) else None
+        weight_fans=weight_fans,
+        hidden_size=hidden if isinstance(hidden, int) else None,
+        padding_idx=padding if isinstance(padding, int) else None,
     )
 
 

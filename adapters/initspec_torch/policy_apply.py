@@ -26,6 +26,13 @@ from initspec_torch.describe import describe
 from initspec_torch.tensor_init import write_plan
 
 
+def _zero_padding_row(tensor: torch.Tensor, row: int | None) -> None:
+    """As ``nn.Embedding.reset_parameters``: the padding row is zero after sampling."""
+    if row is not None:
+        with torch.no_grad():
+            tensor[row].zero_()
+
+
 def apply(
     policy: Any,
     module: nn.Module,
@@ -104,10 +111,12 @@ def apply(
                 key = portable_ref.param_key(resolution.seed, rp.info.path)
                 perm = portable_ref.layout_perm(rp.plan.shape, rp.info.layout)
                 portable.write_(tensor, rp.plan, key, perm)
+                _zero_padding_row(tensor, rp.zero_row)
                 continue
             generator = torch.Generator(device=tensor.device)
             generator.manual_seed(rp.seed)
             write_plan(tensor, rp.plan, generator)
+            _zero_padding_row(tensor, rp.zero_row)
     except BaseException:
         with torch.no_grad():
             for tensor, old in reversed(backups):
