@@ -111,17 +111,10 @@ def _sample_plan64(plan: Plan, rng: np.random.Generator) -> Any:
         q = plan.gain * orthogonal_matrix(rng, plan.rows, plan.cols)
         return q.reshape(plan.permuted_shape).transpose(plan.inverse_perm)
     if isinstance(plan, DiracPlan):
-        w = np.zeros(plan.canonical_shape)
         out_ch, in_ch = plan.canonical_shape[:2]
-        if plan.matrix == "orthogonal":
-            at: tuple[Any, ...] = (slice(None), slice(None)) + plan.center
-            w[at] = plan.gain * orthogonal_matrix(rng, out_ch, in_ch)
-        else:
-            opg = plan.out_per_group
-            for g in range(plan.groups):
-                for d in range(min(opg, in_ch)):
-                    w[(g * opg + d, d) + plan.center] = plan.gain
-        return w.transpose(plan.inverse_perm)
+        return plan.build(
+            orthogonal_matrix(rng, out_ch, in_ch) if plan.matrix == "orthogonal" else None
+        )
     if isinstance(plan, SparsePlan):
         rows, cols = plan.canonical_shape
         w = plan.sigma * rng.standard_normal((rows, cols))

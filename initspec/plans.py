@@ -377,6 +377,22 @@ class DiracPlan(_Structural):
     def scaled(self, factor: float) -> Plan:
         return replace(self, gain=self.gain * factor)
 
+    def build(self, orthogonal: np.ndarray | None = None) -> np.ndarray:
+        """The kernel in float64, in the stored layout: the identity per group, or
+        ``gain * orthogonal`` (an (out, in) matrix the caller drew) at the centre."""
+        w = np.zeros(self.canonical_shape)
+        out_ch, in_ch = self.canonical_shape[:2]
+        if self.matrix == "orthogonal":
+            assert orthogonal is not None
+            at: tuple[slice | int, ...] = (slice(None), slice(None)) + self.center
+            w[at] = self.gain * orthogonal
+        else:
+            opg = self.out_per_group
+            for g in range(self.groups):
+                for d in range(min(opg, in_ch)):
+                    w[(g * opg + d, d) + self.center] = self.gain
+        return np.asarray(w.transpose(self.inverse_perm))
+
     def _body(self) -> str:
         name = "dirac" if self.matrix == "identity" else "delta_orthogonal"
         return f"{name}(gain={_g(self.gain)}, groups={self.groups}) center={list(self.center)}"

@@ -345,17 +345,8 @@ def _structural(plan: Plan, key: tuple[int, int]) -> np.ndarray:
         q = plan.gain * _orthogonal(key, plan.rows, plan.cols)
         return np.asarray(q.reshape(plan.permuted_shape).transpose(plan.inverse_perm))
     if isinstance(plan, DiracPlan):
-        w = np.zeros(plan.canonical_shape)
         out_ch, in_ch = plan.canonical_shape[:2]
-        if plan.matrix == "orthogonal":
-            at: tuple[Any, ...] = (slice(None), slice(None)) + plan.center
-            w[at] = plan.gain * _orthogonal(key, out_ch, in_ch)
-        else:
-            opg = plan.out_per_group
-            for g in range(plan.groups):
-                for d in range(min(opg, in_ch)):
-                    w[(g * opg + d, d) + plan.center] = plan.gain
-        return np.asarray(w.transpose(plan.inverse_perm))
+        return plan.build(_orthogonal(key, out_ch, in_ch) if plan.matrix == "orthogonal" else None)
     if isinstance(plan, SparsePlan):
         rows, cols = plan.canonical_shape
         n = rows * cols
