@@ -6,7 +6,7 @@ STAMP := $(VENV)/.initspec-installed
 
 .PHONY: test demo lint fuzz docs conformance bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml initspec/_stream.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build from this machine's disk first, so nothing pulls a multi-GB CUDA build.

@@ -1,6 +1,7 @@
 """Portable stream vs each backend's native generator: elements per second, side by side.
 
-For NumPy (``initspec.sample``), torch CPU (``initspec_torch.init_`` into a preallocated
+For NumPy (``initspec.sample``; with the compiled kernel, and without it as an install
+without a C compiler runs), torch CPU (``initspec_torch.init_`` into a preallocated
 float32 tensor) and JAX CPU (``initspec_jax.initializer``, result blocked on), the native
 and the portable call of the same spec and shape run alternately (``benchmarks.common
 .compare``: warm-up first, so JAX's compilation is not timed; medians of the repeats).
@@ -75,6 +76,33 @@ def _numpy_pairs(n: int, repeats: int) -> list[tuple[str, str, Pair]]:
     return rows
 
 
+def _numpy_code_pairs(n: int, repeats: int) -> list[tuple[str, str, Pair]]:
+    """NumPy without the compiled kernel (an install without a C compiler)."""
+    import initspec
+    from initspec import portable
+
+    def without_kernel(spec: dict[str, object]) -> object:
+        saved, portable._kernel = portable._kernel, None
+        try:
+            return initspec.sample(spec, (n,), seed=0, path="w", rng="portable")
+        finally:
+            portable._kernel = saved
+
+    rows = []
+    for name, spec in SPECS.items():
+        rows.append(
+            _named(
+                "NumPy, no compiled kernel",
+                name,
+                n,
+                lambda spec=spec: initspec.sample(spec, (n,), seed=0, path="w"),
+                lambda spec=spec: without_kernel(spec),
+                repeats,
+            )
+        )
+    return rows
+
+
 def _torch_pairs(n: int, repeats: int) -> list[tuple[str, str, Pair]]:
     import initspec_torch
     import torch
@@ -129,7 +157,12 @@ def _named(
 
 
 def _all_pairs(n: int, repeats: int) -> list[tuple[str, str, Pair]]:
-    return _numpy_pairs(n, repeats) + _torch_pairs(n, repeats) + _jax_pairs(n, repeats)
+    return (
+        _numpy_pairs(n, repeats)
+        + _torch_pairs(n, repeats)
+        + _jax_pairs(n, repeats)
+        + _numpy_code_pairs(n, repeats)
+    )
 
 
 def portable_vs_native(n_elements: int = 1 << 22, repeats: int = 5) -> list[Row]:

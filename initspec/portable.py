@@ -17,11 +17,18 @@ Specified in docs/portable-random.md; in short:
 Orthogonal and delta-orthogonal draw their Gaussian from the stream and run QR in float64
 (equal across backends to a tolerance, not bitwise); sparse also takes its zero pattern from
 the stream: in each column the rows whose mask words (counters ``n + i``) are smallest.
+
+This module's NumPy code is the reference. Elementwise plans run through the compiled
+kernel ``initspec/_stream.c`` where it was built (``COMPILED``): the same operations in the
+same order, tested equal to this code (tests/test_stream_kernel.py), 3-5x faster.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -41,6 +48,15 @@ from initspec.plans import (
     normal_mass,
 )
 from initspec.seeding import derive_seed
+
+_kernel: ModuleType | None
+try:  # the compiled kernel (initspec/_stream.c), built at install when a C compiler exists
+    import initspec._stream as _kernel
+except ImportError:  # pragma: no cover - an install without a compiler: NumPy only
+    _kernel = None
+
+COMPILED: bool = _kernel is not None
+"""Whether the compiled elementwise kernel is present (the same values as the NumPy code)."""
 
 STREAM_VERSION = 1
 STREAM_VERSIONS = (1,)
@@ -252,26 +268,75 @@ def check_index(shape: tuple[int, ...], index: Any) -> tuple[tuple[int, int, int
     return tuple(out)
 
 
-def counters_for(
-    shape: tuple[int, ...], perm: tuple[int, ...], index: tuple[slice, ...] | None = None
-) -> np.ndarray:
-    """Global counters (int64) of the elements of ``shape[index]``, in stored order.
+@dataclass(frozen=True)
+class Block:
+    """The elements of ``shape[index]`` (a shard, or the whole tensor) and their counters:
+    ``counter = offset + sum_k idx_k * mult_k`` over the block's local indices ``idx``.
+    Hashable, so the JAX adapter can make it a static argument of its compiled programs."""
 
-    The counter of an element is its row-major index in the canonical order ``perm``; a
-    shard is computed from its global indices alone, without the full tensor.
+    shape: tuple[int, ...]
+    offset: int
+    mults: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def dense(self) -> bool:
+        """Whether the counters are ``offset + local flat index`` (rows of a contiguous
+        stored order), so a run of them is one ``arange``."""
+        step = 1
+        for n, m in zip(reversed(self.shape), reversed(self.mults), strict=True):
+            if n > 1 and m != step:
+                return False
+            step *= n
+        return True
+
+
+def block(
+    shape: tuple[int, ...], perm: tuple[int, ...], index: tuple[slice, ...] | None = None
+) -> Block:
+    """The counters of ``shape[index]`` (the whole tensor if ``index`` is None).
+
+    The counter of an element is its row-major index in the canonical order ``perm``: the
+    canonical shape's row-major strides, mapped back to the stored axes; a shard is one
+    slice per dimension (``check_index``), computed from its global indices alone.
     """
-    permuted = tuple(shape[a] for a in perm)
     cstride = [0] * len(shape)
     step = 1
     for pos in range(len(perm) - 1, -1, -1):
         cstride[perm[pos]] = step
-        step *= permuted[pos]
-    parts = check_index(shape, index if index is not None else tuple(slice(None) for _ in shape))
-    out = np.zeros((), dtype=np.int64)
-    for axis, (start, step, count) in enumerate(parts):
-        idx = (start + step * np.arange(count, dtype=np.int64)) * cstride[axis]
-        out = out[..., None] + idx
+        step *= shape[perm[pos]]
+    if index is None:
+        return Block(tuple(shape), 0, tuple(cstride))
+    parts = check_index(shape, index)
+    return Block(
+        tuple(n for _, _, n in parts),
+        sum(start * cs for (start, _, _), cs in zip(parts, cstride, strict=True)),
+        tuple(st * cs for (_, st, _), cs in zip(parts, cstride, strict=True)),
+    )
+
+
+def counters_for(
+    shape: tuple[int, ...], perm: tuple[int, ...], index: tuple[slice, ...] | None = None
+) -> np.ndarray:
+    """Global counters (int64) of the elements of ``shape[index]``, in stored order."""
+    blk = block(shape, perm, index)
+    out = np.full((), blk.offset, dtype=np.int64)
+    for n, m in zip(blk.shape, blk.mults, strict=True):
+        out = out[..., None] + np.arange(n, dtype=np.int64) * m
     return out
+
+
+def truncnorm_constants(plan: TruncatedNormalPlan) -> tuple[bool, float, float]:
+    """``(flip, pa, mass)`` of the inverse-CDF truncated normal: mirrored to the lower tail
+    when alpha > 0 (where ndtri is accurate), ``pa = erfc(-lo / sqrt 2) / 2`` and ``mass =
+    Phi(hi) - Phi(lo)`` on that side. Computed once, in Python, for every backend."""
+    a, b = plan.alpha, plan.beta
+    flip = a > 0
+    lo, hi = (-b, -a) if flip else (a, b)
+    return flip, 0.5 * math.erfc(-lo / math.sqrt(2.0)), normal_mass(lo, hi)
 
 
 def _elementwise(plan: Plan, bits: np.ndarray) -> np.ndarray:
@@ -282,11 +347,7 @@ def _elementwise(plan: Plan, bits: np.ndarray) -> np.ndarray:
     if isinstance(plan, NormalPlan):
         return np.asarray(plan.loc + plan.scale * ndtri(uniform_open(bits)))
     if isinstance(plan, TruncatedNormalPlan):
-        a, b = plan.alpha, plan.beta
-        flip = a > 0  # sample the mirror image in the lower tail, where ndtri is accurate
-        lo, hi = (-b, -a) if flip else (a, b)
-        pa = 0.5 * math.erfc(-lo / math.sqrt(2.0))
-        mass = normal_mass(lo, hi)
+        flip, pa, mass = truncnorm_constants(plan)
         z = ndtri(pa + uniform_open(bits) * mass)
         z = -z if flip else z
         return np.clip(plan.loc + plan.scale * z, plan.low, plan.high)
@@ -301,25 +362,111 @@ def standard_normal(key: tuple[int, int], counters: np.ndarray) -> np.ndarray:
     return ndtri(uniform_open(bits64(key, counters)))
 
 
+# Kernel kinds of initspec/_stream.c.
+_KERNEL_UNIFORM, _KERNEL_NORMAL, _KERNEL_TRUNCNORM = 0, 1, 2
+# Elements per thread below which more threads cost more than they save.
+MIN_PER_THREAD = 1 << 16
+
+
+def kernel_args(plan: Plan) -> tuple[int, tuple[float, ...]] | None:
+    """``(kind, params)`` of ``plan`` for the compiled kernel, None if it has no kernel
+    (constants, structural plans) or the kernel is not built."""
+    if _kernel is None:
+        return None
+    if isinstance(plan, UniformPlan):
+        return _KERNEL_UNIFORM, (plan.low, plan.high - plan.low)
+    if isinstance(plan, NormalPlan):
+        return _KERNEL_NORMAL, (plan.loc, plan.scale)
+    if isinstance(plan, TruncatedNormalPlan):
+        flip, pa, mass = truncnorm_constants(plan)
+        return _KERNEL_TRUNCNORM, (
+            plan.loc,
+            plan.scale,
+            pa,
+            mass,
+            plan.low,
+            plan.high,
+            1.0 if flip else 0.0,
+        )
+    return None
+
+
+def fill_compiled(
+    out: np.ndarray,
+    plan: Plan,
+    key: tuple[int, int],
+    blk: Block,
+    start: int = 0,
+    threads: int = 1,
+) -> bool:
+    """Stream-1 values of block elements ``start .. start + out.size - 1`` (row-major) of an
+    elementwise ``plan``, written by the compiled kernel into ``out`` (C-contiguous float64,
+    or float32: rounded once from the float64 value, not clipped). Up to ``threads``
+    threads, each on a contiguous range (the kernel releases the GIL). False, with nothing
+    written, where the kernel cannot: not built, no kernel for the plan, another dtype.
+    """
+    args = kernel_args(plan)
+    kernel = _kernel
+    if (
+        kernel is None
+        or args is None
+        or out.dtype not in (np.float64, np.float32)
+        or not out.flags.c_contiguous
+        or start < 0
+        or start + out.size > blk.numel
+    ):
+        return False
+    kind, params = args
+    flat = out.reshape(-1)
+    n = flat.size
+    parts = max(1, min(threads, n // MIN_PER_THREAD))
+    bounds = [n * i // parts for i in range(parts + 1)]
+
+    def run(i: int) -> None:
+        lo, hi = bounds[i], bounds[i + 1]
+        kernel.fill(
+            flat[lo:hi], kind, key[0], key[1], blk.offset, blk.shape, blk.mults,
+            start + lo, start + hi, params,
+        )  # fmt: skip
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(1, parts)]
+    for w in workers:
+        w.start()
+    try:
+        run(0)
+    finally:
+        for w in workers:
+            w.join()
+    return True
+
+
 def sample_plan_portable64(
     plan: Plan,
     key: tuple[int, int],
     perm: tuple[int, ...],
     index: tuple[slice, ...] | None = None,
+    compiled: bool | None = None,
 ) -> np.ndarray:
     """Stream-1 values of ``plan`` (float64, stored layout), the whole tensor or ``index``.
 
-    Elementwise plans compute only the requested slice, in chunks of ``CHUNK`` elements;
-    structural plans build the whole tensor (QR needs it) and slice it.
+    Elementwise plans compute only the requested slice: with the compiled kernel where it
+    is built (``compiled=None``: when present; ``False``: the NumPy code, the reference;
+    ``True``: the kernel or ``BackendError``), else in NumPy, in chunks of ``CHUNK``
+    elements. Structural plans build the whole tensor (QR needs it) and slice it.
     """
+    if compiled and _kernel is None:
+        raise BackendError("the compiled portable-stream kernel is not built in this install")
     if elementwise(plan):
-        counters = counters_for(plan.shape, perm, index)
-        flat = counters.reshape(-1)
-        out = np.empty(flat.shape, dtype=np.float64)
+        blk = block(plan.shape, perm, index)
+        out = np.empty(blk.shape, dtype=np.float64)
+        if compiled is not False and fill_compiled(out, plan, key, blk):
+            return out
+        flat_out = out.reshape(-1)
+        flat = counters_for(plan.shape, perm, index).reshape(-1)
         for start in range(0, flat.size, CHUNK):
             part = flat[start : start + CHUNK]
-            out[start : start + CHUNK] = _elementwise(plan, bits64(key, part))
-        return out.reshape(counters.shape)
+            flat_out[start : start + CHUNK] = _elementwise(plan, bits64(key, part))
+        return out
     full = _structural(plan, key)
     return full[index] if index is not None else full
 

@@ -7,11 +7,17 @@
 - float16 / bfloat16: the float64 value rounded once (torch's own cast rounds twice);
 - layouts, shards (``init_shard_``), chunking, non-contiguous tensors, ``apply``;
 - bad input: each an ``InitSpecError`` that writes nothing.
+
+Every test runs twice: torch CPU through the compiled kernel (``initspec/_stream.c``, where it
+is built) and through the torch operations (the code a GPU runs), against NumPy's reference
+code (``initspec.portable`` without the kernel).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import initspec_torch
@@ -23,6 +29,28 @@ from torch import nn
 
 import initspec
 from initspec import portable as ref
+
+
+@pytest.fixture(params=["kernel", "torch-ops"], autouse=True)
+def torch_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which code torch CPU runs: the compiled kernel, or the torch operations (as on CUDA)."""
+    if request.param == "torch-ops":
+        monkeypatch.setattr(ref, "_kernel", None)
+    elif not ref.COMPILED:
+        pytest.skip("the compiled kernel is not built in this install")
+    return str(request.param)
+
+
+@contextlib.contextmanager
+def reference_code() -> Iterator[None]:
+    """NumPy's reference code, not the compiled kernel, for the expected values."""
+    saved = ref._kernel
+    ref._kernel = None
+    try:
+        yield
+    finally:
+        ref._kernel = saved
+
 
 # Random123 kat_vectors: (counter words, key words, expected words).
 KAT = [
@@ -75,7 +103,10 @@ def _torch(
 
 
 def _numpy(spec: Any, shape: tuple[int, ...], layout: str, dtype: str, seed: int = 0) -> np.ndarray:
-    return initspec.sample(spec, shape, layout, seed=seed, dtype=dtype, path="w", rng="portable")
+    with reference_code():
+        return initspec.sample(
+            spec, shape, layout, seed=seed, dtype=dtype, path="w", rng="portable"
+        )
 
 
 SHAPES = [
@@ -107,9 +138,10 @@ def test_uniform_is_bit_identical_to_numpy(spec, shape, layout, dtype) -> None:
             context=ctx,
             rng="portable",
         )
-        want = initspec.sample(
-            spec, shape, seed=3, dtype=dtype, path="w", context=ctx, rng="portable"
-        )
+        with reference_code():
+            want = initspec.sample(
+                spec, shape, seed=3, dtype=dtype, path="w", context=ctx, rng="portable"
+            )
         np.testing.assert_array_equal(ours.numpy(), want)
         return
     ours = _torch(spec, shape, layout, getattr(torch, dtype), seed=3)
@@ -203,10 +235,9 @@ def test_a_shard_from_global_indices_equals_that_slice(shape, index, spec) -> No
     local = torch.empty(full[index].shape)
     initspec_torch.init_shard_(local, spec, shape, index, "flax", seed=2, path="w")
     assert torch.equal(local, full[index])
-    np.testing.assert_array_equal(
-        local.numpy(),
-        initspec.sample(spec, shape, "flax", seed=2, path="w", rng="portable", index=index),
-    )
+    with reference_code():
+        want = initspec.sample(spec, shape, "flax", seed=2, path="w", rng="portable", index=index)
+    np.testing.assert_array_equal(local.numpy(), want)
 
 
 def test_chunks_and_strides_do_not_change_values(monkeypatch) -> None:
@@ -268,7 +299,10 @@ def test_apply_portable_gives_each_parameter_its_stream() -> None:
     initspec_torch.apply(policy, model, seed=11, rng="portable")
     for name, p in model.named_parameters():
         spec = policy["rules"][0 if p.ndim > 1 else 1]["init"]
-        want = initspec.sample(spec, tuple(p.shape), "torch", seed=11, path=name, rng="portable")
+        with reference_code():
+            want = initspec.sample(
+                spec, tuple(p.shape), "torch", seed=11, path=name, rng="portable"
+            )
         np.testing.assert_array_equal(p.detach().numpy(), want, err_msg=name)
     # native and portable are different streams
     native = nn.Sequential(nn.Linear(12, 6), nn.ReLU(), nn.Conv2d(3, 4, 3))

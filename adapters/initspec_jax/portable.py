@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -48,9 +47,8 @@ from initspec.plans import (
     SparsePlan,
     TruncatedNormalPlan,
     UniformPlan,
-    normal_mass,
 )
-from initspec.portable import check_index
+from initspec.portable import Block, block, truncnorm_constants
 from initspec_jax.sharding import place
 
 SUPPORTED_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
@@ -78,37 +76,6 @@ def check_dtype(dtype: Any) -> np.dtype[Any]:
 
 
 # --- counters ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Block:
-    """The elements of ``shape[index]`` (a shard, or the whole tensor) and their counters:
-    ``counter = offset + sum_k idx_k * mult_k`` over the block's local indices ``idx``.
-    Hashable: a static argument of the compiled programs."""
-
-    shape: tuple[int, ...]
-    offset: int
-    mults: tuple[int, ...]
-
-
-def block(
-    shape: tuple[int, ...], perm: tuple[int, ...], index: tuple[slice, ...] | None = None
-) -> Block:
-    """The counters of ``shape[index]``: row-major strides of the canonical shape
-    ``shape[perm]`` mapped back to the stored axes (``initspec.portable.counters_for``)."""
-    cstride = [0] * len(shape)
-    step = 1
-    for pos in range(len(perm) - 1, -1, -1):
-        cstride[perm[pos]] = step
-        step *= shape[perm[pos]]
-    if index is None:
-        return Block(tuple(shape), 0, tuple(cstride))
-    parts = check_index(shape, index)
-    return Block(
-        tuple(n for _, _, n in parts),
-        sum(start * cs for (start, _, _), cs in zip(parts, cstride, strict=True)),
-        tuple(st * cs for (_, st, _), cs in zip(parts, cstride, strict=True)),
-    )
 
 
 def counters(blk: Block) -> tuple[jax.Array, jax.Array]:
@@ -209,16 +176,6 @@ def ndtri(p: jax.Array) -> jax.Array:
     )
     xt = t - jnp.log(t) / t - corr
     return jnp.where(central, jnp.where(upper, -xc, xc), jnp.where(upper, xt, -xt))
-
-
-def truncnorm_constants(plan: TruncatedNormalPlan) -> tuple[bool, float, float]:
-    """``(flip, pa, mass)`` exactly as the reference (``initspec.portable._elementwise``):
-    mirrored to the lower tail when alpha > 0, ``pa = erfc(-lo / sqrt 2) / 2``,
-    ``mass = Phi(hi) - Phi(lo)`` on that side."""
-    a, b = plan.alpha, plan.beta
-    flip = a > 0
-    lo, hi = (-b, -a) if flip else (a, b)
-    return flip, 0.5 * math.erfc(-lo / math.sqrt(2.0)), normal_mass(lo, hi)
 
 
 def round_once(x: jax.Array, target: np.dtype[Any]) -> jax.Array:

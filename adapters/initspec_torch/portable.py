@@ -15,6 +15,11 @@ The same values as the NumPy reference ``initspec.portable`` (docs/portable-rand
   multiply-add), then rounded once to the target dtype and clipped to the dtype's values
   inside the bounds.
 
+On the CPU, float32 and float64 tensors are written by the core's compiled kernel
+(``initspec.portable.fill_compiled``, ``initspec/_stream.c``) where it is built, and float16 /
+bfloat16 from its float64 chunks; the torch operations below are what CUDA runs, and the CPU
+without the kernel.
+
 torch has no usable uint32 arithmetic (no add or shift on ``torch.uint32``), so the words are
 int64 tensors holding values in [0, 2**32), masked with ``& 0xFFFFFFFF``; Threefry needs only
 add, xor and rotate. Work is done in chunks, so memory stays bounded by a few int64
@@ -26,7 +31,6 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,9 +48,8 @@ from initspec.plans import (
     SparsePlan,
     TruncatedNormalPlan,
     UniformPlan,
-    normal_mass,
 )
-from initspec.portable import check_index
+from initspec.portable import Block, block, truncnorm_constants
 from initspec_torch.casting import SUPPORTED_DTYPES, clip_to_bounds_, dtype_name
 
 M32 = 0xFFFFFFFF
@@ -106,8 +109,8 @@ def threefry2x32_(
         tmp = torch.empty_like(x1)
     x0.add_(ks[0])
     x1.add_(ks[1]).bitwise_and_(M32)
-    for block in range(5):
-        for r in ref._ROTATIONS[4 * (block % 2) : 4 * (block % 2) + 4]:
+    for rnd in range(5):
+        for r in ref._ROTATIONS[4 * (rnd % 2) : 4 * (rnd % 2) + 4]:
             # x0 is left unmasked until the end: it only feeds additions and the xor into x1
             # (whose mask drops the high bits); 26 additions of < 2**33 stay below 2**38.
             x0.add_(x1)
@@ -116,7 +119,7 @@ def threefry2x32_(
             # tmp + x1 * 2**r replaces shift and or; the mask below drops bits >= 32.
             torch.add(tmp, x1, alpha=1 << r, out=x1)
             x1.bitwise_xor_(x0).bitwise_and_(M32)
-        s = block + 1
+        s = rnd + 1
         x0.add_(ks[s % 3])
         x1.add_((ks[(s + 1) % 3] + s) & M32).bitwise_and_(M32)
     x0.bitwise_and_(M32)
@@ -267,81 +270,20 @@ def round_once(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 # --- counters ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Block:
-    """The elements of ``shape[index]`` (a shard, or the whole tensor) and their counters:
-    ``counter = offset + sum_k idx_k * mult_k`` over the block's local indices ``idx``."""
-
-    shape: tuple[int, ...]
-    offset: int
-    mults: tuple[int, ...]
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def dense(self) -> bool:
-        """Whether the counters are ``offset + local flat index`` (rows of a contiguous
-        stored order): then a chunk's counters are one ``arange``."""
-        step = 1
-        for n, m in zip(reversed(self.shape), reversed(self.mults), strict=True):
-            if n > 1 and m != step:
-                return False
-            step *= n
-        return True
-
-    def counters(self, start: int, stop: int, device: torch.device) -> torch.Tensor:
-        """int64 counters of local flat elements ``start .. stop - 1`` (row-major)."""
-        if self.dense:
-            return torch.arange(start + self.offset, stop + self.offset, device=device)
-        flat = torch.arange(start, stop, device=device)
-        out = torch.full_like(flat, self.offset)
-        for n, m in zip(reversed(self.shape), reversed(self.mults), strict=True):
-            if n > 1:
-                out.add_(torch.remainder(flat, n), alpha=m)
-                flat.floor_divide_(n)
-        return out
-
-
-def canonical_strides(shape: tuple[int, ...], perm: tuple[int, ...]) -> list[int]:
-    """Row-major strides of the canonical shape ``shape[perm]``, mapped back to stored axes
-    (``initspec.portable.counters_for``)."""
-    cstride = [0] * len(shape)
-    step = 1
-    for pos in range(len(perm) - 1, -1, -1):
-        cstride[perm[pos]] = step
-        step *= shape[perm[pos]]
-    return cstride
-
-
-def block(
-    shape: tuple[int, ...], perm: tuple[int, ...], index: tuple[slice, ...] | None = None
-) -> Block:
-    """The counters of ``shape[index]`` (the whole tensor if ``index`` is None)."""
-    cstride = canonical_strides(shape, perm)
-    if index is None:
-        return Block(shape, 0, tuple(cstride))
-    parts = check_index(shape, index)
-    offset = sum(start * cs for (start, _, _), cs in zip(parts, cstride, strict=True))
-    return Block(
-        tuple(n for _, _, n in parts),
-        offset,
-        tuple(step * cs for (_, step, _), cs in zip(parts, cstride, strict=True)),
-    )
+def block_counters(blk: Block, start: int, stop: int, device: torch.device) -> torch.Tensor:
+    """int64 counters of the block's local flat elements ``start .. stop - 1`` (row-major)."""
+    if blk.dense:
+        return torch.arange(start + blk.offset, stop + blk.offset, device=device)
+    flat = torch.arange(start, stop, device=device)
+    out = torch.full_like(flat, blk.offset)
+    for n, m in zip(reversed(blk.shape), reversed(blk.mults), strict=True):
+        if n > 1:
+            out.add_(torch.remainder(flat, n), alpha=m)
+            flat.floor_divide_(n)
+    return out
 
 
 # --- values -----------------------------------------------------------------------------
-
-
-def truncnorm_constants(plan: TruncatedNormalPlan) -> tuple[bool, float, float]:
-    """``(flip, pa, mass)`` of the inverse-CDF truncated normal, exactly as the reference
-    (``initspec.portable._elementwise``): mirrored to the lower tail when alpha > 0,
-    ``pa = erfc(-lo / sqrt 2) / 2``, ``mass = Phi(hi) - Phi(lo)`` on that side."""
-    a, b = plan.alpha, plan.beta
-    flip = a > 0
-    lo, hi = (-b, -a) if flip else (a, b)
-    return flip, 0.5 * math.erfc(-lo / math.sqrt(2.0)), normal_mass(lo, hi)
 
 
 def _elementwise64_(
@@ -370,6 +312,11 @@ def fill_elementwise_(
     ``out`` (its dtype, shape ``blk.shape``), chunk by chunk; rounded once, not clipped."""
     flat = out.view(-1)
     n = flat.numel()
+    if out.device.type == "cpu" and out.dtype in (torch.float32, torch.float64):
+        # The compiled kernel where it is built: straight into the tensor's memory, on
+        # torch's intra-op thread count.
+        if ref.fill_compiled(flat.numpy(), plan, key, blk, threads=torch.get_num_threads()):
+            return out
     chunk = min(chunk_size(out.device), max(n, 1))
     tmp = torch.empty(chunk, dtype=torch.int64, device=out.device)
     f = torch.empty(chunk, dtype=torch.float64, device=out.device)
@@ -378,8 +325,11 @@ def fill_elementwise_(
         m = stop - start
         if isinstance(plan, ConstantPlan):
             b0 = b1 = tmp[:m]  # no bits used
+        elif out.device.type == "cpu" and ref.fill_compiled(f[:m].numpy(), plan, key, blk, start):
+            flat[start:stop] = round_once(f[:m], out.dtype)  # float16, bfloat16
+            continue
         else:
-            b0, b1 = words(key, blk.counters(start, stop, out.device), tmp[:m])
+            b0, b1 = words(key, block_counters(blk, start, stop, out.device), tmp[:m])
         values = _elementwise64_(plan, b0, b1, f[:m])
         flat[start:stop] = round_once(values, out.dtype)
     return out
