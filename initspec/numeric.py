@@ -7,7 +7,9 @@ rounded through the float32 bit pattern.
 
 from __future__ import annotations
 
+import functools
 import math
+import struct
 from typing import Any
 
 import numpy as np
@@ -80,6 +82,13 @@ def round_to(value: float, dtype: Any) -> float:
     only for values within 2**-24 relative of a bfloat16 tie, which no bound here sits on.
     """
     dtype = _check(dtype)
+    if dtype == "float64":
+        return float(value)
+    if dtype == "float32":  # C's float cast: round to nearest even; OverflowError past max
+        try:
+            return float(struct.unpack("<f", struct.pack("<f", value))[0])
+        except OverflowError:
+            return math.copysign(math.inf, value)
     if dtype == "bfloat16":
         return _bf16_value(_bf16_bits(value))
     with np.errstate(over="ignore"):
@@ -105,7 +114,12 @@ def inward_bounds(low: float, high: float, dtype: Any, open_high: bool) -> tuple
 
     Raises ``BackendError`` when no value of the dtype lies in the interval.
     """
-    dtype = _check(dtype)
+    # Cached: a model asks for the same few bounds once per parameter.
+    return _inward_bounds(float(low), float(high), _check(dtype), bool(open_high))
+
+
+@functools.lru_cache(maxsize=1024)
+def _inward_bounds(low: float, high: float, dtype: str, open_high: bool) -> tuple[float, float]:
     lo = round_to(low, dtype)
     hi = round_to(high, dtype)
     if lo < low:

@@ -674,3 +674,20 @@ def test_refusing_a_huge_truncated_normal_is_an_initspec_error(backend: str) -> 
     spec = {"kind": "truncated_normal", "std": 1e300, "low": -1.7e308, "high": 1.7e308}
     with pytest.raises(InitSpecError, match="float32|must be <= 1e"):
         BACKENDS[backend](spec, (1, 1), "float32")
+
+
+def test_round_to_equals_numpys_cast_for_every_float_dtype() -> None:
+    """``initspec.numeric.round_to`` (float32 through the C cast, not NumPy) rounds as NumPy's
+    ``astype``: random magnitudes from subnormal to overflow, ties, signed zeros, infinities."""
+    from initspec import numeric
+
+    rng = np.random.default_rng(0)
+    values = list(rng.standard_normal(4000) * 10.0 ** rng.integers(-50, 42, 4000))
+    values += [3.4028235677973366e38, 3.4028235e38 * 1.0000001, -1e39, 65520.0, 1e-46]
+    values += [7e-46, 2.1e-45, 1 + 2**-24, 1 + 3 * 2**-24, 0.0, -0.0, math.inf, -math.inf]
+    for dtype in ("float16", "float32", "float64"):
+        for v in values:
+            with np.errstate(over="ignore"):
+                want = float(np.array(v).astype(dtype))
+            got = numeric.round_to(v, dtype)
+            assert got == want and math.copysign(1, got) == math.copysign(1, want), (v, dtype)
