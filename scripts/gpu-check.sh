@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# GPU check for the PyTorch adapter, in one go: the CUDA-marked tests, then a short timing of
-# initspec_torch.init_ against torch.nn.init on a 4096x4096 CUDA tensor.
+# GPU check for the PyTorch adapter, in one go: the CUDA-marked tests (native and portable
+# stream), a short timing of initspec_torch.init_ against torch.nn.init on a 4096x4096 CUDA
+# tensor (native and portable), then benchmark scenarios 1, 3 and 6 on CUDA
+# (benchmarks/run.py --device cuda), written to $OUT/benchmarks-cuda.md (or /tmp).
 #
 # Usage (from anywhere): scripts/gpu-check.sh
 # Uses the repository's .venv if there is one, else python3 on PATH. Exits non-zero if there
@@ -21,7 +23,7 @@ print(f"gpu-check: torch {torch.__version__}, {torch.cuda.get_device_name(0)}")
 PYEOF
 
 echo "== pytest -m cuda (torch adapter)"
-"$PY" -m pytest -m cuda -q -p no:cacheprovider tests/test_torch*.py
+"$PY" -m pytest -m cuda -q -p no:cacheprovider tests/test_torch*.py tests/test_portable_torch.py
 
 echo "== timing: init_ vs torch.nn.init, 4096x4096 on cuda (median of 20 runs, after warm-up)"
 "$PY" - <<'PYEOF'
@@ -64,7 +66,7 @@ def median_ms(fn, runs=20):
     return statistics.median(times)
 
 
-print(f"{'case':<26} {'init_ ms':>10} {'torch ms':>10} {'ratio':>7}")
+print(f"{'case':<26} {'init_ ms':>10} {'torch ms':>10} {'ratio':>7} {'portable ms':>12} {'ratio':>7}")
 for label, dtype, spec, torch_fn in CASES:
     t = torch.empty(SHAPE, device="cuda", dtype=dtype)
     gen = torch.Generator(device="cuda")
@@ -72,7 +74,12 @@ for label, dtype, spec, torch_fn in CASES:
     runs = 5 if label == "orthogonal" else 20
     ours = median_ms(lambda: init_(t, spec, generator=gen), runs)
     theirs = median_ms(lambda: torch_fn(t, gen), runs)
-    print(f"{label:<26} {ours:>10.2f} {theirs:>10.2f} {ours / theirs:>7.2f}")
+    portable = median_ms(lambda: init_(t, spec, seed=0, path="w", rng="portable"), runs)
+    print(f"{label:<26} {ours:>10.2f} {theirs:>10.2f} {ours / theirs:>7.2f} "
+          f"{portable:>12.2f} {portable / theirs:>7.2f}")
 print(f"peak memory allocated: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB "
       f"(the 4096x4096 float32 tensor itself: {4096 * 4096 * 4 / 2**20:.0f} MiB)")
 PYEOF
+
+echo "== benchmarks/run.py --device cuda (scenarios 1, 3, 6)"
+"$PY" benchmarks/run.py --device cuda --repeats 3 --out "${OUT:-/tmp}/benchmarks-cuda.md"

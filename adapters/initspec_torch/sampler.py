@@ -106,6 +106,9 @@ def standard_truncated_normal(
         # element is a normal redrawn until it lands in [a, b]: exactly the truncated normal,
         # at the cost of one normal_ and one comparison pass when the bounds are wide.
         out.normal_(generator=generator)
+        lo, hi = torch.aminmax(out)  # one read pass: wide bounds usually reject nothing
+        if lo >= a and hi <= b:
+            return out.neg_() if flip else out
         idx = ((out < a) | (out > b)).nonzero().squeeze(1)
         while idx.numel():
             x = torch.randn(idx.numel(), dtype=dtype, device=device, generator=generator)
@@ -147,7 +150,9 @@ def fill_truncated_normal_(
     standard_truncated_normal(
         flat.numel(), plan.alpha, plan.beta, out.dtype, out.device, generator, out=flat
     )
-    flat.mul_(plan.scale).add_(plan.loc)
+    flat.mul_(plan.scale)
+    if plan.loc != 0.0:
+        flat.add_(plan.loc)
     return out
 
 
