@@ -58,31 +58,16 @@ def _row(backend: str, distribution: str, n: int, pair: Pair) -> Row:
     return backend, distribution, native_eps, portable_eps, portable_eps / native_eps
 
 
-def _numpy_pairs(n: int, repeats: int) -> list[tuple[str, str, Pair]]:
-    import initspec
-
-    rows = []
-    for name, spec in SPECS.items():
-        rows.append(
-            _named(
-                "NumPy",
-                name,
-                n,
-                lambda spec=spec: initspec.sample(spec, (n,), seed=0, path="w"),
-                lambda spec=spec: initspec.sample(spec, (n,), seed=0, path="w", rng="portable"),
-                repeats,
-            )
-        )
-    return rows
-
-
-def _numpy_code_pairs(n: int, repeats: int) -> list[tuple[str, str, Pair]]:
-    """NumPy without the compiled kernel (an install without a C compiler)."""
+def _numpy_pairs(n: int, repeats: int, kernel: bool = True) -> list[tuple[str, str, Pair]]:
+    """NumPy, with the compiled kernel, or (``kernel=False``) with the NumPy code alone, as
+    an install without a C compiler runs it."""
     import initspec
     from initspec import portable
 
-    def without_kernel(spec: dict[str, object]) -> object:
-        saved, portable._kernel = portable._kernel, None
+    def sample_portable(spec: dict[str, object]) -> object:
+        saved = portable._kernel
+        if not kernel:
+            portable._kernel = None
         try:
             return initspec.sample(spec, (n,), seed=0, path="w", rng="portable")
         finally:
@@ -92,11 +77,11 @@ def _numpy_code_pairs(n: int, repeats: int) -> list[tuple[str, str, Pair]]:
     for name, spec in SPECS.items():
         rows.append(
             _named(
-                "NumPy, no compiled kernel",
+                "NumPy" if kernel else "NumPy, no compiled kernel",
                 name,
                 n,
                 lambda spec=spec: initspec.sample(spec, (n,), seed=0, path="w"),
-                lambda spec=spec: without_kernel(spec),
+                lambda spec=spec: sample_portable(spec),
                 repeats,
             )
         )
@@ -161,7 +146,7 @@ def _all_pairs(n: int, repeats: int) -> list[tuple[str, str, Pair]]:
         _numpy_pairs(n, repeats)
         + _torch_pairs(n, repeats)
         + _jax_pairs(n, repeats)
-        + _numpy_code_pairs(n, repeats)
+        + _numpy_pairs(n, repeats, kernel=False)
     )
 
 
