@@ -108,6 +108,46 @@ def test_description_with_model_and_example_inputs(net_variables) -> None:
     assert not any(p.startswith("bn.mean") or p.startswith("bn.var") for p in rows)
 
 
+class Counted(nn.Module):
+    """Counts its traces: each ``model.init`` (abstract or not) runs ``__call__`` once."""
+
+    features: int = 8
+
+    @nn.compact
+    def __call__(self, x, tags=frozenset()):
+        COUNTED_TRACES.append(self.features)
+        return nn.Dense(self.features, name="fc")(nn.LayerNorm()(x))
+
+
+COUNTED_TRACES: list[int] = []
+
+
+def test_module_lookup_is_traced_once_per_model_and_input_signature() -> None:
+    """The eval_shape trace of ``model.init`` is cached like a jit trace: per model
+    configuration (fields and class) and the inputs' shapes, dtypes and static values."""
+    x = jnp.ones((1, 4))
+    variables = jax.eval_shape(Counted().init, jax.random.key(0), x)
+    wide = jax.eval_shape(Counted(features=6).init, jax.random.key(0), x)
+    COUNTED_TRACES.clear()
+    with jax.checking_leaks():  # what is kept holds no tracer of the trace
+        first = _rows(_linen_report("flax-defaults", variables, Counted(), (x,)))
+    again = _rows(_linen_report("flax-defaults", variables, Counted(), (x + 1,)))
+    assert first == again and first["fc.kernel"]["kind"] == "linear"
+    assert first["LayerNorm.0.scale"]["kind"] == "norm"
+    assert len(COUNTED_TRACES) == 1
+    # another configuration, input shape, input dtype, static argument: traced again
+    assert _rows(_linen_report("flax-defaults", wide, Counted(features=6), (x,)))[
+        "fc.kernel"]["fans"] == [4, 6]
+    _linen_report("flax-defaults", variables, Counted(), (jnp.ones((2, 4)),))
+    _linen_report("flax-defaults", variables, Counted(), (jnp.ones((1, 4), jnp.bfloat16),))
+    _linen_report("flax-defaults", variables, Counted(), (x, frozenset({"a"})))
+    assert len(COUNTED_TRACES) == 5
+    # an unhashable static argument: nothing cached, traced each time
+    _linen_report("flax-defaults", variables, Counted(), (x, {"a"}))
+    _linen_report("flax-defaults", variables, Counted(), (x, {"a"}))
+    assert len(COUNTED_TRACES) == 7
+
+
 def test_description_from_names_alone_and_from_setup_attributes(net_variables) -> None:
     """Without the model: 2-D kernels are linear, 3-D kernels of unknown modules are 'other'
     (DenseGeneral and attention look like convolutions); with the model but no inputs,

@@ -9,7 +9,8 @@ array or a ``jax.ShapeDtypeStruct``) whose dtype and sharding the new value keep
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +98,69 @@ def _setup_child(module: Any, name: str) -> Any:
     return None
 
 
+_TRACE_CACHE: OrderedDict[Hashable, dict[Path, Any]] = OrderedDict()
+_TRACE_CACHE_SIZE = 8
+
+
+def _signature(model: Any, model_args: tuple[Any, ...]) -> Hashable | None:
+    """What the traced module types depend on: the model's configuration (linen modules
+    compare and hash by their fields and class), the structure of the arguments, the shape
+    and dtype of their arrays and the value of the rest; None when something is not
+    hashable (no caching then)."""
+    leaves, treedef = jax.tree_util.tree_flatten(model_args)
+    sig = tuple(
+        ("array", tuple(leaf.shape), str(leaf.dtype)) if _is_array_like(leaf) else leaf
+        for leaf in leaves
+    )
+    key = (model, treedef, sig)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _traced_modules(model: Any, model_args: tuple[Any, ...]) -> dict[Path, Any]:
+    """Every module ``model.init(key, *model_args)`` calls, by path, recorded with
+    ``nn.intercept_methods`` during an abstract ``jax.eval_shape`` of it.
+
+    The trace costs as much as tracing ``model.init`` (0.5 s for GPT-2 small), so the result
+    is cached per model configuration and argument signature, as ``jax.jit`` caches its
+    traces: applying a policy again to the same model skips it. The modules kept are unbound
+    clones (no reference to the trace's scope or tracers, so ``jax.checking_leaks`` passes);
+    only their types and attributes are read.
+    """
+    import flax.linen as nn
+
+    sig = _signature(model, model_args)
+    if sig is not None and sig in _TRACE_CACHE:
+        _TRACE_CACHE.move_to_end(sig)
+        return _TRACE_CACHE[sig]
+    found: dict[Path, Any] = {}
+
+    def record(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:
+        path = tuple(context.module.path)
+        if path not in found:
+            # an unbound copy: the bound module holds the trace's scope and tracers
+            found[path] = context.module.clone(parent=None)
+        return next_fun(*args, **kwargs)
+
+    key = jax.random.key(0)
+    try:
+        with nn.intercept_methods(record):
+            jax.eval_shape(lambda: model.init(key, *model_args))
+    except Exception as exc:
+        raise BackendError(
+            f"model.init(key, *model_args) failed while looking up module types: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if sig is not None:
+        _TRACE_CACHE[sig] = found
+        if len(_TRACE_CACHE) > _TRACE_CACHE_SIZE:
+            _TRACE_CACHE.popitem(last=False)
+    return found
+
+
 def linen_modules(
     model: Any, params: Mapping[str, Any], model_args: tuple[Any, ...] | None
 ) -> dict[Path, Any]:
@@ -114,23 +178,9 @@ def linen_modules(
         return {}
     if not isinstance(model, nn.Module):
         raise BackendError(f"model must be a flax.linen Module, got {type(model).__name__}")
-    found: dict[Path, Any] = {}
     if model_args is not None:
-
-        def record(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:
-            found.setdefault(tuple(context.module.path), context.module)
-            return next_fun(*args, **kwargs)
-
-        key = jax.random.key(0)
-        try:
-            with nn.intercept_methods(record):
-                jax.eval_shape(lambda: model.init(key, *model_args))
-        except Exception as exc:
-            raise BackendError(
-                f"model.init(key, *model_args) failed while looking up module types: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
-        return found
+        return dict(_traced_modules(model, model_args))
+    found: dict[Path, Any] = {}
     bound = model.bind({"params": params})
     found[()] = bound
     for path, _ in walk(params):
