@@ -264,6 +264,23 @@ def test_truncated_normal_tails_have_no_pile_up(interval) -> None:
     assert (x == np.float32(high)).sum() <= stats.poisson.isf(1e-6, n * mass_hi)
 
 
+def test_tail_expansion_is_jax_ndtri_in_the_tails() -> None:
+    """The sampler's tail form (Cephes' expansion alone, below exp(-2)) against the installed
+    jax.scipy.special.ndtri, which evaluates it among its other forms: equal to 2 ulps (the
+    same operations, fused differently), the z >= 8 pair included (t < exp(-32)); the
+    shorter form without that pair equal wherever it is used (t >= exp(-32))."""
+    from initspec_jax.truncnorm import ndtri_tail
+
+    t = np.geomspace(1e-37, math.exp(-2.0), 200_001).astype(np.float32)
+    t = t[t < np.float32(math.exp(-2.0))]
+    expected = -np.asarray(jax.jit(jax.scipy.special.ndtri)(t))
+    np.testing.assert_array_max_ulp(np.asarray(jax.jit(ndtri_tail)(t)), expected, maxulp=2)
+    shallow = t >= np.float32(math.exp(-32.0))
+    assert 0 < shallow.sum() < len(t)
+    near = np.asarray(jax.jit(lambda v: ndtri_tail(v, deep=False))(t[shallow]))
+    np.testing.assert_array_max_ulp(near, expected[shallow], maxulp=2)
+
+
 # dtypes ------------------------------------------------------------------------------------
 
 

@@ -59,7 +59,7 @@ def check_dtype(dtype: Any) -> np.dtype[Any]:
     float32 (with JAX's own warning).
     """
     if dtype is None:
-        return np.dtype(jnp.zeros((), float).dtype)
+        return stored_dtype(float)
     try:
         dt = np.dtype(jnp.dtype(dtype))
     except TypeError:
@@ -72,6 +72,12 @@ def check_dtype(dtype: Any) -> np.dtype[Any]:
             f"parameters); allowed: {', '.join(SUPPORTED_DTYPES)}"
         )
     return dt
+
+
+def stored_dtype(dtype: Any) -> np.dtype[Any]:
+    """The dtype JAX gives an array of ``dtype``: float64 is float32 unless
+    ``jax_enable_x64`` is on (read on each call, like JAX itself)."""
+    return np.dtype(jax.dtypes.canonicalize_dtype(dtype))
 
 
 def work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from initspec import portable as portable_ref
@@ -27,7 +26,7 @@ from initspec.numeric import check_fits
 from initspec.plans import Plan
 from initspec.resolve import Report, Resolution, ResolutionError, resolve
 from initspec_jax import portable
-from initspec_jax.checks import check_dtype
+from initspec_jax.checks import check_dtype, stored_dtype
 from initspec_jax.sampling import sample_plan
 from initspec_jax.traverse import (
     FlaxParam,
@@ -45,8 +44,12 @@ def param_key(seed64: int) -> jax.Array:
     Built from the key words directly: ``jax.random.key(s)`` keeps only the low 32 bits of
     ``s`` unless x64 is on, and refuses ``s >= 2**63``.
     """
-    words = np.array([seed64 >> 32, seed64 & 0xFFFFFFFF], dtype=np.uint32)
-    return jax.random.wrap_key_data(words, impl="threefry2x32")
+    return jax.random.wrap_key_data(param_key_data(seed64), impl="threefry2x32")
+
+
+def param_key_data(seed64: int) -> np.ndarray:
+    """The two uint32 words of ``param_key(seed64)``."""
+    return np.array([seed64 >> 32, seed64 & 0xFFFFFFFF], dtype=np.uint32)
 
 
 def _multi_device(value: Any) -> Any:
@@ -92,7 +95,7 @@ def sample_like(
             plan, key, perm, np.dtype(like.dtype), sharding=sharding, stream=stream
         )
     else:
-        out = sample_plan(plan, param_key(seed64), np.dtype(like.dtype), sharding)
+        out = sample_plan(plan, param_key_data(seed64), np.dtype(like.dtype), sharding)
     single = getattr(like, "sharding", None)
     if sharding is None and single is not None and single != out.sharding:
         out = jax.device_put(out, single)
@@ -109,7 +112,7 @@ def _check_and_sample(
         assert rp.plan is not None and rp.rule is not None and rp.rule_index is not None
         try:
             dtype = check_dtype(values[rp.info.path].dtype)
-            check_fits(rp.plan, np.dtype(jnp.zeros((), dtype).dtype).name)
+            check_fits(rp.plan, stored_dtype(dtype).name)
         except InitSpecError as exc:
             info = rp.info
             problems.append(

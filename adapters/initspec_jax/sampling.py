@@ -34,7 +34,7 @@ from initspec.plans import (
     TruncatedNormalPlan,
     UniformPlan,
 )
-from initspec_jax.checks import check_dtype, work_dtype
+from initspec_jax.checks import check_dtype, stored_dtype, work_dtype
 from initspec_jax.sharding import place
 from initspec_jax.truncnorm import Branch, sample_standard, truncnorm_constants
 
@@ -153,6 +153,14 @@ def _placed(x: jax.Array, sharding: Any) -> jax.Array:
     return x if sharding is None else place(x, sharding)
 
 
+def _typed(key: Any) -> jax.Array:
+    """A typed key from ``key``: as given, or wrapped from raw threefry2x32 key words
+    (uint32[2]; wrapping inside the program saves a dispatch per parameter)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key  # type: ignore[no-any-return]
+    return jax.random.wrap_key_data(key, impl="threefry2x32")  # type: ignore[no-any-return]
+
+
 @partial(jax.jit, static_argnums=(3, 4, 5, 6))
 def _elementwise_jit(
     key: jax.Array,
@@ -164,6 +172,7 @@ def _elementwise_jit(
     sharding: Any,
 ) -> jax.Array:
     # Under a sharding each device computes only its shard (threefry is partitionable).
+    key = _typed(key)
     work = work_dtype(target)
     if kind[0] == "constant":
         x = jnp.full(shape, numbers[0], work)
@@ -191,7 +200,7 @@ def _structural_jit(
     unit: Plan, key: jax.Array, factor: Any, target: np.dtype[Any], sharding: Any
 ) -> jax.Array:
     work = work_dtype(target)
-    return _placed(_finish(factor * sample_work(unit, key, work), None, target), sharding)
+    return _placed(_finish(factor * sample_work(unit, _typed(key), work), None, target), sharding)
 
 
 def clip_bounds(plan: Plan, dtype: np.dtype[Any]) -> tuple[float, float] | None:
@@ -204,10 +213,11 @@ def clip_bounds(plan: Plan, dtype: np.dtype[Any]) -> tuple[float, float] | None:
 
 
 def sample_plan(
-    plan: Plan, key: jax.Array, dtype: Any = jnp.float32, sharding: Any = None
+    plan: Plan, key: jax.Array | np.ndarray, dtype: Any = jnp.float32, sharding: Any = None
 ) -> jax.Array:
-    """Draw ``plan`` with ``key`` (a single typed key) as a ``dtype`` array: sampled in the
-    work dtype, rounded once, uniform and truncated normal clipped inside their bounds.
+    """Draw ``plan`` with ``key`` (a single typed key, or the two uint32 words of a
+    threefry2x32 key) as a ``dtype`` array: sampled in the work dtype, rounded once, uniform
+    and truncated normal clipped inside their bounds.
 
     One compiled program per kind of primitive, shape, dtype and sharding; the plan's
     numbers are traced arguments. ``sharding`` (optional) is applied inside the program
@@ -215,7 +225,7 @@ def sample_plan(
     """
     target = check_dtype(dtype)
     work = work_dtype(target)
-    out_dtype = np.dtype(jnp.zeros((), target).dtype)  # float32 for float64 without x64
+    out_dtype = stored_dtype(target)  # float32 for float64 without x64
     # shared with every backend: refuse values that would overflow, or bounds with no
     # value of the dtype between them, from the plan alone (values cannot be inspected
     # under jit)

@@ -10,11 +10,16 @@ interval such as [5, 6] gets a handful of distinct values piled on its ends. Her
 - u = (k + 1/2) 2^-m with k uniform on m random bits (m = 23 for float32, 52 for float64),
   so u and 1 - u are exact and never 0 or 1;
 - each sample uses the form of the inverse CDF that is accurate where it lands:
-      p = Pa + u W          x = ndtri(p)             where p < Phi(-1)   (left tail)
-      q = Qb + (1 - u) W    x = -ndtri(q)            where q < Phi(-1)   (right tail)
-      e = Ea + 2 u W        x = sqrt2 erf_inv(e)     otherwise           (|x| < 1)
+      p = Pa + u W          x = ndtri(p)             where p < exp(-2)   (left tail)
+      q = Qb + (1 - u) W    x = -ndtri(q)            where q < exp(-2)   (right tail)
+      e = Ea + 2 u W        x = sqrt2 erf_inv(e)     otherwise           (|x| < 1.1)
   p, q and e are the same quantile written relative to the end it is small against, so
-  each keeps the work dtype's relative precision (narrow intervals included);
+  each keeps the work dtype's relative precision (narrow intervals included). exp(-2) is
+  where Cephes' ``ndtri`` itself leaves its central rational for its tail expansion
+  z - log(z)/z - P(1/z)/(z Q(1/z)), z = sqrt(-2 log p), so only that expansion is evaluated
+  (JAX's ``ndtri`` evaluates all three of its forms on every element, which made this
+  sampler 20% slower than ``jax.random.truncated_normal``); its second pair of polynomials
+  (z >= 8, p < exp(-32), beyond 7.9 sigma) only when the interval reaches that far;
 - far tails: when the interval lies on one side of 0 and its nearer end has tail mass below
   ``tiny * 2**50`` of the work dtype (float32: beyond ~9.9 sigma; float64: ~36 sigma,
   where the core refuses anyway), the probabilities would be subnormal. The quantile is then
@@ -28,19 +33,22 @@ The result is clipped to [alpha, beta] (rounding only; the exact quantiles lie i
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import erfinv, log_ndtr, ndtri
+from jax.scipy.special import erfinv, log_ndtr
 
+from initspec import portable as cephes
 from initspec.plans import normal_mass
 
 _SQRT2 = math.sqrt(2.0)
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
-_PHI_MINUS_1 = normal_mass(-math.inf, -1.0)  # Phi(-1): where the tail forms take over
+_EXP_M2 = math.exp(-2.0)  # where the tail forms take over (Cephes ndtri's own switch)
+_EXP_M32 = math.exp(-32.0)  # below: z >= 8, Cephes' second tail expansion
 _NEWTON_STEPS = 4  # x0's relative error is O(1/a^2) with a > 9.9; quadratic convergence
 
 
@@ -67,15 +75,17 @@ def _log_upper_tail(x: float) -> float:
     return math.log(normal_mass(x, math.inf))
 
 
-Branch = Literal["central", "right", "left"]
+Branch = Literal["central", "central_deep", "right", "left"]
 
 
+@functools.lru_cache(maxsize=256)
 def truncnorm_constants(
     alpha: float, beta: float, work: np.dtype[Any]
 ) -> tuple[Branch, tuple[float, ...]]:
     """The host-side half: which form to use and its float64 constants.
 
-    ``"central"``: (alpha, beta, Pa, Qb, W, Ea). ``"right"`` (the interval far right of 0) and
+    ``"central"``: (alpha, beta, Pa, Qb, W, Ea); ``"central_deep"`` the same when a tail
+    probability can fall below exp(-32) (an end beyond ~7.9 sigma). ``"right"`` (the interval far right of 0) and
     ``"left"`` (far left, sampled mirrored): (a, b, log Q(a), Q(b) / Q(a)) with 0 < a < b.
     Separating them lets one compiled program serve every interval of a given shape.
     """
@@ -86,14 +96,11 @@ def truncnorm_constants(
         # Q(b) / Q(a); 0 when Q(b) underflows float64 (b is then beyond any reachable quantile)
         ratio = math.exp(_log_upper_tail(b) - log_qa) if normal_mass(b, math.inf) > 0 else 0.0
         return ("right" if alpha >= 0 else "left"), (a, b, log_qa, ratio)
-    return "central", (
-        alpha,
-        beta,
-        normal_mass(-math.inf, alpha),
-        normal_mass(beta, math.inf),
-        normal_mass(alpha, beta),
-        math.erf(alpha / _SQRT2),
-    )
+    pa, qb = normal_mass(-math.inf, alpha), normal_mass(beta, math.inf)
+    # 4x margin: p = Pa + u W is rounded, and a missed deep tail would be wrong, not slow
+    deep = min(pa, qb) < 4 * _EXP_M32
+    constants = (alpha, beta, pa, qb, normal_mass(alpha, beta), math.erf(alpha / _SQRT2))
+    return ("central_deep" if deep else "central"), constants
 
 
 def sample_standard(
@@ -106,8 +113,8 @@ def sample_standard(
     """The device-side half: draws for ``truncnorm_constants``'s output (constants may be
     traced values)."""
     c = tuple(jnp.asarray(v, work) for v in constants)
-    if branch == "central":
-        return _central(key, shape, work, *c)
+    if branch in ("central", "central_deep"):
+        return _central(key, shape, work, *c, deep=branch == "central_deep")
     x = _far_right_tail(key, shape, work, *c)
     return x if branch == "right" else -x
 
@@ -130,21 +137,40 @@ def _central(
     qb: jax.Array,
     w: jax.Array,
     ea: jax.Array,
+    *,
+    deep: bool = True,
 ) -> jax.Array:
     """Inverse CDF in the p, q or e form (module docstring)."""
     u = open_uniform(key, shape, work)
     p = pa + u * w
     q = qb + (1 - u) * w
     e = ea + u * (2 * w)
-    # one ndtri on the smaller of p and q (a smaller program to compile than two)
     left = p < q
-    tail = ndtri(jnp.where(left, p, q))
+    tail = ndtri_tail(jnp.minimum(p, q), deep)  # -ndtri(min(p, q)) > 0
     x = jnp.where(
-        jnp.minimum(p, q) < jnp.asarray(_PHI_MINUS_1, work),
-        jnp.where(left, tail, -tail),
+        jnp.minimum(p, q) < jnp.asarray(_EXP_M2, work),
+        jnp.where(left, -tail, tail),
         _SQRT2 * erfinv(e),
     )
     return jnp.clip(x, alpha, beta)
+
+
+def ndtri_tail(t: jax.Array, deep: bool = True) -> jax.Array:
+    """-ndtri(t) for 0 < t < exp(-2): Cephes' tail expansion, operation for operation as
+    ``jax.scipy.special.ndtri`` computes it there. ``deep=False`` assumes t >= exp(-32)
+    (z < 8) and skips the second pair of polynomials."""
+    dtype = t.dtype
+    z = jnp.sqrt(jnp.asarray(-2.0, dtype) * jnp.log(t))
+    first = z - jnp.log(z) / z
+
+    def expansion(p: tuple[float, ...], q: tuple[float, ...]) -> jax.Array:
+        pc, qc = np.array(p, dtype), np.array(q, dtype)
+        return first - jnp.polyval(pc, 1 / z) / jnp.polyval(qc, 1 / z) / z
+
+    near = expansion(cephes._P1, cephes._Q1)
+    if not deep:
+        return near
+    return jnp.where(z >= jnp.asarray(8.0, dtype), expansion(cephes._P2, cephes._Q2), near)
 
 
 def _far_right_tail(
