@@ -20,6 +20,10 @@ interval such as [5, 6] gets a handful of distinct values piled on its ends. Her
   (JAX's ``ndtri`` evaluates all three of its forms on every element, which made this
   sampler 20% slower than ``jax.random.truncated_normal``); its second pair of polynomials
   (z >= 8, p < exp(-32), beyond 7.9 sigma) only when the interval reaches that far;
+- within +-2 sigma (the default bounds of torch, timm and Flax) the e form alone is within
+  8 float32 ulps everywhere (erf_inv's own error is 5), so an interval there, wide enough
+  that its u cells stay 2 ulps of e apart, is sampled with it alone, at the cost of
+  ``jax.random.truncated_normal`` (the tail forms cost 10-15% more);
 - far tails: when the interval lies on one side of 0 and its nearer end has tail mass below
   ``tiny * 2**50`` of the work dtype (float32: beyond ~9.9 sigma; float64: ~36 sigma,
   where the core refuses anyway), the probabilities would be subnormal. The quantile is then
@@ -75,7 +79,11 @@ def _log_upper_tail(x: float) -> float:
     return math.log(normal_mass(x, math.inf))
 
 
-Branch = Literal["central", "central_deep", "right", "left"]
+Branch = Literal["erf", "central", "central_deep", "right", "left"]
+
+# The e form alone is within 8 float32 ulps of the exact quantile (of max(|x|, 1/4)) up to
+# here, as accurate as erf_inv itself is in the centre (5 ulps): tests/test_jax_initializer.py
+_ERF_ONLY_REACH = 2.0 * (1 + 1e-12)  # bounds computed as +-2 std may round past 2
 
 
 @functools.lru_cache(maxsize=256)
@@ -85,9 +93,13 @@ def truncnorm_constants(
     """The host-side half: which form to use and its float64 constants.
 
     ``"central"``: (alpha, beta, Pa, Qb, W, Ea); ``"central_deep"`` the same when a tail
-    probability can fall below exp(-32) (an end beyond ~7.9 sigma). ``"right"`` (the interval far right of 0) and
-    ``"left"`` (far left, sampled mirrored): (a, b, log Q(a), Q(b) / Q(a)) with 0 < a < b.
-    Separating them lets one compiled program serve every interval of a given shape.
+    probability can fall below exp(-32) (an end beyond ~7.9 sigma); ``"erf"`` the same, for
+    an interval within +-2 sigma (the default of torch, timm and Flax) wide enough that
+    its u cells are at least two ulps of e apart: the e form alone, as
+    ``jax.random.truncated_normal`` but on open midpoints, at its cost. ``"right"`` (the
+    interval far right of 0) and ``"left"`` (far left, sampled mirrored): (a, b, log Q(a),
+    Q(b) / Q(a)) with 0 < a < b. Separating them lets one compiled program serve every
+    interval of a given shape.
     """
     near = alpha if alpha >= 0 else (-beta if beta <= 0 else 0.0)
     if near > 0 and normal_mass(near, math.inf) < far_tail_threshold(work):
@@ -96,10 +108,22 @@ def truncnorm_constants(
         # Q(b) / Q(a); 0 when Q(b) underflows float64 (b is then beyond any reachable quantile)
         ratio = math.exp(_log_upper_tail(b) - log_qa) if normal_mass(b, math.inf) > 0 else 0.0
         return ("right" if alpha >= 0 else "left"), (a, b, log_qa, ratio)
-    pa, qb = normal_mass(-math.inf, alpha), normal_mass(beta, math.inf)
+    pa, qb, mass = (
+        normal_mass(-math.inf, alpha),
+        normal_mass(beta, math.inf),
+        normal_mass(alpha, beta),
+    )
+    constants = (alpha, beta, pa, qb, mass, math.erf(alpha / _SQRT2))
+    e_max = max(abs(math.erf(alpha / _SQRT2)), abs(math.erf(beta / _SQRT2)))
+    cell = 2 * mass * 2.0 ** -(np.finfo(work).nmant)  # the e-width of one u cell
+    if (
+        -_ERF_ONLY_REACH <= alpha
+        and beta <= _ERF_ONLY_REACH
+        and cell >= 2 * np.spacing(work.type(e_max))
+    ):
+        return "erf", constants
     # 4x margin: p = Pa + u W is rounded, and a missed deep tail would be wrong, not slow
     deep = min(pa, qb) < 4 * _EXP_M32
-    constants = (alpha, beta, pa, qb, normal_mass(alpha, beta), math.erf(alpha / _SQRT2))
     return ("central_deep" if deep else "central"), constants
 
 
@@ -113,6 +137,8 @@ def sample_standard(
     """The device-side half: draws for ``truncnorm_constants``'s output (constants may be
     traced values)."""
     c = tuple(jnp.asarray(v, work) for v in constants)
+    if branch == "erf":
+        return _erf_form(key, shape, work, *c)
     if branch in ("central", "central_deep"):
         return _central(key, shape, work, *c, deep=branch == "central_deep")
     x = _far_right_tail(key, shape, work, *c)
@@ -153,6 +179,22 @@ def _central(
         _SQRT2 * erfinv(e),
     )
     return jnp.clip(x, alpha, beta)
+
+
+def _erf_form(
+    key: jax.Array,
+    shape: tuple[int, ...],
+    work: np.dtype[Any],
+    alpha: jax.Array,
+    beta: jax.Array,
+    pa: jax.Array,
+    qb: jax.Array,
+    w: jax.Array,
+    ea: jax.Array,
+) -> jax.Array:
+    """x = sqrt2 erf_inv(Ea + 2 u W): the e form on the whole interval (``"erf"``)."""
+    u = open_uniform(key, shape, work)
+    return jnp.clip(_SQRT2 * erfinv(ea + u * (2 * w)), alpha, beta)
 
 
 def ndtri_tail(t: jax.Array, deep: bool = True) -> jax.Array:
