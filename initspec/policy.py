@@ -161,10 +161,18 @@ class Match(BaseModel):
     def matches(
         self, path: str, kind: str, module_types: tuple[str, ...], role: str, ndim: int
     ) -> bool:
+        return self.matches_path(path) and self.matches_attributes(kind, module_types, role, ndim)
+
+    def matches_path(self, path: str) -> bool:
+        """The ``path`` and ``regex`` conditions."""
         if self.path is not None and not any(r.fullmatch(path) for r in self._path_res):
             return False
-        if self._regex is not None and not self._regex.fullmatch(path):
-            return False
+        return self._regex is None or self._regex.fullmatch(path) is not None
+
+    def matches_attributes(
+        self, kind: str, module_types: tuple[str, ...], role: str, ndim: int
+    ) -> bool:
+        """The conditions on what the parameter is (the same for many parameters)."""
         if self.kind is not None and kind not in self.kind:
             return False
         if self.module is not None and not set(self.module) & set(module_types):

@@ -86,12 +86,45 @@ class Resolution:
         return Report(self)
 
 
-def _find_rule(policy: Policy, info: ParamInfo) -> tuple[int, Rule] | None:
-    ndim = len(info.shape)
-    for i, rule in enumerate(policy.rules):
-        if rule.match.matches(info.path, info.kind, info.module_types, info.role, ndim):
-            return i, rule
-    return None
+class _RuleFinder:
+    """The first rule matching each parameter. Most conditions (kind, module, role, ndim)
+    are the same for many parameters, so the rules passing them are listed once per
+    combination; only path conditions are checked per parameter."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.rules = policy.rules
+        self._candidates: dict[tuple[Any, ...], list[int]] = {}
+
+    def find(self, info: ParamInfo) -> tuple[int, Rule] | None:
+        ndim = len(info.shape)
+        signature = (info.kind, tuple(info.module_types), info.role, ndim)
+        candidates = self._candidates.get(signature)
+        if candidates is None:
+            candidates = [
+                i
+                for i, rule in enumerate(self.rules)
+                if rule.match.matches_attributes(info.kind, info.module_types, info.role, ndim)
+            ]
+            self._candidates[signature] = candidates
+        for i in candidates:
+            if self.rules[i].match.matches_path(info.path):
+                return i, self.rules[i]
+        return None
+
+
+def _base_plan(memo: dict[tuple[Any, ...], Plan], index: int, rule: Rule, info: ParamInfo) -> Plan:
+    """``rule``'s plan for ``info`` before gain and depth scaling, computed once per rule,
+    shape, layout and context (a deep model repeats a few shapes many times)."""
+    assert rule.init is not None
+    layout = info.layout
+    key = (index, tuple(info.shape), layout if isinstance(layout, str) else None, info.context)
+    if key[2] is not None and key in memo:
+        return memo[key]
+    resolve_layout(layout)
+    plan = rule.init.plan(info.shape, layout, info.context)
+    if key[2] is not None:
+        memo[key] = plan
+    return plan
 
 
 def _where(info: ParamInfo) -> str:
@@ -107,8 +140,10 @@ def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Re
     problems: list[str] = []
     out: list[ResolvedParam] = []
     used: set[int] = set()
+    finder = _RuleFinder(pol)
+    plans: dict[tuple[Any, ...], Plan] = {}
     for info in params:
-        found = _find_rule(pol, info)
+        found = finder.find(info)
         if found is None:
             if pol.unmatched == "error":
                 problems.append(
@@ -130,8 +165,7 @@ def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Re
             continue
         assert rule.init is not None
         try:
-            resolve_layout(info.layout)
-            plan = rule.init.plan(info.shape, info.layout, info.context)
+            plan = _base_plan(plans, index, rule, info)
             factor = rule.gain
             if rule.depth_scale is not None:
                 n = rule.depth_scale.n_for(info.path, all_paths)

@@ -43,6 +43,38 @@ def test_first_matching_rule_wins() -> None:
     assert rule_of(res, "fc2.weight").rule_index == 1
 
 
+def test_rule_order_holds_across_many_parameters_of_one_kind_and_shape() -> None:
+    """Rules are first filtered by kind, module, role and ndim once per combination, then
+    by path per parameter: the first matching rule still wins for each parameter, whichever
+    rule matched the previous one; same-shape biases with different weight fans get their
+    own plans."""
+    pol = policy(
+        {"name": "third", "match": {"path": "layers.3.*"}, "init": {"kind": "zeros"}},
+        {"name": "kernels", "match": {"kind": "linear", "role": "kernel"},
+         "init": {"kind": "ones"}},
+        {"name": "never", "match": {"path": "*.weight", "kind": "linear"},
+         "init": {"kind": "zeros"}},
+        {"name": "biases", "match": {"role": "bias", "ndim": 1},
+         "init": {"kind": "torch_linear_bias"}},
+        {"name": "rest", "match": {}, "init": {"kind": "zeros"}},
+    )
+    params = []
+    for i in range(6):
+        params.append(info(f"layers.{i}.weight"))
+        fans = PlanContext(weight_fans=(4 * (i + 1), 8))
+        params.append(info(f"layers.{i}.bias", (8,), role="bias", context=fans))
+    params.append(info("head.weight", kind="other", types=("Head",)))
+    res = resolve(pol, params)
+    for i in range(6):
+        weight, bias = rule_of(res, f"layers.{i}.weight"), rule_of(res, f"layers.{i}.bias")
+        assert weight.rule_index == (0 if i == 3 else 1)
+        assert bias.rule_index == (0 if i == 3 else 3)
+        if i != 3:
+            assert bias.plan.high == pytest.approx(1 / math.sqrt(4 * (i + 1)))
+    assert rule_of(res, "head.weight").rule_index == 4
+    assert res.unused_rules == ["#2 never"]
+
+
 def test_globs_cross_dots_and_match_whole_paths() -> None:
     m = initspec.Match(path=["*.c_proj.weight", "layers.*.attn.*"])
     assert m.matches("transformer.h.0.attn.c_proj.weight", "linear", (), "kernel", 2)
