@@ -30,6 +30,7 @@ first name ``named_parameters`` gives, with the other names in ``shared_with``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -66,18 +67,29 @@ class TorchParam:
 
 def module_kind(module: nn.Module) -> str:
     """The neutral kind of ``module`` (see the table in the module docstring)."""
-    for kind, classes in _KINDS:
-        if isinstance(module, classes):
-            return kind
-    # User-defined norms (LlamaRMSNorm, T5LayerNorm, ...) hold a 1-D weight that is a scale.
-    if type(module).__name__.endswith("Norm"):
-        return "norm"
-    return "other"
+    return _kind_of(type(module))
 
 
 def module_types(module: nn.Module) -> tuple[str, ...]:
     """The module's class name, then its base classes' (so rules can match a base class)."""
-    return tuple(cls.__name__ for cls in type(module).__mro__ if cls is not object)
+    return _types_of(type(module))
+
+
+# Both depend on the class alone; a model repeats a few classes many times.
+@functools.lru_cache(maxsize=1024)
+def _kind_of(cls: type) -> str:
+    for kind, classes in _KINDS:
+        if issubclass(cls, classes):
+            return kind
+    # User-defined norms (LlamaRMSNorm, T5LayerNorm, ...) hold a 1-D weight that is a scale.
+    if cls.__name__.endswith("Norm"):
+        return "norm"
+    return "other"
+
+
+@functools.lru_cache(maxsize=1024)
+def _types_of(cls: type) -> tuple[str, ...]:
+    return tuple(c.__name__ for c in cls.__mro__ if c is not object)
 
 
 def param_role(kind: str, name: str, ndim: int) -> str:
