@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -357,6 +358,69 @@ def test_bounds_hold_after_cast(name: str, dtype: torch.dtype) -> None:
     assert x.min() >= plan.low
     assert x.max() < plan.high if isinstance(plan, UniformPlan) else x.max() <= plan.high
     assert_moments(t, plan)
+
+
+CPU_UNIFORM = [(torch.float32, np.float32, 24), (torch.float64, np.float64, 53)]
+
+
+def nearest(q: Fraction, dtype: Any) -> Fraction:
+    """``q`` rounded exactly to the nearest ``dtype`` value, ties to even."""
+    guess = dtype(float(q))
+    steps = (np.nextafter(guess, dtype(-np.inf)), guess, np.nextafter(guess, dtype(np.inf)))
+    uint = np.uint32 if dtype == np.float32 else np.uint64
+    best = min(steps, key=lambda c: (abs(Fraction(float(c)) - q), int(c.view(uint)) & 1))
+    return Fraction(float(best))
+
+
+@pytest.mark.parametrize(("dtype", "np_dtype", "digits"), CPU_UNIFORM, ids=["f32", "f64"])
+@pytest.mark.parametrize("bounds", [(-0.0371, 0.0521), (-1.0, 6e-8), (2.0, 1024.0)], ids=str)
+def test_cpu_uniform_formula_is_the_one_uniform_inside_relies_on(
+    dtype: torch.dtype, np_dtype: Any, digits: int, bounds: tuple[float, float]
+) -> None:
+    """initspec_torch.casting.uniform_inside_ skips its clamp on the CPU because torch's
+    uniform_(lo, hi) is x * fl(hi - lo) + lo, fused or not, with x = k 2^-p in [0, 1):
+    pinned here, element by element, against uniform_(0, 1) from the same generator state
+    (if torch changes its kernel, this fails and the clamp must come back)."""
+    lo, hi = (float(np_dtype(b)) for b in bounds)
+    n = 4096
+    x = torch.empty(n, dtype=dtype).uniform_(0, 1, generator=torch.Generator().manual_seed(3))
+    y = torch.empty(n, dtype=dtype).uniform_(lo, hi, generator=torch.Generator().manual_seed(3))
+    k = x.double().numpy() * 2.0**digits
+    assert np.all(k == np.floor(k)) and k.max() <= 2.0**digits - 1
+    d = nearest(Fraction(hi) - Fraction(lo), np_dtype)
+    xs = [Fraction(float(v)) for v in x.numpy()]
+    ys = [Fraction(float(v)) for v in y.numpy()]
+    fused = [nearest(v * d + Fraction(lo), np_dtype) for v in xs]
+    unfused = [nearest(nearest(v * d, np_dtype) + Fraction(lo), np_dtype) for v in xs]
+    assert ys == fused or ys == unfused
+
+
+@pytest.mark.parametrize(("dtype", "np_dtype", "digits"), CPU_UNIFORM, ids=["f32", "f64"])
+def test_cpu_uniform_largest_value_never_passes_high(
+    dtype: torch.dtype, np_dtype: Any, digits: int
+) -> None:
+    """The inequality uniform_inside_'s docstring proves, checked exactly at the largest x
+    for 3,000 bound pairs of mixed magnitudes, powers of two and subnormal ranges; and the
+    function keeps every value inside (its clamp is skipped)."""
+    rng = np.random.default_rng(0)
+    x_max = 1 - Fraction(1, 2**digits)
+    pairs = [(-(2.0**e), 2.0**e) for e in range(-20, 20)] + [(0.0, 1e-39), (-1.0, 6e-8)]
+    for _ in range(3000):
+        a, w = rng.uniform(-4, 4), 10.0 ** rng.uniform(-9, 3)
+        pairs.append((a * 10.0 ** rng.integers(-6, 6), a + w))
+    for low, high in pairs:
+        lo, hi = np_dtype(low), np_dtype(high)
+        if not lo < hi or not np.isfinite(hi - lo):
+            continue
+        flo, fhi = Fraction(float(lo)), Fraction(float(hi))
+        d = nearest(fhi - flo, np_dtype)
+        assert nearest(x_max * d + flo, np_dtype) <= fhi, (lo, hi)
+        assert nearest(nearest(x_max * d, np_dtype) + flo, np_dtype) <= fhi, (lo, hi)
+    from initspec_torch.casting import uniform_inside_
+
+    plan = UniformPlan((500, 400), -0.05, 0.05)
+    t = uniform_inside_(torch.empty(plan.shape, dtype=dtype), plan, torch.Generator().manual_seed(1))
+    assert float(t.min()) >= -0.05 and float(t.max()) < 0.05
 
 
 def grid_values(dtype: torch.dtype, low: float, high: float) -> np.ndarray:

@@ -81,6 +81,36 @@ def clip_to_bounds_(out: torch.Tensor, plan: Plan) -> torch.Tensor:
     return out
 
 
+def uniform_inside_(
+    out: torch.Tensor, plan: UniformPlan, generator: torch.Generator | None
+) -> torch.Tensor:
+    """``out`` (in its final dtype) filled with torch's ``uniform_(lo, hi)``, ``lo`` and
+    ``hi`` the closest values of its dtype inside [low, high) (``dtype_inward_bounds``).
+
+    ``uniform_(low, high)`` itself can round onto ``high``, or below ``low`` when ``low`` is
+    not a value of the dtype. With bounds that are values of the dtype, on the CPU in
+    float32 / float64, it cannot leave [lo, hi], so no clamp pass is needed (7% of
+    ResNet-50's init): ATen's ``uniform_real_distribution`` computes ``x * d + lo`` with
+    ``d = fl(hi - lo)`` and ``x = k 2^-p <= 1 - 2^-p`` (p = 24, 53), fused or not
+    (tests/test_torch_init.py pins this formula). Fused: the exact value is
+    ``hi + (d - (hi - lo)) - d 2^-p <= hi``, since ``|d - (hi - lo)| <= ulp(d) / 2 <= d 2^-p``.
+    Unfused: ``fl(x d) <= d - ulp-below(d)`` (x d lies more than half an ulp below d unless
+    d is a power of two, where it is exact), so ``fl(x d) + lo <= hi + ulp(d) / 2 - ulp(d)
+    / 2``. Rounding to nearest keeps a value at most ``hi`` at most ``hi``; x = 0 gives ``lo``.
+    Other devices (CUDA draws differently) and a range that overflows the dtype are clamped.
+    """
+    lo, hi = dtype_inward_bounds(plan, out.dtype)
+    out.uniform_(lo, hi, generator=generator)
+    proven = (
+        out.device.type == "cpu"
+        and out.dtype in (torch.float32, torch.float64)
+        and hi - lo <= torch.finfo(out.dtype).max
+    )
+    if not proven:
+        out.clamp_(lo, hi)
+    return out
+
+
 def cast_once(x: torch.Tensor, plan: Plan, dtype: torch.dtype) -> torch.Tensor:
     """Round ``x`` to ``dtype`` once and clip bounded plans to the dtype-inward bounds.
 

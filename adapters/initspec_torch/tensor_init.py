@@ -26,6 +26,7 @@ from initspec_torch.casting import (
     clip_to_bounds_,
     dtype_inward_bounds,
     dtype_name,
+    uniform_inside_,
     work_dtype,
 )
 from initspec_torch.sampler import ELEMENTWISE, fill_elementwise_, sample_plan
@@ -131,7 +132,10 @@ def write_plan(tensor: T, plan: Plan, generator: torch.Generator | None) -> T:
         return tensor
     work = work_dtype(plan, tensor.dtype)
     with torch.no_grad():
-        if isinstance(plan, ELEMENTWISE) and work == tensor.dtype and tensor.is_contiguous():
+        in_place = work == tensor.dtype and tensor.is_contiguous()
+        if in_place and isinstance(plan, UniformPlan):
+            uniform_inside_(tensor, plan, generator)
+        elif in_place and isinstance(plan, ELEMENTWISE):
             clip_to_bounds_(fill_elementwise_(tensor, plan, generator), plan)
         else:
             raw = sample_plan(plan, work, tensor.device, generator)
