@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py --write
+	$(BIN)/python benchmarks/run.py --isolate --write
 
 conformance: $(STAMP)
 	$(BIN)/python scripts/conformance_table.py

@@ -82,4 +82,4 @@ print(f"peak memory allocated: {torch.cuda.max_memory_allocated() / 2**20:.0f} M
 PYEOF
 
 echo "== benchmarks/run.py --device cuda (scenarios 1, 3, 6)"
-"$PY" benchmarks/run.py --device cuda --repeats 3 --out "${OUT:-/tmp}/benchmarks-cuda.md"
+"$PY" benchmarks/run.py --isolate --device cuda --repeats 3 --out "${OUT:-/tmp}/benchmarks-cuda.md"

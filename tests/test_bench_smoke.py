@@ -1,5 +1,5 @@
-"""Benchmarks are not tests (no timing is asserted); this runs every scenario at a tiny size
-so their code cannot rot."""
+"""Benchmarks are not tests (no timing is asserted); this runs every scenario at a tiny size,
+each in its own process as make bench does, so their code cannot rot."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_every_scenario_runs_at_a_tiny_size() -> None:
+def test_every_scenario_runs_at_a_tiny_size(tmp_path: pathlib.Path) -> None:
     res = subprocess.run(
-        [sys.executable, "benchmarks/run.py", "--scale", "0.02", "--repeats", "1"],
+        [sys.executable, "benchmarks/run.py", "--isolate", "--scale", "0.02", "--repeats", "1",
+         "--out", str(tmp_path / "bench.md")],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -22,3 +23,7 @@ def test_every_scenario_runs_at_a_tiny_size() -> None:
     for n in ("1.", "2.", "3.", "4.", "6."):
         assert f"### {n}" in res.stdout, res.stdout[-2000:]
     assert "| **" in res.stdout
+    written = (tmp_path / "bench.md").read_text()
+    assert "(a process per scenario)" in written
+    for n in ("1.", "2.", "3.", "4.", "5.", "6."):
+        assert f"### {n}" in written, written[-2000:]
