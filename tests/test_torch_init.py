@@ -197,6 +197,30 @@ def test_orthogonal_rows_or_columns_orthonormal(shape: tuple[int, ...], gain: fl
     torch.testing.assert_close(gram, eye, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize(("shape", "block"), [((4, 4), 4), ((3, 5), 3), ((5, 3), 3)])
+def test_orthogonal_is_haar(shape: tuple[int, int], block: int) -> None:
+    """The trace t of the leading block x block corner of 3,000 draws, against Haar
+    moments. A Haar Q of O(m) is invariant under sign flips of its rows, so E[Q_ii Q_jj] = 0
+    (i != j) and E[Q_ii^2] = 1/m: E[t] = 0 and E[t^2] = block / m; for the full 4 x 4 trace
+    the moments are those of N(0, 1) up to order 4 (Diaconis & Shahshahani 1994), so
+    Var(t^2) = 2. Tolerances: 5 standard errors, sqrt(Var/N), with Var(t) = block / m and
+    Var(t^2) = 2 for the square case or the sample variance of t^2 otherwise. Dropping the
+    sign(diag R) correction moves E[t] to -1.6 (measured), far outside."""
+    m = max(shape)
+    gen = torch.Generator().manual_seed(SEED)
+    n = 3000
+    t = torch.tensor(
+        [float(torch.trace(init_(torch.empty(shape, dtype=torch.float64),
+                                 {"kind": "orthogonal"}, generator=gen)[:block, :block]))
+         for _ in range(n)],
+        dtype=torch.float64,
+    )
+    assert abs(float(t.mean())) <= 5 * math.sqrt(block / m / n)
+    t2 = t**2
+    var_t2 = 2.0 if shape == (4, 4) else float(t2.var())
+    assert abs(float(t2.mean()) - block / m) <= 5 * math.sqrt(var_t2 / n)
+
+
 @pytest.mark.parametrize("shape", [(40, 50), (50, 30)])
 @pytest.mark.parametrize("sparsity", [0.1, 0.35])
 def test_sparse_parity(shape: tuple[int, int], sparsity: float) -> None:
