@@ -578,10 +578,16 @@ def test_explicit_generator_and_default_generator() -> None:
     assert torch.equal(c, d) and not torch.equal(d, e)
 
 
-def test_memory_format_does_not_change_values() -> None:
-    spec = {"kind": "orthogonal"}
-    dense = init_(torch.empty(8, 4, 3, 3), spec, seed=1)
-    strided = torch.empty(8, 4, 3, 3).to(memory_format=torch.channels_last)
+@pytest.mark.parametrize(
+    "spec",
+    [{"kind": "orthogonal"}, {"kind": "uniform", "low": -0.1, "high": 0.1},
+     {"kind": "kaiming_uniform"}, {"kind": "trunc_normal", "std": 0.02}, {"kind": "normal"}],
+    ids=lambda s: s["kind"],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+def test_memory_format_does_not_change_values(spec: dict[str, Any], dtype: torch.dtype) -> None:
+    dense = init_(torch.empty(8, 4, 3, 3, dtype=dtype), spec, seed=1)
+    strided = torch.empty(8, 4, 3, 3, dtype=dtype).to(memory_format=torch.channels_last)
     init_(strided, spec, seed=1)
     assert strided.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(dense, strided)

@@ -133,8 +133,14 @@ def write_plan(tensor: T, plan: Plan, generator: torch.Generator | None) -> T:
     work = work_dtype(plan, tensor.dtype)
     with torch.no_grad():
         in_place = work == tensor.dtype and tensor.is_contiguous()
-        if in_place and isinstance(plan, UniformPlan):
-            uniform_inside_(tensor, plan, generator)
+        if work == tensor.dtype and isinstance(plan, UniformPlan):
+            # strided: drawn contiguous, then copied by logical index (same values)
+            out = (
+                tensor if in_place else torch.empty(tensor.shape, dtype=work, device=tensor.device)
+            )
+            uniform_inside_(out, plan, generator)
+            if out is not tensor:
+                tensor.copy_(out)
         elif in_place and isinstance(plan, ELEMENTWISE):
             clip_to_bounds_(fill_elementwise_(tensor, plan, generator), plan)
         else:
