@@ -124,14 +124,15 @@ COUNTED_TRACES: list[int] = []
 
 def test_module_lookup_is_traced_once_per_model_and_input_signature() -> None:
     """The eval_shape trace of ``model.init`` is cached like a jit trace: per model
-    configuration (fields and class) and the inputs' shapes, dtypes and static values."""
+    configuration (fields and class) and the inputs' shapes, dtypes and values (an equal
+    input, another array, hits the cache)."""
     x = jnp.ones((1, 4))
     variables = jax.eval_shape(Counted().init, jax.random.key(0), x)
     wide = jax.eval_shape(Counted(features=6).init, jax.random.key(0), x)
     COUNTED_TRACES.clear()
     with jax.checking_leaks():  # what is kept holds no tracer of the trace
         first = _rows(_linen_report("flax-defaults", variables, Counted(), (x,)))
-    again = _rows(_linen_report("flax-defaults", variables, Counted(), (x + 1,)))
+    again = _rows(_linen_report("flax-defaults", variables, Counted(), (jnp.ones((1, 4)),)))
     assert first == again and first["fc.kernel"]["kind"] == "linear"
     assert first["LayerNorm.0.scale"]["kind"] == "norm"
     assert len(COUNTED_TRACES) == 1
@@ -146,6 +147,43 @@ def test_module_lookup_is_traced_once_per_model_and_input_signature() -> None:
     _linen_report("flax-defaults", variables, Counted(), (x, {"a"}))
     _linen_report("flax-defaults", variables, Counted(), (x, {"a"}))
     assert len(COUNTED_TRACES) == 7
+
+
+class Switch(nn.Module):
+    """Branches on the value of an argument: Conv or DenseGeneral under the same name."""
+
+    @nn.compact
+    def __call__(self, x, use_conv):
+        if use_conv:
+            return nn.Conv(4, (3,), name="proj")(x)
+        return nn.DenseGeneral((2, 2), name="proj")(x)
+
+
+class Wrap(nn.Module):
+    """Holds a submodule as a field (bound to it during the trace)."""
+
+    inner: nn.Module
+
+    @nn.compact
+    def __call__(self, x):
+        return self.inner(x)
+
+
+def test_module_lookup_cache_keys_concrete_values_and_keeps_no_tracer() -> None:
+    """Concrete inputs are part of the cache key by value (model.init may branch on them);
+    a submodule passed as a field is kept as an unbound copy too."""
+    x = jnp.ones((1, 5, 3))
+    for flag in (np.bool_(False), np.bool_(True), np.bool_(False)):
+        variables = jax.eval_shape(lambda f=flag: Switch().init(jax.random.key(0), x, f))
+        kind = _rows(_linen_report("flax-defaults", variables, Switch(), (x, flag)))[
+            "proj.kernel"]["kind"]
+        assert kind == ("conv" if flag else "linear"), flag
+    model = Wrap(nn.Dense(4))
+    y = jnp.ones((1, 3))
+    variables = jax.eval_shape(model.init, jax.random.key(0), y)
+    with jax.checking_leaks():
+        rows = _rows(_linen_report("flax-defaults", variables, model, (y,)))
+    assert rows["inner.kernel"]["kind"] == "linear"
 
 
 def test_description_from_names_alone_and_from_setup_attributes(net_variables) -> None:

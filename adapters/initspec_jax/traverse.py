@@ -8,13 +8,16 @@ array or a ``jax.ShapeDtypeStruct``) whose dtype and sharding the new value keep
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jax
+import numpy as np
 
 from initspec.errors import BackendError
 from initspec.resolve import ParamInfo
@@ -100,19 +103,28 @@ def _setup_child(module: Any, name: str) -> Any:
 
 _TRACE_CACHE: OrderedDict[Hashable, dict[Path, Any]] = OrderedDict()
 _TRACE_CACHE_SIZE = 8
+_TRACE_LOCK = threading.Lock()
+
+
+def _leaf_key(leaf: Any) -> Hashable:
+    """Abstract values (``jax.ShapeDtypeStruct``, tracers) by shape and dtype; concrete
+    arrays and NumPy scalars also by a digest of their values, since ``model.init`` may
+    branch on them (``if use_conv:`` with ``np.bool_(True)``); anything else as itself."""
+    if not _is_array_like(leaf):
+        return leaf
+    head = (tuple(leaf.shape), str(leaf.dtype))
+    if isinstance(leaf, (jax.ShapeDtypeStruct, jax.core.Tracer)):
+        return ("abstract", *head)
+    digest = hashlib.blake2b(np.ascontiguousarray(np.asarray(leaf)).tobytes(), digest_size=16)
+    return ("value", *head, digest.hexdigest())
 
 
 def _signature(model: Any, model_args: tuple[Any, ...]) -> Hashable | None:
     """What the traced module types depend on: the model's configuration (linen modules
-    compare and hash by their fields and class), the structure of the arguments, the shape
-    and dtype of their arrays and the value of the rest; None when something is not
-    hashable (no caching then)."""
+    compare and hash by their fields and class) and the arguments (``_leaf_key``); None when
+    something is not hashable (no caching then)."""
     leaves, treedef = jax.tree_util.tree_flatten(model_args)
-    sig = tuple(
-        ("array", tuple(leaf.shape), str(leaf.dtype)) if _is_array_like(leaf) else leaf
-        for leaf in leaves
-    )
-    key = (model, treedef, sig)
+    key = (model, treedef, tuple(_leaf_key(leaf) for leaf in leaves))
     try:
         hash(key)
     except TypeError:
@@ -125,24 +137,27 @@ def _traced_modules(model: Any, model_args: tuple[Any, ...]) -> dict[Path, Any]:
     ``nn.intercept_methods`` during an abstract ``jax.eval_shape`` of it.
 
     The trace costs as much as tracing ``model.init`` (0.5 s for GPT-2 small), so the result
-    is cached per model configuration and argument signature, as ``jax.jit`` caches its
-    traces: applying a policy again to the same model skips it. The modules kept are unbound
-    clones (no reference to the trace's scope or tracers, so ``jax.checking_leaks`` passes);
-    only their types and attributes are read.
+    is cached per model configuration and arguments, as ``jax.jit`` caches its traces:
+    applying a policy again to the same model skips it. The modules kept are deep unbound
+    clones (submodules passed as fields included: no reference to the trace's scopes or
+    tracers, so ``jax.checking_leaks`` passes); only their types and attributes are read.
     """
     import flax.linen as nn
 
     sig = _signature(model, model_args)
-    if sig is not None and sig in _TRACE_CACHE:
-        _TRACE_CACHE.move_to_end(sig)
-        return _TRACE_CACHE[sig]
+    if sig is not None:
+        with _TRACE_LOCK:
+            cached = _TRACE_CACHE.get(sig)
+            if cached is not None:
+                _TRACE_CACHE.move_to_end(sig)
+                return cached
     found: dict[Path, Any] = {}
 
     def record(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:
         path = tuple(context.module.path)
         if path not in found:
             # an unbound copy: the bound module holds the trace's scope and tracers
-            found[path] = context.module.clone(parent=None)
+            found[path] = context.module.clone(parent=None, _deep_clone=True)
         return next_fun(*args, **kwargs)
 
     key = jax.random.key(0)
@@ -155,9 +170,10 @@ def _traced_modules(model: Any, model_args: tuple[Any, ...]) -> dict[Path, Any]:
             f"{type(exc).__name__}: {exc}"
         ) from None
     if sig is not None:
-        _TRACE_CACHE[sig] = found
-        if len(_TRACE_CACHE) > _TRACE_CACHE_SIZE:
-            _TRACE_CACHE.popitem(last=False)
+        with _TRACE_LOCK:
+            _TRACE_CACHE[sig] = found
+            if len(_TRACE_CACHE) > _TRACE_CACHE_SIZE:
+                _TRACE_CACHE.popitem(last=False)
     return found
 
 
