@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device
     if device != "cpu":  # scenarios 2, 4 and 5 are CPU comparisons by definition
         only = (only or {"1", "3", "6"}) & {"1", "3", "6"}
+        if not only:
+            print(f"--device {device} runs scenarios 1, 3 and 6 only", file=sys.stderr)
+            return 2
     sections: list[str] = []
     start = time.time()
     if args.isolate:

@@ -112,17 +112,20 @@ class _RuleFinder:
         return None
 
 
-def _base_plan(memo: dict[tuple[Any, ...], Plan], index: int, rule: Rule, info: ParamInfo) -> Plan:
+def _base_plan(memo: dict[Any, Plan], index: int, rule: Rule, info: ParamInfo) -> Plan:
     """``rule``'s plan for ``info`` before gain and depth scaling, computed once per rule,
     shape, layout and context (a deep model repeats a few shapes many times)."""
     assert rule.init is not None
     layout = info.layout
-    key = (index, tuple(info.shape), layout if isinstance(layout, str) else None, info.context)
-    if key[2] is not None and key in memo:
-        return memo[key]
+    key: tuple[Any, ...] | None = (index, tuple(info.shape), layout, info.context)
+    try:  # a dict layout or a context built with lists is not hashable: not memoized
+        if key in memo:
+            return memo[key]
+    except TypeError:
+        key = None
     resolve_layout(layout)
     plan = rule.init.plan(info.shape, layout, info.context)
-    if key[2] is not None:
+    if key is not None:
         memo[key] = plan
     return plan
 
@@ -141,7 +144,7 @@ def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Re
     out: list[ResolvedParam] = []
     used: set[int] = set()
     finder = _RuleFinder(pol)
-    plans: dict[tuple[Any, ...], Plan] = {}
+    plans: dict[Any, Plan] = {}
     for info in params:
         found = finder.find(info)
         if found is None:

@@ -73,6 +73,12 @@ def test_rule_order_holds_across_many_parameters_of_one_kind_and_shape() -> None
             assert bias.plan.high == pytest.approx(1 / math.sqrt(4 * (i + 1)))
     assert rule_of(res, "head.weight").rule_index == 4
     assert res.unused_rules == ["#2 never"]
+    # contexts and layouts that cannot be hashed are planned each time, not refused
+    lists = PlanContext(weight_fans=[4, 8])  # type: ignore[arg-type]
+    res = resolve(pol, [info("fc.bias", (8,), role="bias", context=lists),
+                        info("fc.weight", layout={"in": [1], "out": [0]})])
+    assert rule_of(res, "fc.bias").plan.high == pytest.approx(0.5)
+    assert rule_of(res, "fc.weight").rule_index == 1
 
 
 def test_globs_cross_dots_and_match_whole_paths() -> None:

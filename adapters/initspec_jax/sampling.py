@@ -154,9 +154,11 @@ def _placed(x: jax.Array, sharding: Any) -> jax.Array:
 
 
 def _typed(key: Any) -> jax.Array:
-    """A typed key from ``key``: as given, or wrapped from raw threefry2x32 key words
-    (uint32[2]; wrapping inside the program saves a dispatch per parameter)."""
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    """A typed key from ``key``: as given, or wrapped from the two raw words of a
+    threefry2x32 key (uint32[2]; wrapping inside the program saves a dispatch per
+    parameter). Other raw keys are left to ``jax.random`` (a legacy key of the default
+    implementation, as before)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or tuple(key.shape) != (2,):
         return key  # type: ignore[no-any-return]
     return jax.random.wrap_key_data(key, impl="threefry2x32")  # type: ignore[no-any-return]
 

@@ -19,7 +19,7 @@ interval such as [5, 6] gets a handful of distinct values piled on its ends. Her
   z - log(z)/z - P(1/z)/(z Q(1/z)), z = sqrt(-2 log p), so only that expansion is evaluated
   (JAX's ``ndtri`` evaluates all three of its forms on every element, which made this
   sampler 20% slower than ``jax.random.truncated_normal``); its second pair of polynomials
-  (z >= 8, p < exp(-32), beyond 7.9 sigma) only when the interval reaches that far;
+  (z >= 8, p < exp(-32), beyond 7.62 sigma) only when the interval reaches that far;
 - within +-2 sigma (the default bounds of torch, timm and Flax) the e form alone is within
   8 float32 ulps everywhere (erf_inv's own error is 5), so an interval there, wide enough
   that its u cells stay 2 ulps of e apart, is sampled with it alone, at the cost of
@@ -93,7 +93,7 @@ def truncnorm_constants(
     """The host-side half: which form to use and its float64 constants.
 
     ``"central"``: (alpha, beta, Pa, Qb, W, Ea); ``"central_deep"`` the same when a tail
-    probability can fall below exp(-32) (an end beyond ~7.9 sigma); ``"erf"`` the same, for
+    probability can fall below 4 exp(-32) (an end beyond 7.44 sigma); ``"erf"`` the same, for
     an interval within +-2 sigma (the default of torch, timm and Flax) wide enough that
     its u cells are at least two ulps of e apart: the e form alone, as
     ``jax.random.truncated_normal`` but on open midpoints, at its cost. ``"right"`` (the
