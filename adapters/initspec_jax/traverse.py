@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -111,7 +111,7 @@ def _leaf_key(leaf: Any) -> Hashable:
     arrays and NumPy scalars also by a digest of their values, since ``model.init`` may
     branch on them (``if use_conv:`` with ``np.bool_(True)``); anything else as itself."""
     if not _is_array_like(leaf):
-        return leaf
+        return cast(Hashable, leaf)
     head = (tuple(leaf.shape), str(leaf.dtype))
     if isinstance(leaf, (jax.ShapeDtypeStruct, jax.core.Tracer)):
         return ("abstract", *head)

@@ -137,10 +137,8 @@ def sample_standard(
     """The device-side half: draws for ``truncnorm_constants``'s output (constants may be
     traced values)."""
     c = tuple(jnp.asarray(v, work) for v in constants)
-    if branch == "erf":
-        return _erf_form(key, shape, work, *c)
-    if branch in ("central", "central_deep"):
-        return _central(key, shape, work, *c, deep=branch == "central_deep")
+    if branch in ("erf", "central", "central_deep"):
+        return _central(key, shape, work, *c, branch=branch)
     x = _far_right_tail(key, shape, work, *c)
     return x if branch == "right" else -x
 
@@ -164,37 +162,19 @@ def _central(
     w: jax.Array,
     ea: jax.Array,
     *,
-    deep: bool = True,
+    branch: Branch = "central_deep",
 ) -> jax.Array:
-    """Inverse CDF in the p, q or e form (module docstring)."""
+    """Inverse CDF in the p, q or e form (module docstring); ``"erf"``: the e form alone."""
     u = open_uniform(key, shape, work)
-    p = pa + u * w
-    q = qb + (1 - u) * w
-    e = ea + u * (2 * w)
-    left = p < q
-    tail = ndtri_tail(jnp.minimum(p, q), deep)  # -ndtri(min(p, q)) > 0
-    x = jnp.where(
-        jnp.minimum(p, q) < jnp.asarray(_EXP_M2, work),
-        jnp.where(left, -tail, tail),
-        _SQRT2 * erfinv(e),
-    )
+    x = _SQRT2 * erfinv(ea + u * (2 * w))
+    if branch != "erf":
+        p = pa + u * w
+        q = qb + (1 - u) * w
+        tail = ndtri_tail(jnp.minimum(p, q), branch == "central_deep")  # -ndtri(min(p, q))
+        x = jnp.where(
+            jnp.minimum(p, q) < jnp.asarray(_EXP_M2, work), jnp.where(p < q, -tail, tail), x
+        )
     return jnp.clip(x, alpha, beta)
-
-
-def _erf_form(
-    key: jax.Array,
-    shape: tuple[int, ...],
-    work: np.dtype[Any],
-    alpha: jax.Array,
-    beta: jax.Array,
-    pa: jax.Array,
-    qb: jax.Array,
-    w: jax.Array,
-    ea: jax.Array,
-) -> jax.Array:
-    """x = sqrt2 erf_inv(Ea + 2 u W): the e form on the whole interval (``"erf"``)."""
-    u = open_uniform(key, shape, work)
-    return jnp.clip(_SQRT2 * erfinv(ea + u * (2 * w)), alpha, beta)
 
 
 def ndtri_tail(t: jax.Array, deep: bool = True) -> jax.Array:
