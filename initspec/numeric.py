@@ -15,17 +15,7 @@ from typing import Any
 import numpy as np
 
 from initspec.errors import BackendError
-from initspec.plans import (
-    ConstantPlan,
-    DiracPlan,
-    IdentityPlan,
-    NormalPlan,
-    OrthogonalPlan,
-    Plan,
-    SparsePlan,
-    TruncatedNormalPlan,
-    UniformPlan,
-)
+from initspec.plans import Plan
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -35,10 +25,6 @@ DTYPE_MAX = {
     "float32": 3.4028234663852886e38,
     "float64": 1.7976931348623157e308,
 }
-
-# No normal sampler produces a draw 40 std from its mode (density e^-800 of the peak); every
-# backend's normals stay within ~9 std (the portable stream's ndtri within 8.3).
-NORMAL_REACH = 40.0
 
 
 def dtype_key(dtype: Any) -> str:
@@ -134,31 +120,6 @@ def _inward_bounds(low: float, high: float, dtype: str, open_high: bool) -> tupl
     return lo, hi
 
 
-def max_magnitude(plan: Plan) -> float:
-    """A bound on |value| over everything the plan can produce.
-
-    Exact for constant, uniform, eye, dirac and orthogonal plans (an entry of a matrix with
-    orthonormal rows or columns is at most 1, times gain); for normal-based plans the largest
-    |value| within ``NORMAL_REACH`` std of the mode (clipped to a truncated normal's bounds).
-    """
-    if isinstance(plan, ConstantPlan):
-        return abs(plan.value)
-    if isinstance(plan, UniformPlan):
-        return max(abs(plan.low), abs(plan.high))
-    if isinstance(plan, NormalPlan):
-        return abs(plan.loc) + NORMAL_REACH * plan.scale
-    if isinstance(plan, TruncatedNormalPlan):
-        mode = min(max(plan.loc, plan.low), plan.high)
-        low = max(plan.low, mode - NORMAL_REACH * plan.scale)
-        high = min(plan.high, mode + NORMAL_REACH * plan.scale)
-        return max(abs(low), abs(high))
-    if isinstance(plan, SparsePlan):
-        return NORMAL_REACH * plan.sigma
-    if isinstance(plan, (OrthogonalPlan, IdentityPlan, DiracPlan)):
-        return abs(plan.gain)
-    raise BackendError(f"no magnitude bound for plan {type(plan).__name__}")
-
-
 def check_fits(plan: Plan, dtype: Any) -> None:
     """``BackendError`` unless every value of ``plan`` stays finite in ``dtype`` and, for a
     bounded plan, the dtype has a value inside the bounds. Decided from the plan alone, before
@@ -167,12 +128,12 @@ def check_fits(plan: Plan, dtype: Any) -> None:
     dtype = _check(dtype)
     if not math.prod(plan.shape):
         return
-    bound = max_magnitude(plan)
+    bound = plan.max_magnitude
     if not math.isfinite(round_to(bound, dtype)):
         raise BackendError(
             f"{plan.describe()} does not fit in {dtype}: values reach {bound:.4g}, which "
             f"overflows to inf (largest {dtype}: {DTYPE_MAX[dtype]:.4g}); use a wider dtype "
             f"or a smaller scale"
         )
-    if isinstance(plan, (UniformPlan, TruncatedNormalPlan)):
-        inward_bounds(plan.low, plan.high, dtype, isinstance(plan, UniformPlan))
+    if plan.bounds is not None:
+        inward_bounds(*plan.bounds, dtype, plan.open_high)

@@ -20,13 +20,23 @@ back to the stored layout with ``perm`` (see ``layout.canonical_perm``).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
 from initspec.errors import SpecError
+
+if TYPE_CHECKING:
+    from initspec.backend import Sampler
+
+T = TypeVar("T")
+
+# No normal sampler produces a draw 40 std from its mode (density e^-800 of the peak); every
+# backend's normals stay within ~9 std (the portable stream's ndtri within 8.3).
+NORMAL_REACH = 40.0
 
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -84,6 +94,29 @@ class _Base:
         """Fourth standardized moment (3 for a normal); NaN where it is not defined."""
         return math.nan
 
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """[low, high] of a bounded plan (uniform, truncated normal), else None: rounding
+        to a dtype is clipped to the dtype's values inside them."""
+        return None
+
+    open_high = False
+    """Whether ``high`` itself is excluded (a uniform's [low, high))."""
+
+    @property
+    def max_magnitude(self) -> float:
+        """A bound on |value| over everything the plan can produce (``numeric.check_fits``).
+
+        Exact for constant, uniform, eye, dirac and orthogonal plans (an entry of a matrix
+        with orthonormal rows or columns is at most 1, times gain); for normal-based plans
+        the largest |value| within ``NORMAL_REACH`` std of the mode.
+        """
+        raise NotImplementedError
+
+    def draw(self, sampler: Sampler[T]) -> T:
+        """The sampler's primitive for this plan: the one dispatch over plan types."""
+        raise NotImplementedError
+
     def _body(self) -> str:
         raise NotImplementedError
 
@@ -114,6 +147,13 @@ class ConstantPlan(_Base):
     def var(self) -> float:
         return 0.0
 
+    @property
+    def max_magnitude(self) -> float:
+        return abs(self.value)
+
+    def draw(self, sampler: Sampler[T]) -> T:
+        return sampler.constant(self)
+
     def _body(self) -> str:
         return f"constant({_g(self.value)})"
 
@@ -135,6 +175,19 @@ class UniformPlan(_Base):
     @property
     def kurtosis(self) -> float:
         return 9.0 / 5.0
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self.low, self.high
+
+    open_high = True
+
+    @property
+    def max_magnitude(self) -> float:
+        return max(abs(self.low), abs(self.high))
+
+    def draw(self, sampler: Sampler[T]) -> T:
+        return sampler.uniform(self)
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
         return np.clip((np.asarray(x, np.float64) - self.low) / (self.high - self.low), 0.0, 1.0)
@@ -163,6 +216,13 @@ class NormalPlan(_Base):
     @property
     def kurtosis(self) -> float:
         return 3.0
+
+    @property
+    def max_magnitude(self) -> float:
+        return abs(self.loc) + NORMAL_REACH * self.scale
+
+    def draw(self, sampler: Sampler[T]) -> T:
+        return sampler.normal(self)
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
         return normal_cdf((np.asarray(x, np.float64) - self.loc) / self.scale)
@@ -204,6 +264,37 @@ class TruncatedNormalPlan(_Base):
     def beta(self) -> float:
         return (self.high - self.loc) / self.scale
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self.low, self.high
+
+    @property
+    def max_magnitude(self) -> float:
+        mode = min(max(self.loc, self.low), self.high)
+        low = max(self.low, mode - NORMAL_REACH * self.scale)
+        high = min(self.high, mode + NORMAL_REACH * self.scale)
+        return max(abs(low), abs(high))
+
+    @property
+    def rejection(self) -> Rejection:
+        """The exact rejection sampler of the standard truncated normal on [alpha, beta],
+        as the native NumPy and torch streams draw it (``Rejection``)."""
+        return Rejection.for_interval(self.alpha, self.beta)
+
+    @functools.cached_property
+    def inverse_cdf(self) -> tuple[bool, float, float]:
+        """``(flip, pa, mass)`` of the portable stream's inverse-CDF truncated normal:
+        mirrored to the lower tail when alpha > 0 (where ndtri is accurate), ``pa =
+        erfc(-lo / sqrt 2) / 2`` and ``mass = Phi(hi) - Phi(lo)`` on that side, so
+        ``z = +-ndtri(pa + u * mass)``. Computed once, in Python, for every backend."""
+        a, b = self.alpha, self.beta
+        flip = a > 0
+        lo, hi = (-b, -a) if flip else (a, b)
+        return flip, 0.5 * math.erfc(-lo / _SQRT2), normal_mass(lo, hi)
+
+    def draw(self, sampler: Sampler[T]) -> T:
+        return sampler.truncated_normal(self)
+
     def _raw_moments(self) -> tuple[float, float, float, float]:
         """E[X^k], k = 1..4, of the standard normal truncated to [alpha, beta].
 
@@ -212,9 +303,15 @@ class TruncatedNormalPlan(_Base):
         a, b = self.alpha, self.beta
         z = normal_mass(a, b)
         pa, pb = normal_pdf(a), normal_pdf(b)
+
+        def edge(x: float, px: float, k: int) -> float:
+            # x^(k-1) phi(x) -> 0 where phi(x) underflows (|x| > ~38.6, or x infinite for a
+            # std near 1e-310): x**3 would overflow, inf * 0 would be NaN.
+            return x ** (k - 1) * px if px > 0.0 else 0.0
+
         m = [1.0, (pa - pb) / z]
         for k in range(2, 5):
-            m.append((k - 1) * m[k - 2] + (a ** (k - 1) * pa - b ** (k - 1) * pb) / z)
+            m.append((k - 1) * m[k - 2] + (edge(a, pa, k) - edge(b, pb, k)) / z)
         return m[1], m[2], m[3], m[4]
 
     @property
@@ -267,6 +364,59 @@ class TruncatedNormalPlan(_Base):
         )
 
 
+# Branch threshold of the truncated-normal rejection sampler: normal proposals above this
+# mass, as torch >= 2.12.
+NORMAL_PROPOSAL_MASS = 0.3
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """N(0, 1) restricted to [a, b], exactly, by rejection: the proposal and its constants.
+
+    Mirrored first (``flip``) when b <= 0, so the interval lies mostly right of 0; then
+
+    - mass Phi(b) - Phi(a) > 0.3: N(0, 1) proposals, keep those inside [a, b] (as torch
+      >= 2.12; acceptance = mass);
+    - narrow, (b - a) a <= 1 or a <= 0: a uniform proposal on [a, b] accepted with
+      exp((m^2 - x^2) / 2), m = ``nearest``, the point of [a, b] nearest 0;
+    - a wide tail interval: Robert's (1995) exponential proposal a + Exp(rate), rate =
+      (a + sqrt(a^2 + 4)) / 2, accepted with exp(-(x - rate)^2 / 2) and x <= b.
+
+    No inverse CDF, so narrow intervals far in the tail neither pile up nor overflow.
+    """
+
+    flip: bool
+    a: float
+    b: float
+    mass: float
+    proposal: Literal["normal", "uniform", "exponential"]
+    nearest: float = 0.0
+    rate: float = 0.0
+
+    @classmethod
+    def for_interval(cls, a: float, b: float) -> Rejection:
+        flip = b <= 0
+        if flip:
+            a, b = -b, -a
+        mass = normal_mass(a, b)
+        if mass > NORMAL_PROPOSAL_MASS:
+            return cls(flip, a, b, mass, "normal")
+        if a <= 0 or (b - a) * a <= 1.0:
+            return cls(flip, a, b, mass, "uniform", nearest=0.0 if a <= 0 else a)
+        return cls(flip, a, b, mass, "exponential", rate=0.5 * (a + math.sqrt(a * a + 4.0)))
+
+    @property
+    def acceptance(self) -> float:
+        """The expected fraction of proposals kept (Robert's without the cut at b is above
+        0.75; the cut lowers it: 0.5 is a safe first estimate)."""
+        if self.proposal == "normal":
+            return self.mass
+        if self.proposal == "uniform":
+            m = self.nearest
+            return math.sqrt(2.0 * math.pi) * math.exp(0.5 * m * m) * self.mass / (self.b - self.a)
+        return 0.5
+
+
 @dataclass(frozen=True)
 class _Structural(_Base):
     canonical_shape: tuple[int, ...] = field(kw_only=True)
@@ -312,6 +462,13 @@ class OrthogonalPlan(_Structural):
     def scaled(self, factor: float) -> Plan:
         return replace(self, gain=self.gain * factor)
 
+    @property
+    def max_magnitude(self) -> float:
+        return abs(self.gain)
+
+    def draw(self, sampler: Sampler[T]) -> T:
+        return sampler.orthogonal(self)
+
     def _body(self) -> str:
         return f"orthogonal(gain={_g(self.gain)}) rows={self.rows} cols={self.cols}"
 
@@ -335,6 +492,19 @@ class IdentityPlan(_Base):
 
     def scaled(self, factor: float) -> Plan:
         return replace(self, gain=self.gain * factor)
+
+    @property
+    def max_magnitude(self) -> float:
+        return abs(self.gain)
+
+    def build(self) -> np.ndarray:
+        """``gain * eye(rows, cols)`` in float64 (no randomness: built once, by the core)."""
+        if not self.numel:
+            return np.zeros(self.shape)
+        return np.asarray(self.gain * np.eye(self.shape[0], self.shape[1]))
+
+    def draw(self, sampler: Sampler[T]) -> T:
+        return sampler.identity(self)
 
     def _body(self) -> str:
         return f"eye(gain={_g(self.gain)})"
@@ -377,21 +547,40 @@ class DiracPlan(_Structural):
     def scaled(self, factor: float) -> Plan:
         return replace(self, gain=self.gain * factor)
 
-    def build(self, orthogonal: np.ndarray | None = None) -> np.ndarray:
-        """The kernel in float64, in the stored layout: the identity per group, or
-        ``gain * orthogonal`` (an (out, in) matrix the caller drew) at the centre."""
-        w = np.zeros(self.canonical_shape)
+    @property
+    def max_magnitude(self) -> float:
+        return abs(self.gain)
+
+    @property
+    def centre_matrix(self) -> OrthogonalPlan:
+        """The (out, in) matrix of a delta-orthogonal kernel, as an orthogonal plan."""
         out_ch, in_ch = self.canonical_shape[:2]
-        if self.matrix == "orthogonal":
-            assert orthogonal is not None
-            at: tuple[slice | int, ...] = (slice(None), slice(None)) + self.center
-            w[at] = self.gain * orthogonal
-        else:
-            opg = self.out_per_group
-            for g in range(self.groups):
-                for d in range(min(opg, in_ch)):
-                    w[(g * opg + d, d) + self.center] = self.gain
+        return OrthogonalPlan(
+            (out_ch, in_ch), canonical_shape=(out_ch, in_ch), perm=(0, 1), gain=self.gain
+        )
+
+    @property
+    def centre_index(self) -> tuple[slice | int, ...]:
+        """Where a delta-orthogonal kernel's matrix goes in the canonical (out, in, *k)."""
+        return (slice(None), slice(None), *self.center)
+
+    def build(self, centre: np.ndarray | None = None) -> np.ndarray:
+        """The kernel in float64, in the stored layout: the identity per group, or
+        ``centre`` (the drawn ``centre_matrix``, gain included) at the centre."""
+        w = np.zeros(self.canonical_shape)
+        if self.numel:
+            if self.matrix == "orthogonal":
+                assert centre is not None
+                w[self.centre_index] = centre
+            else:
+                n = min(self.out_per_group, self.canonical_shape[1])
+                d = np.tile(np.arange(n), self.groups)
+                rows = np.repeat(np.arange(self.groups) * self.out_per_group, n) + d
+                w[(rows, d, *self.center)] = self.gain
         return np.asarray(w.transpose(self.inverse_perm))
+
+    def draw(self, sampler: Sampler[T]) -> T:
+        return sampler.dirac(self)
 
     def _body(self) -> str:
         name = "dirac" if self.matrix == "identity" else "delta_orthogonal"
@@ -421,6 +610,13 @@ class SparsePlan(_Structural):
 
     def scaled(self, factor: float) -> Plan:
         return replace(self, sigma=self.sigma * factor)
+
+    @property
+    def max_magnitude(self) -> float:
+        return NORMAL_REACH * self.sigma
+
+    def draw(self, sampler: Sampler[T]) -> T:
+        return sampler.sparse(self)
 
     def _body(self) -> str:
         return (

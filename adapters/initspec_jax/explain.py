@@ -1,16 +1,17 @@
-"""``explain``: the report of a policy on a Flax model, resolved but not applied."""
+"""``explain``: the report of a policy on a Flax model, resolved and checked, not applied."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from initspec.resolve import Report
-from initspec_jax.policy_apply import resolve_params
+from initspec_jax.policy_apply import _Backend, _run
 from initspec_jax.traverse import describe_linen, describe_nnx
 
 
 def explain(policy: Any, model: Any, seed: int | None = None) -> Report:
-    """What ``apply`` / ``apply_nnx`` would give each parameter, without sampling anything.
+    """What ``apply`` / ``apply_nnx`` would give each parameter, without sampling anything;
+    raises the same ``InitSpecError`` as they would (dtype checks included).
 
     ``model``: an ``nnx.Module``; a ``(linen_module, params)`` pair; or a linen parameter
     tree alone (kinds then come from the parameter names).
@@ -24,4 +25,4 @@ def explain(policy: Any, model: Any, seed: int | None = None) -> Report:
         params = describe_linen(tree, module)
     else:
         params = describe_linen(model)
-    return resolve_params(policy, params, seed).report()
+    return _run(policy, params, seed, _Backend(), "native", 1, write=False).report()

@@ -10,15 +10,18 @@ tracer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from initspec import Plan, PlanContext, SpecBase, parse, resolve_layout
-from initspec import portable as portable_ref
-from initspec.errors import BackendError
-from initspec.layout import Layout, LayoutLike
+from initspec.backend import Rng, check_rng
+from initspec.engine import single_job
+from initspec.layout import Layout, LayoutLike, resolve_layout
+from initspec.parse import parse
+from initspec.plans import Plan
+from initspec.seeding import derive_seed
+from initspec.specs import PlanContext, SpecBase
 from initspec_jax import portable
 from initspec_jax.checks import check_dtype, check_key, check_shape
 from initspec_jax.sampling import sample_plan
@@ -31,7 +34,7 @@ class SpecInitializer:
     spec: SpecBase
     layout: Layout
     context: PlanContext | None = None
-    rng: Literal["native", "portable"] = "native"
+    rng: Rng = "native"
     seed: int = 0
     path: str = ""
     stream: int = 1
@@ -58,19 +61,15 @@ class SpecInitializer:
         ``rng="portable"``: the values of the portable stream for ``(seed, path)``; ``key`` is
         not used (it may be anything, e.g. the key Flax passes).
         """
-        plan = self.plan(shape)
+        job = single_job(
+            self.spec, check_shape(shape), self.layout, self.seed, self.path, self.context,
+            self.rng, self.stream,
+        )  # fmt: skip
         if self.rng == "portable":
-            key_words = portable_ref.param_key(self.seed, self.path)
-            perm = portable_ref.layout_perm(plan.shape, self.layout)
             return portable.sample(
-                plan,
-                key_words,
-                perm,
-                check_dtype(dtype),
-                sharding=out_sharding,
-                stream=self.stream,
+                job.plan, job.key, job.perm, dtype, sharding=out_sharding, stream=self.stream
             )
-        return sample_plan(plan, check_key(key), check_dtype(dtype), out_sharding)
+        return sample_plan(job.plan, check_key(key), check_dtype(dtype), out_sharding)
 
     def __repr__(self) -> str:
         portable_args = (
@@ -89,7 +88,7 @@ def initializer(
     layout: LayoutLike = "flax",
     context: PlanContext | None = None,
     *,
-    rng: Literal["native", "portable"] = "native",
+    rng: Rng = "native",
     seed: int = 0,
     path: str = "",
     stream: int = 1,
@@ -111,9 +110,6 @@ def initializer(
     >>> import jax, flax.linen as nn
     >>> dense = nn.Dense(10, kernel_init=initializer({"kind": "kaiming_normal"}))
     """
-    if rng not in ("native", "portable"):
-        raise BackendError(f"rng {rng!r} is not known; allowed: native, portable")
-    if rng == "portable":
-        portable_ref.check_version(stream)
-        portable_ref.param_key(seed, path)  # validates the seed
+    check_rng(rng, stream)
+    derive_seed(seed, path)  # validates the seed
     return SpecInitializer(parse(spec), resolve_layout(layout), context, rng, seed, path, stream)

@@ -1,33 +1,28 @@
 """``apply`` (Flax linen parameter trees) and ``apply_nnx`` (nnx modules), all or nothing.
 
-1. find and describe every parameter (``initspec_jax.traverse``, ``initspec_jax.describe``);
-2. resolve the policy for all of them (``initspec.resolve``: rule, spec, plan, seed) and
-   check that each plan fits its parameter's dtype (``initspec.numeric.check_fits``):
-   any problem raises one ``InitSpecError`` listing every parameter concerned, before a
-   single array is produced;
-3. sample each parameter from its own key: threefry2x32 with key words
-   ``(s >> 32, s & 0xFFFFFFFF)`` for ``s = derive_seed(seed, canonical path)`` (the key of
-   the portable stream too), on the parameter's own sharding when it has one; with
-   ``rng="portable"``, the portable stream's values for that key (``initspec_jax.portable``).
+The core's orchestration (``initspec.engine.run_policy``) on Flax's description of the
+parameters (``initspec_jax.traverse``, ``initspec_jax.describe``) and JAX's backend: each
+parameter drawn from its own key, threefry2x32 with key words ``(s >> 32, s & 0xFFFFFFFF)``
+for ``s = derive_seed(seed, canonical path)`` (the key of the portable stream too), with
+the dtype and sharding of the value it replaces; with ``rng="portable"``, the portable
+stream's values for that key (``initspec_jax.portable``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import numpy as np
 
-from initspec import portable as portable_ref
-from initspec.errors import BackendError, InitSpecError
-from initspec.layout import LayoutLike
-from initspec.numeric import check_fits
-from initspec.plans import Plan
-from initspec.resolve import Report, Resolution, ResolutionError, resolve
+from initspec.backend import Job, Rng, draw
+from initspec.engine import run_policy
+from initspec.numeric import FLOAT_DTYPES
+from initspec.resolve import Report, Resolution, resolve
 from initspec_jax import portable
 from initspec_jax.checks import check_dtype, stored_dtype
-from initspec_jax.sampling import sample_plan
+from initspec_jax.sampling import JaxNative
 from initspec_jax.traverse import (
     FlaxParam,
     Path,
@@ -38,17 +33,10 @@ from initspec_jax.traverse import (
 )
 
 
-def param_key(seed64: int) -> jax.Array:
-    """The threefry2x32 key of a parameter from its 64-bit ``derive_seed`` value.
-
-    Built from the key words directly: ``jax.random.key(s)`` keeps only the low 32 bits of
-    ``s`` unless x64 is on, and refuses ``s >= 2**63``.
-    """
-    return jax.random.wrap_key_data(param_key_data(seed64), impl="threefry2x32")
-
-
 def param_key_data(seed64: int) -> np.ndarray:
-    """The two uint32 words of ``param_key(seed64)``."""
+    """The two uint32 words of the threefry2x32 key of a parameter's 64-bit seed (built
+    from the words directly: ``jax.random.key(s)`` keeps only the low 32 bits of ``s``
+    unless x64 is on, and refuses ``s >= 2**63``)."""
     return np.array([seed64 >> 32, seed64 & 0xFFFFFFFF], dtype=np.uint32)
 
 
@@ -58,29 +46,13 @@ def _multi_device(value: Any) -> Any:
     return sharding if sharding is not None and len(sharding.device_set) > 1 else None
 
 
-Rng = Literal["native", "portable"]
+def _zero_row(values: jax.Array, row: int) -> jax.Array:
+    return values.at[row].set(0)
 
 
-def _check_rng(rng: str, stream: int) -> None:
-    if rng not in ("native", "portable"):
-        raise BackendError(f"rng {rng!r} is not known; allowed: native, portable")
-    if rng == "portable":
-        portable_ref.check_version(stream)
-
-
-def sample_like(
-    plan: Plan,
-    seed64: int,
-    like: Any,
-    rng: Rng = "native",
-    layout: LayoutLike = "flax",
-    stream: int = 1,
-) -> jax.Array:
-    """Sample ``plan`` with the parameter's key and the dtype and sharding of ``like``.
-
-    ``rng="portable"``: the portable stream ``stream`` with key words ``(seed64 >> 32,
-    seed64 & 0xFFFFFFFF)`` (``initspec.portable.param_key``), elements indexed in
-    ``layout``'s canonical order.
+def sample_like(job: Job, like: Any) -> jax.Array:
+    """The values of ``job`` with the dtype and sharding of ``like`` (an array or a
+    ``jax.ShapeDtypeStruct``).
 
     Programs are compiled per kind of primitive, shape, dtype and sharding, not per
     parameter: the layers of a deep model share them, whatever their std. A parameter spread
@@ -88,52 +60,72 @@ def sample_like(
     shard; one on a single non-default device is moved there.
     """
     sharding = _multi_device(like)
-    if rng == "portable":
-        key = (seed64 >> 32, seed64 & 0xFFFFFFFF)
-        perm = portable_ref.layout_perm(plan.shape, layout)
-        out = portable.sample(
-            plan, key, perm, np.dtype(like.dtype), sharding=sharding, stream=stream
-        )
+    target = check_dtype(like.dtype)
+    if job.rng == "portable":
+        with jax.enable_x64(True):
+            sampler: Any = portable.JaxPortable(
+                job.key, job.perm, stored_dtype(target), job.index, sharding
+            )
+            out = draw(job, sampler, _zero_row)
     else:
-        out = sample_plan(plan, param_key_data(seed64), np.dtype(like.dtype), sharding)
+        out = draw(job, JaxNative(param_key_data(job.seed), target, sharding), _zero_row)
     single = getattr(like, "sharding", None)
     if sharding is None and single is not None and single != out.sharding:
         out = jax.device_put(out, single)
     return out
 
 
-def _check_and_sample(
-    resolution: Resolution, values: Mapping[str, Any], rng: Rng = "native", stream: int = 1
-) -> dict[str, jax.Array]:
-    """New arrays for every parameter to initialize, or one ``ResolutionError`` (nothing is
-    sampled) naming each parameter whose plan its dtype cannot hold."""
-    problems: list[str] = []
-    for rp in resolution.to_sample():
-        assert rp.plan is not None and rp.rule is not None and rp.rule_index is not None
-        try:
-            dtype = check_dtype(values[rp.info.path].dtype)
-            check_fits(rp.plan, stored_dtype(dtype).name)
-        except InitSpecError as exc:
-            info = rp.info
-            problems.append(
-                f"{info.path} (shape {info.shape}, {info.kind}/{info.role}): "
-                f"rule {rp.rule.label(rp.rule_index)}: {exc}"
-            )
-    if problems:
-        raise ResolutionError(problems)
-    out = {}
-    for rp in resolution.to_sample():
-        assert rp.plan is not None
-        out[rp.info.path] = sample_like(
-            rp.plan, rp.seed, values[rp.info.path], rng, rp.info.layout, stream
-        )
-    return out
+class _Backend:
+    """Flax parameters for the engine: a target is ``(path, value)``; new values are
+    collected in ``new`` (linen) or assigned to the nnx variable (``apply_nnx``)."""
+
+    def __init__(self, variables: Mapping[str, Any] | None = None) -> None:
+        self.new: dict[str, jax.Array] = {}
+        self.variables = variables
+
+    def dtype(self, target: tuple[str, Any]) -> str:
+        name = str(np.dtype(target[1].dtype).name)
+        return str(stored_dtype(name).name) if name in FLOAT_DTYPES else name
+
+    def unwritable(self, target: tuple[str, Any]) -> str | None:
+        return None
+
+    def placeholder(self, target: tuple[str, Any]) -> bool:
+        return False
+
+    def snapshot(self, target: tuple[str, Any]) -> Any:
+        return target[1]  # jax arrays are immutable: the old value is its own snapshot
+
+    def write(self, target: tuple[str, Any], job: Job) -> None:
+        value = sample_like(job, target[1])
+        if self.variables is not None:
+            self.variables[target[0]].set_value(value)
+        else:
+            self.new[target[0]] = value
+
+    def restore(self, target: tuple[str, Any], snapshot: Any) -> None:
+        if self.variables is not None:
+            self.variables[target[0]].set_value(snapshot)
 
 
 def resolve_params(policy: Any, params: list[FlaxParam], seed: int | None = None) -> Resolution:
     """Resolve ``policy`` for described parameters without sampling anything: the report
     of what ``apply`` / ``apply_nnx`` would do (``resolution.report()``)."""
     return resolve(policy, [p.info for p in params], seed)
+
+
+def _run(
+    policy: Any,
+    described: list[FlaxParam],
+    seed: int | None,
+    backend: _Backend,
+    rng: Rng,
+    stream: int,
+    write: bool = True,
+) -> Resolution:
+    targets = {p.info.path: (p.info.path, p.value) for p in described}
+    infos = [p.info for p in described]
+    return run_policy(backend, policy, infos, targets, seed, rng=rng, stream=stream, write=write)
 
 
 # linen -----------------------------------------------------------------------------------
@@ -190,10 +182,10 @@ def apply(
     Raises an ``InitSpecError`` naming every parameter that cannot be handled; nothing is
     sampled then.
     """
-    _check_rng(rng, stream)
     described = describe_linen(params, model, model_args=model_args)
-    resolution = resolve_params(policy, described, seed)
-    new = _check_and_sample(resolution, {p.info.path: p.value for p in described}, rng, stream)
+    backend = _Backend()
+    resolution = _run(policy, described, seed, backend, rng, stream)
+    new = backend.new
     tree, has_collections = split_collections(params)
     boxed = dict(walk(tree))
     replaced = {}
@@ -230,14 +222,10 @@ def apply_nnx(
     variable reachable under several paths is initialized once, under the first path
     ``nnx.iter_graph`` gives. Values keep their dtype and sharding. Raises an
     ``InitSpecError`` naming every parameter that cannot be handled, and then writes nothing;
-    otherwise all new values are computed before the first is assigned. ``rng="portable"``:
+    if an assignment fails (an exception, a KeyboardInterrupt), every variable assigned so
+    far gets its previous value back. ``rng="portable"``:
     the portable stream ``stream``, as in ``apply``.
     """
-    _check_rng(rng, stream)
     described = describe_nnx(module)
-    resolution = resolve_params(policy, described, seed)
-    new = _check_and_sample(resolution, {p.info.path: p.value for p in described}, rng, stream)
-    for p in described:
-        if p.info.path in new:
-            p.variable.set_value(new[p.info.path])
-    return resolution.report()
+    backend = _Backend({p.info.path: p.variable for p in described})
+    return _run(policy, described, seed, backend, rng, stream).report()

@@ -24,7 +24,7 @@ other backends do.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -34,45 +34,30 @@ import numpy as np
 from jax import lax
 from jax.extend.random import threefry2x32_p
 
-from initspec import portable as ref
+from initspec.backend import PortableStructural
 from initspec.errors import BackendError
-from initspec.numeric import check_fits, inward_bounds
-from initspec.plans import (
-    ConstantPlan,
-    DiracPlan,
-    IdentityPlan,
-    NormalPlan,
-    OrthogonalPlan,
-    Plan,
-    SparsePlan,
-    TruncatedNormalPlan,
-    UniformPlan,
+from initspec.numeric import FLOAT_DTYPES, check_fits, inward_bounds
+from initspec.plans import ConstantPlan, NormalPlan, Plan, TruncatedNormalPlan, UniformPlan
+from initspec.stream import (
+    EXPM2,
+    P0,
+    P1,
+    P2,
+    Q0,
+    Q1,
+    Q2,
+    S2PI,
+    TWO_M52,
+    TWO_M53,
+    Block,
+    block,
+    check_version,
 )
-from initspec.portable import Block, block, truncnorm_constants
 from initspec_jax.sharding import place
-
-SUPPORTED_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
-ELEMENTWISE = (ConstantPlan, UniformPlan, NormalPlan, TruncatedNormalPlan)
 
 _U32 = jnp.uint32
 _U64 = jnp.uint64
 _F64 = jnp.float64
-
-
-def check_dtype(dtype: Any) -> np.dtype[Any]:
-    """The target dtype if the stream defines it, else ``BackendError``."""
-    try:
-        dt = np.dtype(jnp.dtype(dtype))
-    except TypeError:
-        raise BackendError(
-            f"dtype {dtype!r} is not a dtype; allowed: {', '.join(SUPPORTED_DTYPES)}"
-        ) from None
-    if dt.name not in SUPPORTED_DTYPES:
-        raise BackendError(
-            f"the portable stream does not define dtype {dt.name}; allowed: "
-            f"{', '.join(SUPPORTED_DTYPES)}"
-        )
-    return dt
 
 
 # --- counters ---------------------------------------------------------------------------
@@ -106,12 +91,12 @@ def _u64(b0: jax.Array, b1: jax.Array) -> jax.Array:
 
 def uniform01(b0: jax.Array, b1: jax.Array) -> jax.Array:
     """[0, 1): ``(u64 >> 11) * 2**-53`` (exact: below 2**53, times a power of two)."""
-    return lax.convert_element_type(_u64(b0, b1) >> _U64(11), _F64) * ref._2M53
+    return lax.convert_element_type(_u64(b0, b1) >> _U64(11), _F64) * TWO_M53
 
 
 def uniform_open(b0: jax.Array, b1: jax.Array) -> jax.Array:
     """(0, 1): ``((u64 >> 12) + 0.5) * 2**-52``."""
-    return (lax.convert_element_type(_u64(b0, b1) >> _U64(12), _F64) + 0.5) * ref._2M52
+    return (lax.convert_element_type(_u64(b0, b1) >> _U64(12), _F64) + 0.5) * TWO_M52
 
 
 # --- float64 arithmetic as the reference ------------------------------------------------
@@ -161,18 +146,18 @@ def ndtri(p: jax.Array) -> jax.Array:
     - tails, ``y = min(p, 1 - p)``: ``t = sqrt(-2 log y)``, ``z = 1 / t``,
       ``x = t - log(t) / t - z * P(z) / Q(z)`` with (P1, Q1) for t < 8 else (P2, Q2).
     """
-    upper = p > 1.0 - ref._EXPM2
+    upper = p > 1.0 - EXPM2
     y = jnp.where(upper, 1.0 - p, p)
-    central = y > ref._EXPM2
+    central = y > EXPM2
     w = y - 0.5
     w2 = w * w
-    r = (w2 * _poly(w2, ref._P0)) / _poly(w2, ref._Q0)
-    xc = (w + _opaque(w * r)) * ref._S2PI
+    r = (w2 * _poly(w2, P0)) / _poly(w2, Q0)
+    xc = (w + _opaque(w * r)) * S2PI
     t = _opaque(jnp.sqrt(-2.0 * jnp.log(y)))  # else log(t) / t becomes log(t) * rsqrt(.)
     z = 1.0 / t
     near = t < 8.0  # (P1, Q1) else (P2, Q2): same degree, so one Horner per polynomial
-    corr = (z * _poly(z, _select(near, ref._P1, ref._P2))) / _poly(
-        z, _select(near, ref._Q1, ref._Q2)
+    corr = (z * _poly(z, _select(near, P1, P2))) / _poly(
+        z, _select(near, Q1, Q2)
     )
     xt = t - jnp.log(t) / t - corr
     return jnp.where(central, jnp.where(upper, -xc, xc), jnp.where(upper, xt, -xt))
@@ -198,62 +183,68 @@ def round_once(x: jax.Array, target: np.dtype[Any]) -> jax.Array:
 
 # --- programs ---------------------------------------------------------------------------
 
+# The value functions of the elementwise primitives: float64 values of a block from the key
+# and the plan's numbers (traced, so plans of one kind and shape share a program).
+Values = Callable[[jax.Array, jax.Array, Block, bool], jax.Array]
 
-def _values64(kind: tuple[Any, ...], key: jax.Array, numbers: jax.Array, blk: Block) -> jax.Array:
-    if kind[0] == "constant":
-        return jnp.full(blk.shape, numbers[0], _F64)
-    b0, b1 = words(key, blk)
-    if kind[0] == "uniform":
-        low, width = numbers[0], numbers[1]
-        u = uniform01(b0, b1)
-        return low + _opaque(width * u)
-    if kind[0] == "normal":
-        loc, scale = numbers[0], numbers[1]
-        z = ndtri(uniform_open(b0, b1))
-        return loc + _opaque(scale * z)
+
+def _constant64(key: jax.Array, numbers: jax.Array, blk: Block, flip: bool) -> jax.Array:
+    return jnp.full(blk.shape, numbers[0], _F64)
+
+
+def _uniform64(key: jax.Array, numbers: jax.Array, blk: Block, flip: bool) -> jax.Array:
+    low, width = numbers[0], numbers[1]
+    return low + _opaque(width * uniform01(*words(key, blk)))
+
+
+def _normal64(key: jax.Array, numbers: jax.Array, blk: Block, flip: bool) -> jax.Array:
+    loc, scale = numbers[0], numbers[1]
+    return loc + _opaque(scale * ndtri(uniform_open(*words(key, blk))))
+
+
+def _truncated_normal64(key: jax.Array, numbers: jax.Array, blk: Block, flip: bool) -> jax.Array:
     loc, scale, low, high, pa, mass = (numbers[i] for i in range(6))
-    uo = uniform_open(b0, b1)
-    z = ndtri(pa + _opaque(uo * mass))
-    if kind[1]:  # mirrored
+    z = ndtri(pa + _opaque(uniform_open(*words(key, blk)) * mass))
+    if flip:  # mirrored
         z = -z
     return jnp.clip(loc + _opaque(scale * z), low, high)
 
 
-def _finish(
-    x: jax.Array, kind: tuple[Any, ...], bounds: jax.Array, target: np.dtype[Any]
-) -> jax.Array:
+def _finish(x: jax.Array, bounds: jax.Array | None, target: np.dtype[Any]) -> jax.Array:
     out = round_once(x, target)
-    if kind[0] in ("uniform", "truncated_normal"):
+    if bounds is not None:
         out = jnp.clip(out, bounds[0].astype(target), bounds[1].astype(target))
     return out
 
 
-@partial(jax.jit, static_argnums=(3, 4, 5, 6))
+@partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
 def _elementwise_jit(
     key: jax.Array,
     numbers: jax.Array,
-    bounds: jax.Array,
-    kind: tuple[Any, ...],
+    bounds: jax.Array | None,
+    values: Values,
+    flip: bool,
     blk: Block,
     target: np.dtype[Any],
     sharding: Any,
 ) -> jax.Array:
     # The plan's numbers and the key are traced: one program per kind, block and dtype.
-    out = _finish(_values64(kind, key, numbers, blk), kind, bounds, target)
+    out = _finish(values(key, numbers, blk, flip), bounds, target)
     return out if sharding is None else place(out, sharding)
 
 
-@partial(jax.jit, static_argnums=(3, 4, 5))
+@partial(jax.jit, static_argnums=(3, 4, 5, 6))
 def _flat_jit(
     key: jax.Array,
     numbers: jax.Array,
-    bounds: jax.Array,
-    kind: tuple[Any, ...],
+    bounds: jax.Array | None,
+    values: Values,
+    flip: bool,
     size: int,
     target: np.dtype[Any],
 ) -> jax.Array:
     # Counters 0 .. size - 1: one program per kind, dtype and size bucket, whatever the shape.
-    return _finish(_values64(kind, key, numbers, Block((size,), 0, (1,))), kind, bounds, target)
+    return _finish(values(key, numbers, Block((size,), 0, (1,)), flip), bounds, target)
 
 
 def _bucket(n: int) -> int:
@@ -279,74 +270,80 @@ def _traced() -> bool:
     return isinstance(jnp.zeros(()), jax.core.Tracer)
 
 
-def _elementwise_args(plan: Plan) -> tuple[tuple[Any, ...], tuple[float, ...]]:
-    if isinstance(plan, ConstantPlan):
-        return ("constant",), (plan.value,)
-    if isinstance(plan, UniformPlan):
+class JaxPortable(PortableStructural):
+    """The portable stream in JAX: a ``Sampler[jax.Array]`` of ``target`` arrays (the whole
+    tensor, or the shard ``index``), placed on ``sharding`` when given. Structural plans
+    come from the core's float64 build (``PortableStructural``). Call under
+    ``jax.enable_x64(True)`` (``sample`` does)."""
+
+    def __init__(
+        self,
+        key: tuple[int, int],
+        perm: tuple[int, ...],
+        target: np.dtype[Any],
+        index: tuple[slice, ...] | None = None,
+        sharding: Any = None,
+    ) -> None:
+        self.key, self.perm, self.target = key, perm, target
+        self.index, self.sharding = index, sharding
+
+    def from_float64(self, values: np.ndarray, plan: Plan) -> jax.Array:
+        out = round_once(jnp.asarray(values, _F64), self.target)
+        return out if self.sharding is None else place(out, self.sharding)
+
+    def _run(
+        self, plan: Plan, values: Values, numbers: tuple[float, ...], flip: bool = False
+    ) -> jax.Array:
+        bounds = None
+        if plan.bounds is not None:
+            # an empty tensor has nothing to clip: no refusal, as NumPy and torch
+            b = inward_bounds(*plan.bounds, self.target.name, plan.open_high) if plan.numel else (0.0, 0.0)
+            bounds = jnp.asarray(b, _F64)
+        key = jnp.asarray(np.array(self.key, dtype=np.uint32))
+        args = (key, jnp.asarray(numbers, _F64), bounds, values, flip)
+        if self.index is None and self.sharding is None and not _traced():
+            # A whole tensor, computed here: its counters are 0 .. n - 1 in the canonical
+            # order, so compute them flat and transpose to the stored layout. XLA CPU
+            # compiles Threefry on a small N-D shape slowly (20 s for (3, 3, 8, 16), 1 s
+            # flat), and the flat program is shared by every shape in a size bucket.
+            # Sharded or traced calls keep the N-D form the SPMD partitioner can split.
+            flat = _flat_jit(*args, _bucket(plan.numel), self.target)
+            canonical = tuple(plan.shape[a] for a in self.perm)
+            inverse = tuple(int(a) for a in np.argsort(self.perm))
+            return _unflatten(flat, canonical, inverse)
+        blk = block(plan.shape, self.perm, self.index)
+        return _elementwise_jit(*args, blk, self.target, self.sharding)
+
+    def constant(self, plan: ConstantPlan) -> jax.Array:
+        return self._run(plan, _constant64, (plan.value,))
+
+    def uniform(self, plan: UniformPlan) -> jax.Array:
         # high - low in Python float64, as the reference computes it.
-        return ("uniform",), (plan.low, plan.high - plan.low)
-    if isinstance(plan, NormalPlan):
-        return ("normal",), (plan.loc, plan.scale)
-    assert isinstance(plan, TruncatedNormalPlan)
-    flip, pa, mass = truncnorm_constants(plan)
-    return ("truncated_normal", flip), (plan.loc, plan.scale, plan.low, plan.high, pa, mass)
+        return self._run(plan, _uniform64, (plan.low, plan.high - plan.low))
+
+    def normal(self, plan: NormalPlan) -> jax.Array:
+        return self._run(plan, _normal64, (plan.loc, plan.scale))
+
+    def truncated_normal(self, plan: TruncatedNormalPlan) -> jax.Array:
+        flip, pa, mass = plan.inverse_cdf
+        numbers = (plan.loc, plan.scale, plan.low, plan.high, pa, mass)
+        return self._run(plan, _truncated_normal64, numbers, flip)
 
 
-def standard_normal(key: jax.Array, n: int) -> jax.Array:
-    """``ndtri(uo)`` of counters ``0 .. n - 1`` (float64)."""
-    b0, b1 = words(key, Block((n,), 0, (1,)))
-    return ndtri(uniform_open(b0, b1))
-
-
-def orthogonal_matrix(key: jax.Array, rows: int, cols: int) -> jax.Array:
-    """Section 5: ``g[r, c] = ndtri(uo)`` of counter ``r * cols + c``; QR in float64 of g (or
-    g.T when rows < cols) with Q's columns times sign(diag(R)), transposed back."""
-    if rows * cols == 0:
-        return jnp.zeros((rows, cols), _F64)
-    g = standard_normal(key, rows * cols).reshape(rows, cols)
-    flat = g.T if rows < cols else g
-    q, r = jnp.linalg.qr(flat)
-    q = q * jnp.sign(jnp.diagonal(r))
-    return q.T if rows < cols else q
-
-
-@partial(jax.jit, static_argnums=(0,))
-def structural64(plan: Plan, key: jax.Array) -> jax.Array:
-    """The whole float64 tensor of a structural plan, stored layout, as the reference's
-    ``initspec.portable._structural`` (QR and the sparse mask need all of it)."""
-    if isinstance(plan, IdentityPlan):
-        return plan.gain * jnp.eye(plan.shape[0], plan.shape[1], dtype=_F64)
-    if isinstance(plan, OrthogonalPlan):
-        q = plan.gain * orthogonal_matrix(key, plan.rows, plan.cols)
-        return q.reshape(plan.permuted_shape).transpose(plan.inverse_perm)
-    if isinstance(plan, DiracPlan):
-        w = jnp.zeros(plan.canonical_shape, _F64)
-        out_ch, in_ch = plan.canonical_shape[:2]
-        if plan.matrix == "orthogonal":
-            m = plan.gain * orthogonal_matrix(key, out_ch, in_ch)
-            w = w.at[(slice(None), slice(None)) + plan.center].set(m)
-        else:
-            opg = plan.out_per_group
-            for g in range(plan.groups):
-                for d in range(min(opg, in_ch)):
-                    w = w.at[(g * opg + d, d) + plan.center].set(plan.gain)
-        return w.transpose(plan.inverse_perm)
-    if isinstance(plan, SparsePlan):
-        rows, cols = plan.canonical_shape
-        n = rows * cols
-        values = (plan.sigma * standard_normal(key, n)).reshape(rows, cols)
-        b0, b1 = words(key, Block((n,), n, (1,)))
-        mask_words = _u64(b0, b1).reshape(rows, cols)
-        # Rank of each row in its column by mask word (stable: ties by row, as the reference).
-        order = jnp.argsort(mask_words, axis=0, stable=True)
-        rank = jnp.argsort(order, axis=0, stable=True)
-        values = jnp.where(rank < plan.zeros_per_column, 0.0, values)
-        return values.transpose(plan.inverse_perm)
-    raise BackendError(f"portable stream: unknown plan {type(plan).__name__}")
-
-
-def _key_array(key: tuple[int, int]) -> jax.Array:
-    return jnp.asarray(np.array(key, dtype=np.uint32))
+def check_dtype(dtype: Any) -> np.dtype[Any]:
+    """The target dtype if the stream defines it, else ``BackendError``."""
+    try:
+        dt = np.dtype(jnp.dtype(dtype))
+    except TypeError:
+        raise BackendError(
+            f"dtype {dtype!r} is not a dtype; allowed: {', '.join(FLOAT_DTYPES)}"
+        ) from None
+    if dt.name not in FLOAT_DTYPES:
+        raise BackendError(
+            f"the portable stream does not define dtype {dt.name}; allowed: "
+            f"{', '.join(FLOAT_DTYPES)}"
+        )
+    return dt
 
 
 def sample(
@@ -361,8 +358,8 @@ def sample(
     """Stream-``stream`` values of ``plan`` as a ``dtype`` array: the whole tensor, or the shard
     ``index`` (one slice per dimension) computed from its global indices alone.
 
-    ``key``: ``initspec.portable.param_key(seed, path)``; ``perm``:
-    ``initspec.portable.layout_perm(plan.shape, layout)``. Traceable (works under an outer
+    ``key``: ``initspec.stream.param_key(seed, path)``; ``perm``:
+    ``initspec.stream.layout_perm(plan.shape, layout)``. Traceable (works under an outer
     ``jax.jit``); ``sharding`` (a ``Sharding``, or a ``PartitionSpec`` under a mesh) places
     the result inside the program (``initspec_jax.sharding.place``), so each device computes
     only its shard; under ``jax.jit(..., out_shardings=...)`` the partitioner does the same.
@@ -370,34 +367,10 @@ def sample(
     ``BackendError`` for an unknown ``stream``, a dtype the stream does not define, or an
     ``index`` that is not one in-bounds slice per dimension.
     """
-    ref.check_version(stream)
+    check_version(stream)
     target = check_dtype(dtype)
     out_dtype = np.dtype(jax.dtypes.canonicalize_dtype(target))  # float32 for float64 w/o x64
     check_fits(plan, out_dtype.name)
-    blk = block(plan.shape, perm, index)
+    block(plan.shape, perm, index)  # validates the shard
     with jax.enable_x64(True):
-        k = _key_array(key)
-        if isinstance(plan, ELEMENTWISE):
-            kind, numbers = _elementwise_args(plan)
-            bounds: tuple[float, float] = (0.0, 0.0)
-            if isinstance(plan, (UniformPlan, TruncatedNormalPlan)) and math.prod(plan.shape):
-                # (an empty tensor has nothing to clip: no refusal, as NumPy and torch)
-                bounds = inward_bounds(
-                    plan.low, plan.high, out_dtype.name, isinstance(plan, UniformPlan)
-                )
-            args = (k, jnp.asarray(numbers, _F64), jnp.asarray(bounds, _F64), kind)
-            if index is None and sharding is None and not _traced():
-                # A whole tensor, computed here: its counters are 0 .. n - 1 in the canonical
-                # order, so compute them flat and transpose to the stored layout. XLA CPU
-                # compiles Threefry on a small N-D shape slowly (20 s for (3, 3, 8, 16), 1 s
-                # flat), and the flat program is shared by every shape in a size bucket.
-                # Sharded or traced calls keep the N-D form the SPMD partitioner can split.
-                flat = _flat_jit(*args, _bucket(math.prod(plan.shape)), out_dtype)
-                canonical = tuple(plan.shape[a] for a in perm)
-                inverse = tuple(int(a) for a in np.argsort(perm))
-                return _unflatten(flat, canonical, inverse)
-            return _elementwise_jit(*args, blk, out_dtype, sharding)
-        full = structural64(plan, k)
-        part = full[index] if index is not None else full
-        out = round_once(part, out_dtype)
-        return out if sharding is None else place(out, sharding)
+        return plan.draw(JaxPortable(key, perm, out_dtype, index, sharding))

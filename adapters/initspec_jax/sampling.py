@@ -13,6 +13,7 @@ may be a tracer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -21,7 +22,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from initspec import BackendError
 from initspec.numeric import check_fits, inward_bounds
 from initspec.plans import (
     ConstantPlan,
@@ -36,7 +36,10 @@ from initspec.plans import (
 )
 from initspec_jax.checks import check_dtype, stored_dtype, work_dtype
 from initspec_jax.sharding import place
-from initspec_jax.truncnorm import Branch, sample_standard, truncnorm_constants
+from initspec_jax.truncnorm import Branch, sample_standard, truncnorm_branch
+
+Shape = tuple[int, ...]
+Work = np.dtype[Any]
 
 
 def orthogonal_matrix(key: jax.Array, rows: int, cols: int, work: np.dtype[Any]) -> jax.Array:
@@ -55,60 +58,38 @@ def orthogonal_matrix(key: jax.Array, rows: int, cols: int, work: np.dtype[Any])
     return q.T if rows < cols else q
 
 
-def _sparse(plan: SparsePlan, key: jax.Array, work: np.dtype[Any]) -> jax.Array:
-    """N(0, sigma^2) in canonical (rows, cols), then ``zeros_per_column`` rows zeroed per
-    column: the first rows of an independent uniform random permutation of each column."""
-    rows, cols = plan.canonical_shape
+def _sparse(unit: SparsePlan, key: jax.Array, work: np.dtype[Any]) -> jax.Array:
+    """N(0, 1) in canonical (rows, cols), then ``zeros_per_column`` rows zeroed per column:
+    the first rows of an independent uniform random permutation of each column."""
+    rows, cols = unit.canonical_shape
     k_values, k_perm = jax.random.split(key)
-    w = plan.sigma * jax.random.normal(k_values, (rows, cols), work)
-    zeros = plan.zeros_per_column
+    w = unit.sigma * jax.random.normal(k_values, (rows, cols), work)
+    zeros = unit.zeros_per_column
     if zeros and rows * cols:
         perms = jax.vmap(lambda k: jax.random.permutation(k, rows))(jax.random.split(k_perm, cols))
         rank = jnp.argsort(perms, axis=1).T  # rank[i, j]: position of row i in column j's perm
         w = jnp.where(rank < zeros, jnp.zeros((), work), w)
-    return w.transpose(plan.inverse_perm)
+    return w.transpose(unit.inverse_perm)
 
 
-def _dirac(plan: DiracPlan, key: jax.Array, work: np.dtype[Any]) -> jax.Array:
-    """Canonical (out, in, *k) zeros with the identity (per group) or an orthogonal (out, in)
-    matrix written at ``plan.center``; transposed back to the stored layout."""
-    w = jnp.zeros(plan.canonical_shape, work)
-    out_ch, in_ch = plan.canonical_shape[:2]
-    if plan.matrix == "orthogonal":
-        m = plan.gain * orthogonal_matrix(key, out_ch, in_ch, work)
-        w = w.at[(slice(None), slice(None)) + plan.center].set(m)
-    else:
-        n = min(plan.out_per_group, in_ch)
-        group = np.repeat(np.arange(plan.groups), n)
-        diag = np.tile(np.arange(n), plan.groups)
-        index = (group * plan.out_per_group + diag, diag) + plan.center
-        w = w.at[index].set(jnp.asarray(plan.gain, work))
-    return w.transpose(plan.inverse_perm)
+def _orthogonal(unit: OrthogonalPlan, key: jax.Array, work: np.dtype[Any]) -> jax.Array:
+    q = unit.gain * orthogonal_matrix(key, unit.rows, unit.cols, work)
+    return q.reshape(unit.permuted_shape).transpose(unit.inverse_perm)
 
 
-def sample_work(plan: Plan, key: jax.Array, work: np.dtype[Any]) -> jax.Array:
-    """Draw ``plan`` in its stored shape in dtype ``work`` (float32 or float64)."""
-    shape = plan.shape
-    if isinstance(plan, ConstantPlan):
-        return jnp.full(shape, plan.value, work)
-    if isinstance(plan, UniformPlan):
-        return _uniform(key, plan.low, plan.high, shape, work)
-    if isinstance(plan, NormalPlan):
-        return _normal(key, plan.loc, plan.scale, shape, work)
-    if isinstance(plan, TruncatedNormalPlan):
-        branch, constants = truncnorm_constants(plan.alpha, plan.beta, work)
-        args = (plan.loc, plan.scale, plan.low, plan.high)
-        return _truncated_normal(key, args, constants, shape, work, branch)
-    if isinstance(plan, IdentityPlan):
-        return plan.gain * jnp.eye(shape[0], shape[1], dtype=work)
-    if isinstance(plan, OrthogonalPlan):
-        q = plan.gain * orthogonal_matrix(key, plan.rows, plan.cols, work)
-        return q.reshape(plan.permuted_shape).transpose(plan.inverse_perm)
-    if isinstance(plan, DiracPlan):
-        return _dirac(plan, key, work)
-    if isinstance(plan, SparsePlan):
-        return _sparse(plan, key, work)
-    raise BackendError(f"jax backend: unknown plan {type(plan).__name__}")
+def _identity(unit: IdentityPlan, key: jax.Array, work: np.dtype[Any]) -> jax.Array:
+    return jnp.asarray(unit.build(), work)
+
+
+def _dirac(unit: DiracPlan, key: jax.Array, work: np.dtype[Any]) -> jax.Array:
+    """The identity per group (built by the core), or an orthogonal (out, in) matrix at the
+    centre of canonical (out, in, *k) zeros; in the stored layout."""
+    if unit.matrix == "identity":
+        return jnp.asarray(unit.build(), work)
+    centre = unit.centre_matrix
+    m = centre.gain * orthogonal_matrix(key, centre.rows, centre.cols, work)
+    w = jnp.zeros(unit.canonical_shape, work).at[unit.centre_index].set(m)
+    return w.transpose(unit.inverse_perm)
 
 
 # The elementwise primitives take their numbers as traced arguments and only the shape and
@@ -116,28 +97,23 @@ def sample_work(plan: Plan, key: jax.Array, work: np.dtype[Any]) -> jax.Array:
 # one compiled program whatever its std or bounds; inlined when called under an outer jit.
 
 
-def _uniform(
-    key: jax.Array, low: Any, high: Any, shape: tuple[int, ...], work: np.dtype[Any]
-) -> jax.Array:
-    return jax.random.uniform(key, shape, work, minval=low, maxval=high)
+def _constant(key: jax.Array, numbers: Any, shape: Shape, work: Work, static: Any) -> jax.Array:
+    return jnp.full(shape, numbers[0], work)
 
 
-def _normal(
-    key: jax.Array, loc: Any, scale: Any, shape: tuple[int, ...], work: np.dtype[Any]
-) -> jax.Array:
-    return loc + scale * jax.random.normal(key, shape, work)
+def _uniform(key: jax.Array, numbers: Any, shape: Shape, work: Work, static: Any) -> jax.Array:
+    return jax.random.uniform(key, shape, work, minval=numbers[0], maxval=numbers[1])
+
+
+def _normal(key: jax.Array, numbers: Any, shape: Shape, work: Work, static: Any) -> jax.Array:
+    return numbers[0] + numbers[1] * jax.random.normal(key, shape, work)
 
 
 def _truncated_normal(
-    key: jax.Array,
-    args: tuple[Any, Any, Any, Any],
-    constants: tuple[Any, ...],
-    shape: tuple[int, ...],
-    work: np.dtype[Any],
-    branch: Branch,
+    key: jax.Array, numbers: Any, shape: Shape, work: Work, branch: Branch
 ) -> jax.Array:
-    loc, scale, low, high = args
-    z = sample_standard(key, shape, work, branch, constants)
+    loc, scale, low, high = numbers[:4]
+    z = sample_standard(key, shape, work, branch, numbers[4:])
     return jnp.clip(loc + scale * z, low, high)
 
 
@@ -163,54 +139,94 @@ def _typed(key: Any) -> jax.Array:
     return jax.random.wrap_key_data(key, impl="threefry2x32")  # type: ignore[no-any-return]
 
 
-@partial(jax.jit, static_argnums=(3, 4, 5, 6))
+@partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
 def _elementwise_jit(
     key: jax.Array,
     numbers: tuple[Any, ...],
     bounds: tuple[Any, Any] | None,
-    kind: tuple[Any, ...],
-    shape: tuple[int, ...],
+    values: Callable[..., jax.Array],
+    static: Any,
+    shape: Shape,
     target: np.dtype[Any],
     sharding: Any,
 ) -> jax.Array:
     # Under a sharding each device computes only its shard (threefry is partitionable).
-    key = _typed(key)
-    work = work_dtype(target)
-    if kind[0] == "constant":
-        x = jnp.full(shape, numbers[0], work)
-    elif kind[0] == "uniform":
-        x = _uniform(key, numbers[0], numbers[1], shape, work)
-    elif kind[0] == "normal":
-        x = _normal(key, numbers[0], numbers[1], shape, work)
-    else:
-        x = _truncated_normal(key, numbers[:4], numbers[4:], shape, work, kind[1])
+    x = values(_typed(key), numbers, shape, work_dtype(target), static)
     return _placed(_finish(x, bounds, target), sharding)
 
 
-def _unit(plan: Plan) -> tuple[Plan, float]:
-    """A structural plan with gain (sparse: std) 1, and that factor: the values are linear in
-    it, so plans differing only in gain share a compiled program."""
-    if isinstance(plan, SparsePlan):
-        return replace(plan, sigma=1.0), plan.sigma
-    if isinstance(plan, (OrthogonalPlan, IdentityPlan, DiracPlan)):
-        return replace(plan, gain=1.0), plan.gain
-    return plan, 1.0
-
-
-@partial(jax.jit, static_argnums=(0, 3, 4))
+@partial(jax.jit, static_argnums=(0, 1, 4, 5))
 def _structural_jit(
-    unit: Plan, key: jax.Array, factor: Any, target: np.dtype[Any], sharding: Any
+    values: Callable[..., jax.Array],
+    unit: Plan,
+    key: jax.Array,
+    factor: Any,
+    target: np.dtype[Any],
+    sharding: Any,
 ) -> jax.Array:
-    work = work_dtype(target)
-    return _placed(_finish(factor * sample_work(unit, _typed(key), work), None, target), sharding)
+    # A plan with gain (sparse: std) 1 and that factor: the values are linear in it, so
+    # plans differing only in gain share a compiled program.
+    x = factor * values(unit, _typed(key), work_dtype(target))
+    return _placed(_finish(x, None, target), sharding)
+
+
+class JaxNative:
+    """JAX's native stream (``jax.random`` with the key): a ``Sampler[jax.Array]`` of
+    ``target`` arrays, drawn in the work dtype (float32, or float64 for a float64 target
+    under x64) and rounded once, uniform and truncated normal clipped inside their bounds,
+    placed on ``sharding`` inside the program when given.
+
+    One compiled program per kind of primitive, shape, dtype and sharding; the plan's
+    numbers are traced arguments.
+    """
+
+    def __init__(self, key: Any, target: np.dtype[Any], sharding: Any = None) -> None:
+        self.key, self.target, self.sharding = key, target, sharding
+
+    def _elementwise(
+        self, plan: Plan, values: Callable[..., jax.Array], numbers: tuple[Any, ...], static: Any = None
+    ) -> jax.Array:
+        bounds = clip_bounds(plan, stored_dtype(self.target))
+        return _elementwise_jit(
+            self.key, numbers, bounds, values, static, plan.shape, self.target, self.sharding
+        )
+
+    def constant(self, plan: ConstantPlan) -> jax.Array:
+        return self._elementwise(plan, _constant, (plan.value,))
+
+    def uniform(self, plan: UniformPlan) -> jax.Array:
+        return self._elementwise(plan, _uniform, (plan.low, plan.high))
+
+    def normal(self, plan: NormalPlan) -> jax.Array:
+        return self._elementwise(plan, _normal, (plan.loc, plan.scale))
+
+    def truncated_normal(self, plan: TruncatedNormalPlan) -> jax.Array:
+        branch, constants = truncnorm_branch(plan.alpha, plan.beta, work_dtype(self.target))
+        numbers = (plan.loc, plan.scale, plan.low, plan.high, *constants)
+        return self._elementwise(plan, _truncated_normal, numbers, branch)
+
+    def _structural(self, values: Callable[..., jax.Array], unit: Plan, factor: float) -> jax.Array:
+        return _structural_jit(values, unit, self.key, factor, self.target, self.sharding)
+
+    def orthogonal(self, plan: OrthogonalPlan) -> jax.Array:
+        return self._structural(_orthogonal, replace(plan, gain=1.0), plan.gain)
+
+    def identity(self, plan: IdentityPlan) -> jax.Array:
+        return self._structural(_identity, replace(plan, gain=1.0), plan.gain)
+
+    def dirac(self, plan: DiracPlan) -> jax.Array:
+        return self._structural(_dirac, replace(plan, gain=1.0), plan.gain)
+
+    def sparse(self, plan: SparsePlan) -> jax.Array:
+        return self._structural(_sparse, replace(plan, sigma=1.0), plan.sigma)
 
 
 def clip_bounds(plan: Plan, dtype: np.dtype[Any]) -> tuple[float, float] | None:
-    """The closest ``dtype`` values inside a uniform's [low, high) or a truncated normal's
-    [low, high] (``initspec.numeric.inward_bounds``); None for other plans."""
+    """The closest ``dtype`` values inside a bounded plan's [low, high] (or [low, high),
+    ``initspec.numeric.inward_bounds``); None for other plans and for empty ones."""
     # An empty plan writes nothing: like numeric.check_fits, NumPy and torch, no bounds check.
-    if isinstance(plan, (UniformPlan, TruncatedNormalPlan)) and plan.numel:
-        return inward_bounds(plan.low, plan.high, dtype.name, isinstance(plan, UniformPlan))
+    if plan.bounds is not None and plan.numel:
+        return inward_bounds(*plan.bounds, dtype.name, plan.open_high)
     return None
 
 
@@ -218,33 +234,11 @@ def sample_plan(
     plan: Plan, key: jax.Array | np.ndarray, dtype: Any = jnp.float32, sharding: Any = None
 ) -> jax.Array:
     """Draw ``plan`` with ``key`` (a single typed key, or the two uint32 words of a
-    threefry2x32 key) as a ``dtype`` array: sampled in the work dtype, rounded once, uniform
-    and truncated normal clipped inside their bounds.
-
-    One compiled program per kind of primitive, shape, dtype and sharding; the plan's
-    numbers are traced arguments. ``sharding`` (optional) is applied inside the program
-    (``initspec_jax.sharding.place``).
-    """
+    threefry2x32 key) as a ``dtype`` array (``JaxNative``), after the core's check that its
+    values fit the dtype (``initspec.numeric.check_fits``, decided from the plan alone:
+    values cannot be inspected under jit). ``sharding`` (optional) is applied inside the
+    program (``initspec_jax.sharding.place``)."""
     target = check_dtype(dtype)
-    work = work_dtype(target)
     out_dtype = stored_dtype(target)  # float32 for float64 without x64
-    # shared with every backend: refuse values that would overflow, or bounds with no
-    # value of the dtype between them, from the plan alone (values cannot be inspected
-    # under jit)
     check_fits(plan, out_dtype.name)
-    bounds = clip_bounds(plan, out_dtype)
-    if isinstance(plan, ConstantPlan):
-        numbers: tuple[float, ...] = (plan.value,)
-        kind: tuple[Any, ...] = ("constant",)
-    elif isinstance(plan, UniformPlan):
-        numbers, kind = (plan.low, plan.high), ("uniform",)
-    elif isinstance(plan, NormalPlan):
-        numbers, kind = (plan.loc, plan.scale), ("normal",)
-    elif isinstance(plan, TruncatedNormalPlan):
-        branch, constants = truncnorm_constants(plan.alpha, plan.beta, work)
-        numbers = (plan.loc, plan.scale, plan.low, plan.high, *constants)
-        kind = ("truncated_normal", branch)
-    else:
-        unit, factor = _unit(plan)
-        return _structural_jit(unit, key, factor, target, sharding)
-    return _elementwise_jit(key, numbers, bounds, kind, plan.shape, target, sharding)
+    return plan.draw(JaxNative(key, target, sharding))

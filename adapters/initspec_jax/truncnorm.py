@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erfinv, log_ndtr
 
-from initspec import portable as cephes
+from initspec import stream
 from initspec.plans import normal_mass
 
 _SQRT2 = math.sqrt(2.0)
@@ -87,7 +87,7 @@ _ERF_ONLY_REACH = 2.0 * (1 + 1e-12)  # bounds computed as +-2 std may round past
 
 
 @functools.lru_cache(maxsize=256)
-def truncnorm_constants(
+def truncnorm_branch(
     alpha: float, beta: float, work: np.dtype[Any]
 ) -> tuple[Branch, tuple[float, ...]]:
     """The host-side half: which form to use and its float64 constants.
@@ -134,7 +134,7 @@ def sample_standard(
     branch: Branch,
     constants: tuple[Any, ...],
 ) -> jax.Array:
-    """The device-side half: draws for ``truncnorm_constants``'s output (constants may be
+    """The device-side half: draws for ``truncnorm_branch``'s output (constants may be
     traced values)."""
     c = tuple(jnp.asarray(v, work) for v in constants)
     if branch in ("erf", "central", "central_deep"):
@@ -147,7 +147,7 @@ def standard_truncated_normal(
     key: jax.Array, shape: tuple[int, ...], alpha: float, beta: float, work: np.dtype[Any]
 ) -> jax.Array:
     """``shape`` draws of N(0, 1) restricted to [alpha, beta] in dtype ``work``."""
-    branch, constants = truncnorm_constants(alpha, beta, work)
+    branch, constants = truncnorm_branch(alpha, beta, work)
     return sample_standard(key, shape, work, branch, constants)
 
 
@@ -189,10 +189,10 @@ def ndtri_tail(t: jax.Array, deep: bool = True) -> jax.Array:
         pc, qc = np.array(p, dtype), np.array(q, dtype)
         return first - jnp.polyval(pc, 1 / z) / jnp.polyval(qc, 1 / z) / z
 
-    near = expansion(cephes._P1, cephes._Q1)
+    near = expansion(stream.P1, stream.Q1)
     if not deep:
         return near
-    return jnp.where(z >= jnp.asarray(8.0, dtype), expansion(cephes._P2, cephes._Q2), near)
+    return jnp.where(z >= jnp.asarray(8.0, dtype), expansion(stream.P2, stream.Q2), near)
 
 
 def _far_right_tail(

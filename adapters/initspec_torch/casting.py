@@ -15,21 +15,10 @@ from __future__ import annotations
 
 import torch
 
-from initspec.errors import BackendError
-from initspec.numeric import check_fits as core_check_fits
-from initspec.numeric import inward_bounds
-from initspec.plans import (
-    Plan,
-    TruncatedNormalPlan,
-    UniformPlan,
-)
+from initspec.numeric import FLOAT_DTYPES, inward_bounds
+from initspec.plans import Plan, UniformPlan
 
-SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (
-    torch.float16,
-    torch.bfloat16,
-    torch.float32,
-    torch.float64,
-)
+SUPPORTED_DTYPES: tuple[torch.dtype, ...] = tuple(getattr(torch, name) for name in FLOAT_DTYPES)
 
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
@@ -48,34 +37,23 @@ def work_dtype(plan: Plan, dtype: torch.dtype) -> torch.dtype:
     """
     if dtype == torch.float64:
         return torch.float64
-    if isinstance(plan, (UniformPlan, TruncatedNormalPlan)) and not (
-        plan.high - plan.low <= _FLOAT32_MAX
-    ):
+    if plan.bounds is not None and not plan.bounds[1] - plan.bounds[0] <= _FLOAT32_MAX:
         return torch.float64
     return torch.float32
 
 
-def dtype_inward_bounds(
-    plan: UniformPlan | TruncatedNormalPlan, dtype: torch.dtype
-) -> tuple[float, float]:
-    """The closest values of ``dtype`` inside [low, high] (inside [low, high) for a uniform);
-    ``BackendError`` when there is none (``initspec.numeric.inward_bounds``)."""
-    try:
-        return inward_bounds(plan.low, plan.high, dtype_name(dtype), isinstance(plan, UniformPlan))
-    except BackendError as exc:
-        raise BackendError(f"{plan.describe()}: {exc}") from None
-
-
-def check_fits(plan: Plan, dtype: torch.dtype) -> None:
-    """``BackendError`` if a value of the plan can round to inf in ``dtype``
-    (``initspec.numeric.check_fits``, decided from the plan before sampling)."""
-    core_check_fits(plan, dtype_name(dtype))
+def dtype_inward_bounds(plan: Plan, dtype: torch.dtype) -> tuple[float, float]:
+    """The closest values of ``dtype`` inside a bounded plan's [low, high] (inside [low,
+    high) for a uniform; ``initspec.numeric.inward_bounds``; the engine has checked that
+    there are some)."""
+    assert plan.bounds is not None
+    return inward_bounds(*plan.bounds, dtype_name(dtype), plan.open_high)
 
 
 def clip_to_bounds_(out: torch.Tensor, plan: Plan) -> torch.Tensor:
-    """Clip a uniform or truncated normal, already in its final dtype, to the dtype-inward
-    bounds (a no-op for other plans)."""
-    if isinstance(plan, (UniformPlan, TruncatedNormalPlan)) and out.numel():
+    """Clip a bounded plan (uniform, truncated normal), already in its final dtype, to the
+    dtype-inward bounds (a no-op for other plans)."""
+    if plan.bounds is not None and out.numel():
         lo, hi = dtype_inward_bounds(plan, out.dtype)
         out.clamp_(lo, hi)
     return out

@@ -1,4 +1,4 @@
-"""``explain``: the report of a policy on a module, resolved but not applied."""
+"""``explain``: the report of a policy on a module, resolved and checked but not applied."""
 
 from __future__ import annotations
 
@@ -6,12 +6,18 @@ from typing import Any
 
 from torch import nn
 
-from initspec.resolve import Report, resolve
+from initspec.engine import run_policy
+from initspec.resolve import Report
+from initspec_torch.backend import TorchBackend
 from initspec_torch.describe import describe
 
 
 def explain(policy: Any, module: nn.Module, seed: int | None = None) -> Report:
     """What ``apply(policy, module, seed)`` would give each parameter (rule, plan, fans),
     without writing anything; raises the same ``InitSpecError`` as ``apply`` would for
-    parameters the policy cannot handle."""
-    return resolve(policy, [p.info for p in describe(module)], seed).report()
+    parameters the policy cannot handle, dtype and writability checks included."""
+    params = describe(module)
+    tensors = {p.info.path: p.tensor for p in params}
+    return run_policy(
+        TorchBackend(), policy, [p.info for p in params], tensors, seed, write=False
+    ).report()

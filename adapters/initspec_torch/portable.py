@@ -30,26 +30,30 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from initspec import portable as ref
+from initspec.backend import PortableStructural
 from initspec.errors import BackendError
-from initspec.plans import (
-    ConstantPlan,
-    DiracPlan,
-    IdentityPlan,
-    NormalPlan,
-    OrthogonalPlan,
-    Plan,
-    SparsePlan,
-    TruncatedNormalPlan,
-    UniformPlan,
+from initspec.plans import ConstantPlan, NormalPlan, Plan, TruncatedNormalPlan, UniformPlan
+from initspec.stream import (
+    EXPM2,
+    P0,
+    P1,
+    P2,
+    PARITY,
+    Q0,
+    Q1,
+    Q2,
+    ROTATIONS,
+    TWO_M52,
+    TWO_M53,
+    Block,
+    block,
 )
-from initspec.portable import Block, block, truncnorm_constants
 from initspec_torch.casting import SUPPORTED_DTYPES, clip_to_bounds_, dtype_name
 
 M32 = 0xFFFFFFFF
@@ -61,9 +65,6 @@ M32 = 0xFFFFFFFF
 CHUNK_CPU = 31744
 # CUDA: large enough to fill the GPU.
 CHUNK_CUDA = 1 << 22
-
-ELEMENTWISE = (ConstantPlan, UniformPlan, NormalPlan, TruncatedNormalPlan)
-
 
 def chunk_size(device: torch.device) -> int:
     return CHUNK_CPU if device.type == "cpu" else CHUNK_CUDA
@@ -104,13 +105,13 @@ def threefry2x32_(
     same shape (allocated if not given).
     """
     k0, k1 = key
-    ks = (k0, k1, k0 ^ k1 ^ ref._PARITY)
+    ks = (k0, k1, k0 ^ k1 ^ PARITY)
     if tmp is None:
         tmp = torch.empty_like(x1)
     x0.add_(ks[0])
     x1.add_(ks[1]).bitwise_and_(M32)
     for rnd in range(5):
-        for r in ref._ROTATIONS[4 * (rnd % 2) : 4 * (rnd % 2) + 4]:
+        for r in ROTATIONS[4 * (rnd % 2) : 4 * (rnd % 2) + 4]:
             # x0 is left unmasked until the end: it only feeds additions and the xor into x1
             # (whose mask drops the high bits); 26 additions of < 2**33 stay below 2**38.
             x0.add_(x1)
@@ -138,19 +139,13 @@ def words(
 def uniform01_(b0: torch.Tensor, b1: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``(u64 >> 11) * 2**-53`` into float64 ``out``; ``b1`` is overwritten."""
     b1.bitwise_right_shift_(11).add_(b0, alpha=1 << 21)  # u64 >> 11 < 2**53: exact
-    return out.copy_(b1).mul_(ref._2M53)
+    return out.copy_(b1).mul_(TWO_M53)
 
 
 def uniform_open_(b0: torch.Tensor, b1: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``((u64 >> 12) + 0.5) * 2**-52`` into float64 ``out``; ``b1`` is overwritten."""
     b1.bitwise_right_shift_(12).add_(b0, alpha=1 << 20)
-    return out.copy_(b1).add_(0.5).mul_(ref._2M52)
-
-
-def sort_keys(b0: torch.Tensor, b1: torch.Tensor) -> torch.Tensor:
-    """int64 values ordered as the unsigned ``u64 = b0 << 32 | b1``: the top bit flipped,
-    ``(b0 - 2**31) * 2**32 + b1`` (in [-2**63, 2**63))."""
-    return (b0 - (1 << 31)).mul_(1 << 32).add_(b1)
+    return out.copy_(b1).add_(0.5).mul_(TWO_M52)
 
 
 # --- ndtri ------------------------------------------------------------------------------
@@ -219,24 +214,24 @@ def ndtri(p: torch.Tensor) -> torch.Tensor:
     # Each branch runs on its own elements only (index_select / index_copy_: boolean-mask
     # indexing costs more than the arithmetic here).
     out = torch.empty_like(p)
-    upper = p > 1.0 - ref._EXPM2
+    upper = p > 1.0 - EXPM2
     y = torch.where(upper, 1.0 - p, p)
-    central = y > ref._EXPM2
+    central = y > EXPM2
     ic = central.nonzero().view(-1)
     w = y.index_select(0, ic).sub_(0.5)
     w2 = w * w
-    r = (w2 * _poly(w2, ref._P0)).div_(_poly(w2, ref._Q0))
+    r = (w2 * _poly(w2, P0)).div_(_poly(w2, Q0))
     xc = r.mul_(w).add_(w).mul_(ref._S2PI)
     out.index_copy_(0, ic, torch.where(upper.index_select(0, ic), -xc, xc))
     it = central.logical_not_().nonzero().view(-1)
     if it.numel():
         t = _sqrt(_log(y.index_select(0, it)).mul_(-2.0))
         z = torch.reciprocal(t)
-        corr = z * _poly(z, ref._P1) / _poly(z, ref._Q1)
+        corr = z * _poly(z, P1) / _poly(z, Q1)
         far = (t >= 8.0).nonzero().view(-1)
         if far.numel():  # y < exp(-32): the second tail approximation
             zf = z.index_select(0, far)
-            corr.index_copy_(0, far, zf * _poly(zf, ref._P2) / _poly(zf, ref._Q2))
+            corr.index_copy_(0, far, zf * _poly(zf, P2) / _poly(zf, Q2))
         xt = t - _log(t) / t - corr
         out.index_copy_(0, it, torch.where(upper.index_select(0, it), xt, -xt))
     return out
@@ -285,31 +280,16 @@ def block_counters(blk: Block, start: int, stop: int, device: torch.device) -> t
 
 # --- values -----------------------------------------------------------------------------
 
-
-def _elementwise64_(
-    plan: Plan, b0: torch.Tensor, b1: torch.Tensor, f: torch.Tensor
-) -> torch.Tensor:
-    """The float64 values of an elementwise plan from its words, into ``f`` (or a new tensor)."""
-    if isinstance(plan, ConstantPlan):
-        return f.fill_(plan.value)
-    if isinstance(plan, UniformPlan):
-        return uniform01_(b0, b1, f).mul_(plan.high - plan.low).add_(plan.low)
-    if isinstance(plan, NormalPlan):
-        return ndtri(uniform_open_(b0, b1, f)).mul_(plan.scale).add_(plan.loc)
-    if isinstance(plan, TruncatedNormalPlan):
-        flip, pa, mass = truncnorm_constants(plan)
-        z = ndtri(uniform_open_(b0, b1, f).mul_(mass).add_(pa))
-        if flip:
-            z.neg_()
-        return z.mul_(plan.scale).add_(plan.loc).clamp_(plan.low, plan.high)
-    raise BackendError(f"{type(plan).__name__} is not elementwise")
+Words = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def fill_elementwise_(
-    out: torch.Tensor, plan: Plan, key: tuple[int, int], blk: Block
+    out: torch.Tensor, plan: Plan, key: tuple[int, int], blk: Block, values: Words | None
 ) -> torch.Tensor:
     """Write the stream values of elementwise ``plan`` for block ``blk`` into contiguous
-    ``out`` (its dtype, shape ``blk.shape``), chunk by chunk; rounded once, not clipped."""
+    ``out`` (its dtype, shape ``blk.shape``), chunk by chunk; rounded once, not clipped.
+    ``values(b0, b1, f)``: the float64 values of a chunk from its words, into ``f``; None
+    for a constant (no bits)."""
     flat = out.view(-1)
     n = flat.numel()
     if out.device.type == "cpu" and out.dtype in (torch.float32, torch.float64):
@@ -323,75 +303,61 @@ def fill_elementwise_(
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         m = stop - start
-        if isinstance(plan, ConstantPlan):
-            b0 = b1 = tmp[:m]  # no bits used
+        if values is None:
+            assert isinstance(plan, ConstantPlan)
+            chunk_values = f[:m].fill_(plan.value)
         elif out.device.type == "cpu" and ref.fill_compiled(f[:m].numpy(), plan, key, blk, start):
             flat[start:stop] = round_once(f[:m], out.dtype)  # float16, bfloat16
             continue
         else:
             b0, b1 = words(key, block_counters(blk, start, stop, out.device), tmp[:m])
-        values = _elementwise64_(plan, b0, b1, f[:m])
-        flat[start:stop] = round_once(values, out.dtype)
+            chunk_values = values(b0, b1, f[:m])
+        flat[start:stop] = round_once(chunk_values, out.dtype)
     return out
 
 
-def standard_normal(key: tuple[int, int], counters: torch.Tensor) -> torch.Tensor:
-    """``ndtri(uo)`` of the given counters (float64)."""
-    b0, b1 = words(key, counters)
-    return ndtri(
-        uniform_open_(
-            b0, b1, torch.empty(counters.shape, dtype=torch.float64, device=counters.device)
+class TorchPortable(PortableStructural):
+    """The portable stream into contiguous ``out``, the block ``index`` of the plan (the
+    whole tensor if None): a ``Sampler[torch.Tensor]``, rounded once to ``out``'s dtype and
+    clipped inside the bounds of a uniform or truncated normal. Structural plans come from
+    the core's float64 build (``PortableStructural``), copied to ``out``'s device."""
+
+    def __init__(
+        self, out: torch.Tensor, key: tuple[int, int], blk: Block, index: tuple[slice, ...] | None
+    ) -> None:
+        self.out, self.key, self.blk, self.index = out, key, blk, index
+
+    def from_float64(self, values: np.ndarray, plan: Plan) -> torch.Tensor:
+        x = torch.from_numpy(values).to(self.out.device)
+        self.out.copy_(round_once(x, self.out.dtype))
+        return clip_to_bounds_(self.out, plan)
+
+    def _fill(self, plan: Plan, values: Words | None) -> torch.Tensor:
+        fill_elementwise_(self.out, plan, self.key, self.blk, values)
+        return clip_to_bounds_(self.out, plan)
+
+    def constant(self, plan: ConstantPlan) -> torch.Tensor:
+        return self._fill(plan, None)
+
+    def uniform(self, plan: UniformPlan) -> torch.Tensor:
+        width = plan.high - plan.low
+        return self._fill(plan, lambda b0, b1, f: uniform01_(b0, b1, f).mul_(width).add_(plan.low))
+
+    def normal(self, plan: NormalPlan) -> torch.Tensor:
+        return self._fill(
+            plan, lambda b0, b1, f: ndtri(uniform_open_(b0, b1, f)).mul_(plan.scale).add_(plan.loc)
         )
-    )
 
+    def truncated_normal(self, plan: TruncatedNormalPlan) -> torch.Tensor:
+        flip, pa, mass = plan.inverse_cdf
 
-def orthogonal_matrix(
-    key: tuple[int, int], rows: int, cols: int, device: torch.device
-) -> torch.Tensor:
-    """Section 5: ``g[r, c] = ndtri(uo)`` of counter ``r * cols + c``; QR in float64 of g (or
-    g.T when rows < cols) with Q's columns times sign(diag(R)), transposed back."""
-    if rows * cols == 0:
-        return torch.zeros(rows, cols, dtype=torch.float64, device=device)
-    g = standard_normal(key, torch.arange(rows * cols, device=device)).reshape(rows, cols)
-    flat = g.T if rows < cols else g
-    q, r = torch.linalg.qr(flat)
-    q = q * torch.sign(torch.diagonal(r))
-    return q.T if rows < cols else q
+        def values(b0: torch.Tensor, b1: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+            z = ndtri(uniform_open_(b0, b1, f).mul_(mass).add_(pa))
+            if flip:
+                z.neg_()
+            return z.mul_(plan.scale).add_(plan.loc).clamp_(plan.low, plan.high)
 
-
-def structural64(plan: Plan, key: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """The whole float64 tensor of a structural plan (QR and the sparse mask need all of it),
-    in the stored layout, as ``initspec.portable._structural``."""
-    f64 = torch.float64
-    if isinstance(plan, IdentityPlan):
-        return torch.eye(plan.shape[0], plan.shape[1], dtype=f64, device=device).mul_(plan.gain)
-    if isinstance(plan, OrthogonalPlan):
-        q = plan.gain * orthogonal_matrix(key, plan.rows, plan.cols, device)
-        return q.reshape(plan.permuted_shape).permute(plan.inverse_perm)
-    if isinstance(plan, DiracPlan):
-        w = torch.zeros(plan.canonical_shape, dtype=f64, device=device)
-        out_ch, in_ch = plan.canonical_shape[:2]
-        if plan.matrix == "orthogonal":
-            at: tuple[Any, ...] = (slice(None), slice(None)) + plan.center
-            w[at] = plan.gain * orthogonal_matrix(key, out_ch, in_ch, device)
-        else:
-            opg = plan.out_per_group
-            for g in range(plan.groups):
-                for d in range(min(opg, in_ch)):
-                    w[(g * opg + d, d) + plan.center] = plan.gain
-        return w.permute(plan.inverse_perm)
-    if isinstance(plan, SparsePlan):
-        rows, cols = plan.canonical_shape
-        n = rows * cols
-        values = plan.sigma * standard_normal(key, torch.arange(n, device=device))
-        values = values.reshape(rows, cols)
-        b0, b1 = words(key, torch.arange(n, 2 * n, device=device))
-        mask_keys = sort_keys(b0, b1).reshape(rows, cols)
-        order = torch.sort(mask_keys, dim=0, stable=True).indices
-        zero_rows = order[: plan.zeros_per_column]
-        values[zero_rows, torch.arange(cols, device=device)[None, :]] = 0.0
-        return values.permute(plan.inverse_perm)
-    raise BackendError(f"portable stream: unknown plan {type(plan).__name__}")
+        return self._fill(plan, values)
 
 
 def fill_(
@@ -402,8 +368,7 @@ def fill_(
     index: tuple[slice, ...] | None = None,
 ) -> torch.Tensor:
     """Write stream-1 values of ``plan`` (the whole tensor, or the shard ``index`` of it)
-    into contiguous ``out`` of a supported dtype, rounded once and clipped inside the
-    bounds of a uniform or truncated normal."""
+    into contiguous ``out`` of a supported dtype (``TorchPortable``)."""
     check_dtype(out.dtype)
     check_device(out.device)
     blk = block(plan.shape, perm, index)
@@ -412,14 +377,9 @@ def fill_(
             f"the shard {index!r} of {plan.shape} has shape {blk.shape}, "
             f"the tensor {tuple(out.shape)}"
         )
-    if out.numel() == 0:
-        return out
-    if isinstance(plan, ELEMENTWISE):
-        fill_elementwise_(out, plan, key, blk)
-    else:
-        full = structural64(plan, key, out.device)
-        out.copy_(round_once(full[index] if index is not None else full, out.dtype))
-    return clip_to_bounds_(out, plan)
+    if out.numel():
+        plan.draw(TorchPortable(out, key, blk, index))
+    return out
 
 
 def sample(

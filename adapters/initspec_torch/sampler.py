@@ -1,20 +1,18 @@
-"""The plan primitives drawn with torch, on the tensor's device, in a working dtype.
+"""The plan primitives drawn with torch's own generators, on the tensor's device.
 
-One function per primitive of ``initspec.plans``; ``sample_plan`` dispatches on the plan type.
-Elementwise primitives fill a given tensor in place (``fill_*_``); structural ones return a
-new tensor of the plan's stored shape. All draw only from ``generator`` (``None`` means torch's default generator, as
-``torch.nn.init``). The algorithms mirror the NumPy reference (``initspec.numpy_backend``);
-the result is cast to the target dtype by ``initspec_torch.casting``, not here.
+``TorchNative`` is this backend's native ``Sampler`` (``initspec.backend``): one method per
+primitive of ``initspec.plans``, each writing its values into the target tensor, drawn
+only from ``generator`` (``None`` means torch's default generator, as ``torch.nn.init``).
+float16 and bfloat16 targets are drawn in float32 (``casting.work_dtype``) and rounded once;
+orthogonal, delta-orthogonal and sparse plans are drawn in float64 and rounded once.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from collections.abc import Callable
 
 import torch
 
-from initspec.errors import BackendError
 from initspec.plans import (
     ConstantPlan,
     DiracPlan,
@@ -22,37 +20,14 @@ from initspec.plans import (
     NormalPlan,
     OrthogonalPlan,
     Plan,
+    Rejection,
     SparsePlan,
     TruncatedNormalPlan,
     UniformPlan,
-    normal_mass,
 )
+from initspec_torch.casting import cast_once, clip_to_bounds_, uniform_inside_, work_dtype
 
-# Branch threshold of the truncated-normal sampler: normal proposals above this mass, as
-# torch >= 2.12 and the NumPy reference.
-_NORMAL_PROPOSAL_MASS = 0.3
-
-
-def fill_constant_(out: torch.Tensor, plan: ConstantPlan) -> torch.Tensor:
-    """Every element ``plan.value``."""
-    return out.fill_(plan.value)
-
-
-def fill_uniform_(
-    out: torch.Tensor, plan: UniformPlan, generator: torch.Generator | None
-) -> torch.Tensor:
-    """U[low, high): torch's ``uniform_``, i.e. low + (high - low) * u with u ~ U[0, 1).
-
-    Rounding can land on ``high``; the final cast clips to the dtype's values below it.
-    """
-    return out.uniform_(plan.low, plan.high, generator=generator)
-
-
-def fill_normal_(
-    out: torch.Tensor, plan: NormalPlan, generator: torch.Generator | None
-) -> torch.Tensor:
-    """N(loc, scale**2), untruncated: torch's ``normal_``."""
-    return out.normal_(plan.loc, plan.scale, generator=generator)
+Generator = torch.Generator | None
 
 
 def standard_truncated_normal(
@@ -61,47 +36,23 @@ def standard_truncated_normal(
     b: float,
     dtype: torch.dtype,
     device: torch.device,
-    generator: torch.Generator | None,
+    generator: Generator,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """n draws of N(0, 1) restricted to [a, b], exactly, by rejection on ``device``.
+    """n draws of N(0, 1) restricted to [a, b], exactly, by rejection on ``device``, with
+    the proposal ``initspec.plans.Rejection`` chooses (as the NumPy reference).
 
-    The same three proposals as ``initspec.numpy_backend.standard_truncated_normal``:
-
-    - mass Phi(b) - Phi(a) > 0.3: N(0, 1) proposals, keep those inside [a, b]
-      (acceptance = mass);
-    - otherwise, reflected so that b > 0: a uniform proposal on [a, b] accepted with
-      exp((m^2 - x^2) / 2), m the point of [a, b] nearest 0, when the interval is narrow
-      ((b - a) * a <= 1; acceptance = sqrt(2 pi) exp(m^2 / 2) mass / (b - a));
-    - for a wide interval in the tail, Robert's (1995) exponential proposal a + Exp(rate),
-      rate = (a + sqrt(a^2 + 4)) / 2, accepted with exp(-(x - rate)^2 / 2) and x <= b.
-
-    No inverse CDF, so narrow intervals far in the tail neither pile up nor overflow. Each
-    round draws enough proposals for the expected acceptance (re-estimated from the previous
-    round), so a round trip to the host happens only a few times per call. ``out``: a 1-D
-    tensor of n elements (of ``dtype`` on ``device``) to write into instead of a new one.
+    Each round draws enough proposals for the expected acceptance (re-estimated from the
+    previous round), so a round trip to the host happens only a few times per call.
+    ``out``: a 1-D tensor of n elements (of ``dtype`` on ``device``) to write into.
     """
     if out is None:
         out = torch.empty(n, dtype=dtype, device=device)
     if n == 0:
         return out
-    flip = b <= 0
-    if flip:
-        a, b = -b, -a
-    mass = normal_mass(a, b)
-    nearest = rate = 0.0
-    if mass > _NORMAL_PROPOSAL_MASS:
-        branch, acceptance = "normal", mass
-    elif a <= 0 or (b - a) * a <= 1.0:
-        nearest = 0.0 if a <= 0 else a
-        branch = "uniform"
-        acceptance = math.sqrt(2.0 * math.pi) * math.exp(0.5 * nearest * nearest) * mass / (b - a)
-    else:
-        rate = 0.5 * (a + math.sqrt(a * a + 4.0))
-        # Robert's acceptance without the upper cut is above 0.75; the cut at b lowers it.
-        branch, acceptance = "exponential", 0.5
-
-    if branch == "normal":
+    rej = Rejection.for_interval(a, b)
+    a, b, flip = rej.a, rej.b, rej.flip
+    if rej.proposal == "normal":
         # As torch >= 2.12: fill with N(0, 1), then redraw only what fell outside. Each
         # element is a normal redrawn until it lands in [a, b]: exactly the truncated normal,
         # at the cost of one normal_ and one comparison pass when the bounds are wide.
@@ -116,20 +67,24 @@ def standard_truncated_normal(
             idx = idx[(x < a) | (x > b)]
         return out.neg_() if flip else out
 
+    acceptance = rej.acceptance
     filled = 0
     while filled < n:
         need = n - filled
         # 10% more than the expected need, plus a few so tiny requests finish in one round.
         m = int(need / max(acceptance, 0.01) * 1.1) + 64
-        if branch == "uniform":
+        u = None
+        if rej.proposal == "uniform":
             x = torch.empty(m, dtype=dtype, device=device).uniform_(a, b, generator=generator)
             u = torch.rand(m, dtype=dtype, device=device, generator=generator)
-            keep = u <= torch.exp(0.5 * (nearest * nearest - x * x))
+            keep = u <= torch.exp(0.5 * (rej.nearest * rej.nearest - x * x))
         else:
-            x = torch.empty(m, dtype=dtype, device=device).exponential_(rate, generator=generator)
+            x = torch.empty(m, dtype=dtype, device=device).exponential_(
+                rej.rate, generator=generator
+            )
             x.add_(a)
             u = torch.rand(m, dtype=dtype, device=device, generator=generator)
-            keep = (u <= torch.exp(-0.5 * (x - rate) ** 2)) & (x <= b)
+            keep = (u <= torch.exp(-0.5 * (x - rej.rate) ** 2)) & (x <= b)
         accepted = x[keep]
         got = accepted.numel()
         take = min(got, need)
@@ -141,11 +96,11 @@ def standard_truncated_normal(
 
 
 def fill_truncated_normal_(
-    out: torch.Tensor, plan: TruncatedNormalPlan, generator: torch.Generator | None
+    out: torch.Tensor, plan: TruncatedNormalPlan, generator: Generator
 ) -> torch.Tensor:
     """N(loc, scale**2) restricted to [low, high]: loc + scale * z, z a standard TN on
     [alpha, beta]. ``out`` must be contiguous. Rounding in the affine step can step just
-    outside [low, high]; the final cast clips to the dtype's values inside."""
+    outside [low, high]; the caller clips to the dtype's values inside."""
     flat = out.view(-1)
     standard_truncated_normal(
         flat.numel(), plan.alpha, plan.beta, out.dtype, out.device, generator, out=flat
@@ -156,29 +111,11 @@ def fill_truncated_normal_(
     return out
 
 
-ELEMENTWISE = (ConstantPlan, UniformPlan, NormalPlan, TruncatedNormalPlan)
-
-
-def fill_elementwise_(
-    out: torch.Tensor,
-    plan: ConstantPlan | UniformPlan | NormalPlan | TruncatedNormalPlan,
-    generator: torch.Generator | None,
-) -> torch.Tensor:
-    """Fill a contiguous ``out`` with an elementwise plan, in ``out``'s dtype, in place."""
-    if isinstance(plan, ConstantPlan):
-        return fill_constant_(out, plan)
-    if isinstance(plan, UniformPlan):
-        return fill_uniform_(out, plan, generator)
-    if isinstance(plan, NormalPlan):
-        return fill_normal_(out, plan, generator)
-    return fill_truncated_normal_(out, plan, generator)
-
-
 def orthogonal_matrix(
     rows: int,
     cols: int,
     device: torch.device,
-    generator: torch.Generator | None,
+    generator: Generator,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """Haar-random (rows, cols) matrix with orthonormal rows or columns, in ``dtype``.
@@ -214,104 +151,98 @@ def orthogonal_matrix(
     return q.transpose(0, 1) if rows < cols else q
 
 
-def orthogonal(
-    plan: OrthogonalPlan,
-    dtype: torch.dtype,
-    device: torch.device,
-    generator: torch.Generator | None,
-) -> torch.Tensor:
-    """gain * Q, Q of ``orthogonal_matrix(rows, cols)`` in float64, moved to the stored
-    layout (``dtype`` is ignored: the caller casts once)."""
-    q = orthogonal_matrix(plan.rows, plan.cols, device, generator, torch.float64).mul_(plan.gain)
-    return q.reshape(plan.permuted_shape).permute(plan.inverse_perm)
+class TorchNative:
+    """torch's native stream into ``out``: a ``Sampler[torch.Tensor]`` that writes the
+    plan's values into ``out`` (any strides; rounded once to its dtype) and returns it.
 
-
-def identity(plan: IdentityPlan, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """gain * eye(rows, cols) of the 2-D shape (torch's ``eye_`` when gain is 1)."""
-    rows, cols = plan.shape
-    return torch.eye(rows, cols, dtype=dtype, device=device).mul_(plan.gain)
-
-
-def dirac(
-    plan: DiracPlan,
-    dtype: torch.dtype,
-    device: torch.device,
-    generator: torch.Generator | None,
-) -> torch.Tensor:
-    """A conv kernel that is a matrix M at its spatial centre, zero elsewhere.
-
-    Canonical (out, in, *k). ``matrix="identity"`` (torch's ``dirac_``):
-    ``w[g * out_per_group + d, d, *center] = gain`` for g < groups, d < min(out_per_group, in).
-    ``matrix="orthogonal"`` (jax's ``delta_orthogonal``): ``w[:, :, *center] = gain * Q``, Q a
-    Haar-random (out, in) matrix built in ``dtype``. Permuted back to the stored layout.
+    A contiguous ``out`` whose dtype is the work dtype takes an elementwise plan in place;
+    everything else is drawn into a temporary and copied (``copy_`` writes by logical
+    index, so a channels_last or strided tensor gets the values of a contiguous one).
     """
-    out_ch, in_ch = plan.canonical_shape[:2]
-    # An orthogonal centre stays in float64 so that it is rounded once, by the caller.
-    if plan.matrix == "orthogonal":
-        dtype = torch.float64
-    w = torch.zeros(plan.canonical_shape, dtype=dtype, device=device)
-    if plan.numel:
-        if plan.matrix == "orthogonal":
-            q = orthogonal_matrix(out_ch, in_ch, device, generator, torch.float64).mul_(plan.gain)
-            at_center: tuple[Any, ...] = (slice(None), slice(None), *plan.center)
-            w[at_center] = q
-        else:
-            opg = plan.out_per_group
-            d = torch.arange(min(opg, in_ch), device=device)
-            starts = torch.arange(plan.groups, device=device) * opg
-            out_idx = (starts[:, None] + d[None, :]).reshape(-1)
-            in_idx = d.repeat(plan.groups)
-            ones_at: tuple[Any, ...] = (out_idx, in_idx, *plan.center)
-            w[ones_at] = plan.gain
-    return w.permute(plan.inverse_perm)
+
+    def __init__(self, out: torch.Tensor, generator: Generator) -> None:
+        self.out, self.generator = out, generator
+
+    def _elementwise(self, plan: Plan, fill: Callable[[torch.Tensor], object]) -> torch.Tensor:
+        out = self.out
+        work = work_dtype(plan, out.dtype)
+        if work == out.dtype and out.is_contiguous():
+            fill(out)
+            return clip_to_bounds_(out, plan)
+        raw = torch.empty(plan.shape, dtype=work, device=out.device)
+        fill(raw)
+        return out.copy_(cast_once(raw, plan, out.dtype))
+
+    def _copy(self, plan: Plan, x: torch.Tensor) -> torch.Tensor:
+        return self.out.copy_(cast_once(x, plan, self.out.dtype))
+
+    def constant(self, plan: ConstantPlan) -> torch.Tensor:
+        return self._elementwise(plan, lambda t: t.fill_(plan.value))
+
+    def uniform(self, plan: UniformPlan) -> torch.Tensor:
+        out = self.out
+        if work_dtype(plan, out.dtype) != out.dtype:
+            gen = self.generator
+            return self._elementwise(plan, lambda t: t.uniform_(plan.low, plan.high, generator=gen))
+        # strided: drawn contiguous, then copied by logical index (same values)
+        tmp = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype, device=out.device)
+        uniform_inside_(tmp, plan, self.generator)
+        return out if tmp is out else out.copy_(tmp)
+
+    def normal(self, plan: NormalPlan) -> torch.Tensor:
+        gen = self.generator
+        return self._elementwise(plan, lambda t: t.normal_(plan.loc, plan.scale, generator=gen))
+
+    def truncated_normal(self, plan: TruncatedNormalPlan) -> torch.Tensor:
+        return self._elementwise(plan, lambda t: fill_truncated_normal_(t, plan, self.generator))
+
+    def orthogonal(self, plan: OrthogonalPlan) -> torch.Tensor:
+        q = orthogonal_matrix(plan.rows, plan.cols, self.out.device, self.generator)
+        q = q.mul_(plan.gain).reshape(plan.permuted_shape).permute(plan.inverse_perm)
+        return self._copy(plan, q)
+
+    def identity(self, plan: IdentityPlan) -> torch.Tensor:
+        return self._copy(plan, torch.from_numpy(plan.build()).to(self.out.device))
+
+    def dirac(self, plan: DiracPlan) -> torch.Tensor:
+        device = self.out.device
+        if plan.matrix == "identity":
+            return self._copy(plan, torch.from_numpy(plan.build()).to(device))
+        centre = plan.centre_matrix
+        w = torch.zeros(plan.canonical_shape, dtype=torch.float64, device=device)
+        if plan.numel:
+            q = orthogonal_matrix(centre.rows, centre.cols, device, self.generator)
+            w[plan.centre_index] = q.mul_(centre.gain)
+        return self._copy(plan, w.permute(plan.inverse_perm))
+
+    def sparse(self, plan: SparsePlan) -> torch.Tensor:
+        """torch's ``sparse_``: N(0, sigma**2) in canonical (rows, cols), then in every column
+        ``zeros_per_column`` = ceil(sparsity * rows) distinct random rows set to 0.
+
+        torch draws each column's rows with ``randperm`` and ignores ``generator`` there; here
+        the rows are the first ``zeros_per_column`` of a uniformly random permutation per column,
+        the argsort of float64 uniforms (ties, which would bias the choice, have probability
+        ~rows^2 / 2^54), all from ``generator`` and on ``device``, in one pass over the columns.
+        """
+        rows, cols = plan.canonical_shape
+        device, generator = self.out.device, self.generator
+        dtype = work_dtype(plan, self.out.dtype)
+        w = torch.empty(rows, cols, dtype=dtype, device=device).normal_(
+            0.0, plan.sigma, generator=generator
+        )
+        zeros = plan.zeros_per_column
+        if zeros and rows * cols:
+            keys = torch.rand(rows, cols, dtype=torch.float64, device=device, generator=generator)
+            chosen = keys.argsort(dim=0)[:zeros]
+            w.scatter_(0, chosen, 0.0)
+        return self._copy(plan, w.permute(plan.inverse_perm))
 
 
-def sparse(
-    plan: SparsePlan,
-    dtype: torch.dtype,
-    device: torch.device,
-    generator: torch.Generator | None,
-) -> torch.Tensor:
-    """torch's ``sparse_``: N(0, sigma**2) in canonical (rows, cols), then in every column
-    ``zeros_per_column`` = ceil(sparsity * rows) distinct random rows set to 0.
-
-    torch draws each column's rows with ``randperm`` and ignores ``generator`` there; here
-    the rows are the first ``zeros_per_column`` of a uniformly random permutation per column,
-    the argsort of float64 uniforms (ties, which would bias the choice, have probability
-    ~rows^2 / 2^54), all from ``generator`` and on ``device``, in one pass over the columns.
-    """
-    rows, cols = plan.canonical_shape
-    w = torch.empty(rows, cols, dtype=dtype, device=device).normal_(
-        0.0, plan.sigma, generator=generator
-    )
-    zeros = plan.zeros_per_column
-    if zeros and rows * cols:
-        keys = torch.rand(rows, cols, dtype=torch.float64, device=device, generator=generator)
-        chosen = keys.argsort(dim=0)[:zeros]
-        w.scatter_(0, chosen, 0.0)
-    return w.permute(plan.inverse_perm)
-
-
-def sample_plan(
-    plan: Plan,
-    dtype: torch.dtype,
-    device: torch.device,
-    generator: torch.Generator | None,
-) -> torch.Tensor:
-    """Draw ``plan`` in its stored shape on ``device``.
-
-    Elementwise plans come back in ``dtype``; orthogonal and delta-orthogonal plans in
-    float64 (their QR runs in float64, and casting once is the caller's job).
-    """
-    if isinstance(plan, ELEMENTWISE):
-        out = torch.empty(plan.shape, dtype=dtype, device=device)
-        return fill_elementwise_(out, plan, generator)
-    if isinstance(plan, OrthogonalPlan):
-        return orthogonal(plan, dtype, device, generator)
-    if isinstance(plan, IdentityPlan):
-        return identity(plan, dtype, device)
-    if isinstance(plan, DiracPlan):
-        return dirac(plan, dtype, device, generator)
-    if isinstance(plan, SparsePlan):
-        return sparse(plan, dtype, device, generator)
-    raise BackendError(f"initspec_torch: no sampler for plan {type(plan).__name__}")
+def write_plan(tensor: torch.Tensor, plan: Plan, generator: Generator) -> torch.Tensor:
+    """Draw ``plan`` into ``tensor`` (no grad) with torch's native stream (``TorchNative``);
+    meta and empty tensors are returned unchanged: nothing to write."""
+    if tensor.is_meta or tensor.numel() == 0:
+        return tensor
+    with torch.no_grad():
+        plan.draw(TorchNative(tensor, generator))
+    return tensor

@@ -1,0 +1,97 @@
+"""The engine's view of torch (``initspec.backend.Backend``): how a tensor is checked,
+written in place with the native or the portable stream, and restored.
+
+Everything else, resolving, the checks' order, the all-or-nothing loop and the report, is
+the core's (``initspec.engine``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from initspec.backend import Job, draw
+from initspec_torch import portable
+from initspec_torch.casting import dtype_name
+from initspec_torch.sampler import Generator, TorchNative
+
+SEEDED: Any = object()
+"""``TorchBackend(generator=SEEDED)``: a new generator per job, seeded with its seed."""
+
+
+def unwritable(tensor: torch.Tensor) -> str | None:
+    """Why an in-place write into ``tensor`` would fail, or None; decided before anything
+    is written (torch would raise only when the write is attempted)."""
+    from torch.nn.parameter import UninitializedParameter
+
+    if isinstance(tensor, UninitializedParameter):
+        return "an uninitialized (lazy) parameter: run a forward pass to materialize it first"
+    if tensor.layout != torch.strided:
+        return f"a {tensor.layout} tensor: initspec writes dense (strided) tensors only"
+    if tensor.is_inference() and not torch.is_inference_mode_enabled():
+        return (
+            "an inference tensor (made under torch.inference_mode()): it cannot be written "
+            "outside inference mode; build the module outside it, or clone the parameter"
+        )
+    if tensor.numel() > 1 and any(
+        st == 0 and n > 1 for st, n in zip(tensor.stride(), tensor.shape, strict=True)
+    ):
+        return (
+            "an expanded tensor (stride 0): its elements share memory and cannot take "
+            "distinct values; materialize it with .clone() first"
+        )
+    return None
+
+
+class TorchBackend:
+    """In-place writes into torch tensors, on their own devices, with no grad.
+
+    ``generator``: ``SEEDED`` (a fresh ``torch.Generator`` per job, seeded with the job's
+    seed: ``apply``), ``None`` (torch's default generator, as ``torch.nn.init``), or a
+    generator to draw from. ``atomic``: keep a copy of each parameter before writing it, so
+    a failed write can be undone.
+    """
+
+    def __init__(self, generator: Generator = SEEDED, atomic: bool = True) -> None:
+        self.generator, self.atomic = generator, atomic
+
+    def dtype(self, target: torch.Tensor) -> str:
+        return dtype_name(target.dtype)
+
+    def unwritable(self, target: torch.Tensor) -> str | None:
+        return unwritable(target)
+
+    def placeholder(self, target: torch.Tensor) -> bool:
+        return bool(target.is_meta)
+
+    def snapshot(self, target: torch.Tensor) -> torch.Tensor | None:
+        if not self.atomic:
+            return None
+        with torch.no_grad():
+            return target.detach().clone()
+
+    def restore(self, target: torch.Tensor, snapshot: torch.Tensor | None) -> None:
+        if snapshot is not None:
+            with torch.no_grad():
+                target.copy_(snapshot)
+
+    def write(self, target: torch.Tensor, job: Job) -> None:
+        def zero_row(values: torch.Tensor, row: int) -> torch.Tensor:
+            # on the tensor itself (a DTensor's row is a global index), as nn.Embedding
+            target[row].zero_()
+            return values
+
+        with torch.no_grad():
+            if job.rng == "portable":
+                portable.write_(target, job.plan, job.key, job.perm, job.index)
+                if job.zero_row is not None:
+                    zero_row(target, job.zero_row)
+                return
+            if target.numel() == 0:
+                return
+            gen = self.generator
+            if gen is SEEDED:
+                gen = torch.Generator(device=target.device)
+                gen.manual_seed(job.seed)
+            draw(job, TorchNative(target, gen), zero_row)

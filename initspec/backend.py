@@ -1,0 +1,173 @@
+"""The seam between the core and a framework: what an adapter author implements.
+
+A backend implements two small protocols, once per framework:
+
+- ``Sampler``: one method per plan primitive (``initspec.plans``), returning the values in
+  the target dtype. Each backend has one for its native stream and one for the portable
+  stream; ``plan.draw(sampler)`` is the only dispatch over plan types. The portable
+  stream's structural plans (orthogonal, identity, dirac, sparse) need the whole tensor in
+  float64 anyway, so the core builds them once (``initspec.portable.structural64``) and
+  a backend only converts the array (``PortableStructural``).
+- ``Backend``: how a framework tensor is read, checked, written and restored. Everything
+  else, resolving a policy, every check before the first write, one ``Job`` per tensor,
+  the all-or-nothing write loop and the report, is the core's (``initspec.engine``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+import numpy as np
+
+from initspec.errors import BackendError
+from initspec.layout import LayoutLike
+from initspec.plans import (
+    ConstantPlan,
+    DiracPlan,
+    IdentityPlan,
+    NormalPlan,
+    OrthogonalPlan,
+    Plan,
+    SparsePlan,
+    TruncatedNormalPlan,
+    UniformPlan,
+)
+from initspec.stream import Block, block, check_version, layout_perm, split_key
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+TargetT = TypeVar("TargetT", contravariant=True)
+
+Rng = Literal["native", "portable"]
+RNGS: tuple[Rng, ...] = ("native", "portable")
+
+
+def check_rng(rng: object, stream: object = 1) -> Rng:
+    """``rng`` itself if it names a stream (and ``stream`` a known portable version)."""
+    if rng not in RNGS:
+        raise BackendError(f"rng {rng!r} is not known; allowed: {', '.join(RNGS)}")
+    if rng == "portable":
+        check_version(stream)
+    return rng  # type: ignore[return-value]
+
+
+class Sampler(Protocol[T_co]):
+    """One stream of one backend: a method per plan primitive, each returning the plan's
+    values in the target dtype (rounded once from the work dtype, bounded plans clipped to
+    the dtype's values inside their bounds)."""
+
+    def constant(self, plan: ConstantPlan) -> T_co: ...
+    def uniform(self, plan: UniformPlan) -> T_co: ...
+    def normal(self, plan: NormalPlan) -> T_co: ...
+    def truncated_normal(self, plan: TruncatedNormalPlan) -> T_co: ...
+    def orthogonal(self, plan: OrthogonalPlan) -> T_co: ...
+    def identity(self, plan: IdentityPlan) -> T_co: ...
+    def dirac(self, plan: DiracPlan) -> T_co: ...
+    def sparse(self, plan: SparsePlan) -> T_co: ...
+
+
+class PortableStructural:
+    """The portable stream's structural primitives for any backend: the core builds the
+    whole float64 tensor once (``initspec.portable.structural64``, the same on every
+    backend, bit for bit) and the backend converts it (``from_float64``: the block ``blk``
+    of it, rounded once to the target dtype). A backend may override a method for speed."""
+
+    key: tuple[int, int]
+    index: tuple[slice, ...] | None
+
+    def from_float64(self, values: np.ndarray, plan: Plan) -> Any:
+        raise NotImplementedError
+
+    def _structural(self, plan: Plan) -> Any:
+        from initspec.portable import structural64
+
+        full = structural64(plan, self.key)
+        return self.from_float64(full[self.index] if self.index is not None else full, plan)
+
+    def orthogonal(self, plan: OrthogonalPlan) -> Any:
+        return self._structural(plan)
+
+    def identity(self, plan: IdentityPlan) -> Any:
+        return self._structural(plan)
+
+    def dirac(self, plan: DiracPlan) -> Any:
+        return self._structural(plan)
+
+    def sparse(self, plan: SparsePlan) -> Any:
+        return self._structural(plan)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One tensor to write: its plan and everything its stream needs.
+
+    ``seed``: the parameter's 64-bit seed, ``derive_seed(run seed, path)``: a native
+    generator is seeded with it; the portable stream's Threefry key is its two words
+    (``key``), and the element counters run in the layout's canonical order (``perm``),
+    over the whole tensor or the shard ``index``. ``zero_row``: a row set to zero after
+    sampling (an embedding's padding row).
+    """
+
+    path: str
+    plan: Plan
+    layout: LayoutLike
+    seed: int
+    rng: Rng = "native"
+    stream: int = 1
+    index: tuple[slice, ...] | None = None
+    zero_row: int | None = None
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return split_key(self.seed)
+
+    @property
+    def perm(self) -> tuple[int, ...]:
+        return layout_perm(self.plan.shape, self.layout)
+
+    @property
+    def block(self) -> Block:
+        return block(self.plan.shape, self.perm, self.index)
+
+
+class Backend(Protocol[TargetT]):
+    """How the core reads, checks and writes one framework's tensors (``initspec.engine``).
+
+    ``target`` is whatever the adapter writes into: a torch tensor, a Flax leaf, an nnx
+    variable. The engine calls ``dtype`` and ``unwritable`` for every job before the first
+    write, then, per job, ``snapshot``, ``write`` and, if a later write fails, ``restore``.
+    """
+
+    def dtype(self, target: TargetT) -> str:
+        """The target's dtype name (``float32``, ``bfloat16``, ...; anything else refused)."""
+        ...
+
+    def unwritable(self, target: TargetT) -> str | None:
+        """Why ``target`` cannot be written, or None."""
+        ...
+
+    def placeholder(self, target: TargetT) -> bool:
+        """Whether ``target`` holds no values to write (a meta tensor): checked, not written."""
+        ...
+
+    def snapshot(self, target: TargetT) -> Any:
+        """What ``restore`` needs to give ``target`` its values back (None: nothing)."""
+        ...
+
+    def write(self, target: TargetT, job: Job) -> None:
+        """Draw ``job`` (``job.plan.draw(sampler)``, zero its row) and store it in ``target``."""
+        ...
+
+    def restore(self, target: TargetT, snapshot: Any) -> None:
+        """Give ``target`` the values ``snapshot`` holds."""
+        ...
+
+
+def draw(job: Job, sampler: Sampler[T], zero_row: Any = None) -> T:
+    """The values of ``job`` from ``sampler``; ``zero_row(values, row)`` zeroes its padding
+    row (the one post-step a job may have), returning the values."""
+    values = job.plan.draw(sampler)
+    if job.zero_row is not None and zero_row is not None:
+        values = zero_row(values, job.zero_row)
+    return values
