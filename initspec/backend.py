@@ -49,7 +49,7 @@ def check_rng(rng: object, stream: object = 1) -> Rng:
         raise BackendError(f"rng {rng!r} is not known; allowed: {', '.join(RNGS)}")
     if rng == "portable":
         check_version(stream)
-    return rng  # type: ignore[return-value]
+    return "portable" if rng == "portable" else "native"
 
 
 class Sampler(Protocol[T_co]):

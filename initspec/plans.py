@@ -576,7 +576,7 @@ class DiracPlan(_Structural):
                 n = min(self.out_per_group, self.canonical_shape[1])
                 d = np.tile(np.arange(n), self.groups)
                 rows = np.repeat(np.arange(self.groups) * self.out_per_group, n) + d
-                w[(rows, d, *self.center)] = self.gain
+                w[(rows, d) + self.center] = self.gain
         return np.asarray(w.transpose(self.inverse_perm))
 
     def draw(self, sampler: Sampler[T]) -> T:

@@ -44,7 +44,8 @@ def check_version(stream: object) -> int:
         raise BackendError(
             f"unknown portable stream version {stream!r}; known: {list(STREAM_VERSIONS)}"
         )
-    return int(stream)  # type: ignore[call-overload]
+    assert isinstance(stream, int)
+    return stream
 
 
 def split_key(seed64: int) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import initspec_torch
-import initspec_torch.policy_apply
+import initspec_torch.backend
 import initspec_torch.portable
 import numpy as np
 import pytest
@@ -116,9 +116,10 @@ def assert_bit_identical(after: dict[str, Any], before: dict[str, Any]) -> None:
     assert not changed, f"changed by a failed apply: {changed}"
 
 
-# The seams apply writes through, per stream: (module, attribute).
+# The seams apply writes through, per stream: (module, attribute). The native sampler is
+# built once per parameter, with the tensor it writes into.
 SEAMS = {
-    "native": (initspec_torch.policy_apply, "write_plan"),
+    "native": (initspec_torch.backend, "TorchNative"),
     "portable": (initspec_torch.portable, "write_"),
 }
 
@@ -172,8 +173,8 @@ def test_torch_failure_while_writing_leaves_state_bit_identical(
 
 
 def test_torch_sampler_failing_on_the_third_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The sampler itself fails (both names write_plan samples through), not the seam above."""
-    import initspec_torch.tensor_init as tensor_init
+    """The sampler's primitives themselves fail (not the seam above), on the 3rd call."""
+    from initspec_torch.sampler import TorchNative
 
     calls = {"n": 0}
 
@@ -186,13 +187,71 @@ def test_torch_sampler_failing_on_the_third_parameter(monkeypatch: pytest.Monkey
 
         return wrapper
 
-    monkeypatch.setattr(tensor_init, "sample_plan", failing(tensor_init.sample_plan))
-    monkeypatch.setattr(tensor_init, "fill_elementwise_", failing(tensor_init.fill_elementwise_))
+    for primitive in ("constant", "uniform", "normal", "truncated_normal", "orthogonal"):
+        monkeypatch.setattr(TorchNative, primitive, failing(getattr(TorchNative, primitive)))
     net = torch_net()
     before = torch_state(net)
     with pytest.raises(Exception) as info:  # noqa: B017 - any type, checked just below
         initspec_torch.apply("torch-defaults", net, seed=SEED)
     assert calls["n"] == 3 and caused_by_injection(info.value)
+    assert_bit_identical(torch_state(net), before)
+
+
+def test_torch_a_failed_restore_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 5th write fails and the restore of the 2nd parameter fails too: every other
+    parameter gets its values back, and the error names the one that could not be restored
+    (the injected failure stays in its cause chain)."""
+    from initspec import InitSpecError
+    from initspec_torch.backend import TorchBackend
+
+    net = torch_net()
+    before = torch_state(net)
+    order = [name for name, _ in net.named_parameters()]
+    second = dict(net.named_parameters())[order[1]]
+    real_restore = TorchBackend.restore
+
+    def restore(self: Any, target: torch.Tensor, snapshot: Any) -> None:
+        if target is second:
+            raise Injected("restore failed")
+        real_restore(self, target, snapshot)
+
+    monkeypatch.setattr(TorchBackend, "restore", restore)
+    monkeypatch.setattr(
+        initspec_torch.backend, "TorchNative", FailOn(initspec_torch.backend.TorchNative, 5)
+    )
+    with pytest.raises(InitSpecError, match="could not be restored") as info:
+        initspec_torch.apply("torch-defaults", net, seed=SEED)
+    assert order[1] in str(info.value) and caused_by_injection(info.value)
+    after = torch_state(net)
+    changed = [name for name in before if after[name] != before[name]]
+    assert changed == [order[1]]
+
+
+@pytest.mark.parametrize("case", ["expanded", "inference", "sparse", "lazy"])
+def test_torch_unwritable_parameters_are_refused_before_any_write(case: str) -> None:
+    """Parameters torch cannot write in place are found by the checks, before the first
+    write, so a later one cannot leave earlier ones overwritten."""
+    from initspec import ResolutionError
+
+    net = torch_net()
+    if case == "expanded":
+        net.extra = nn.Linear(4, 3)
+        net.extra.weight = nn.Parameter(torch.zeros(1, 4).expand(3, 4))
+    elif case == "inference":
+        with torch.inference_mode():
+            net.extra = nn.Linear(4, 4)
+    elif case == "sparse":
+        net.extra = nn.Embedding(5, 4, sparse=True)
+        net.extra.weight = nn.Parameter(torch.eye(5, 4).to_sparse())
+    else:
+        net.extra = nn.LazyLinear(4)
+    extra = net.extra
+    del net.extra  # the state of the others (a sparse or lazy tensor has no raw bytes)
+    before = torch_state(net)
+    net.extra = extra
+    with pytest.raises(ResolutionError, match="extra"):
+        initspec_torch.apply("torch-defaults", net, seed=SEED)
+    del net.extra
     assert_bit_identical(torch_state(net), before)
 
 
@@ -228,7 +287,8 @@ def test_torch_apply_after_a_failure_equals_a_clean_apply(monkeypatch: pytest.Mo
     initspec_torch.apply("torch-defaults", clean, seed=SEED)
     net = torch_net()
     with monkeypatch.context() as mp:
-        mp.setattr(initspec_torch.policy_apply, "write_plan", FailOn(initspec_torch.write_plan, 4))
+        seam = initspec_torch.backend
+        mp.setattr(seam, "TorchNative", FailOn(seam.TorchNative, 4))
         with pytest.raises(Injected):
             initspec_torch.apply("torch-defaults", net, seed=SEED)
     initspec_torch.apply("torch-defaults", net, seed=SEED)
@@ -306,6 +366,32 @@ def test_nnx_failure_while_sampling_leaves_module_bit_identical(
     with pytest.raises(Exception) as info:  # noqa: B017 - any type, checked just below
         initspec_jax.apply_nnx("flax-defaults", module, seed=SEED)
     assert failing.calls == k and caused_by_injection(info.value)
+    assert_bit_identical(jax_state(nnx.state(module)), before)
+
+
+@requires_flax
+@pytest.mark.parametrize("k", [2, N_JAX])
+def test_nnx_failing_assignment_restores_the_assigned(
+    k: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The k-th ``set_value`` raises (after earlier variables were assigned): every variable
+    gets its previous value back."""
+    module = tiny_nnx()
+    before = jax_state(nnx.state(module))
+    real = nnx.Param.set_value
+    calls = {"n": 0}
+
+    def set_value(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == k:
+            raise Injected(f"set_value failed on variable {k}")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(nnx.Param, "set_value", set_value)
+    with pytest.raises(Injected):
+        initspec_jax.apply_nnx("flax-defaults", module, seed=SEED)
+    monkeypatch.undo()
+    assert calls["n"] >= k
     assert_bit_identical(jax_state(nnx.state(module)), before)
 
 

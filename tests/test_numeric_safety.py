@@ -460,7 +460,7 @@ def test_fans_near_1e9_through_the_adapters_without_memory(kind: str) -> None:
     shape = (8, 31623, 31623)
     spec = {"kind": kind}
     meta = torch.empty(shape, dtype=torch.float16, device="meta")
-    plan = initspec_torch.plan_for(meta, spec, LAYOUT)  # with the dtype checks
+    plan = initspec_torch.tensor_init.plan_for(meta, spec, LAYOUT)  # with the dtype checks
     assert plan.fans == (31623 * 31623, 8 * 31623)
     assert initspec_torch.init_(meta, spec, LAYOUT, seed=SEED) is meta  # validated, not drawn
     init = initspec_jax.initializer(spec, LAYOUT)

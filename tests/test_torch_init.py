@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from initspec_torch import init_, standard_truncated_normal
+from initspec_torch import init_
+from initspec_torch.sampler import standard_truncated_normal
 from scipy import stats  # type: ignore[import-untyped]
 from torch import nn
 

@@ -12,10 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from initspec import BackendError
+from initspec.errors import BackendError
+from initspec.numeric import FLOAT_DTYPES
 
 # dtypes the initializer produces; anything else (integers, bool, complex) is refused.
-SUPPORTED_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+SUPPORTED_DTYPES: tuple[str, ...] = FLOAT_DTYPES
 
 
 def check_key(key: Any) -> jax.Array:
@@ -37,7 +38,7 @@ def check_key(key: Any) -> jax.Array:
             raise BackendError(
                 f"key must be a single PRNG key, got a key array of shape {tuple(shape)}"
             )
-        return key  # type: ignore[no-any-return]
+        return key
     if np.dtype(dtype) == np.uint32:
         try:
             return jax.random.wrap_key_data(key)

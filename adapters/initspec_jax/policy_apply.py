@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from initspec.backend import Job, Rng, draw
@@ -31,6 +32,11 @@ from initspec_jax.traverse import (
     split_collections,
     walk,
 )
+
+
+def param_key(seed64: int) -> jax.Array:
+    """The typed threefry2x32 key of a parameter from its 64-bit ``derive_seed`` value."""
+    return jax.random.wrap_key_data(jnp.asarray(param_key_data(seed64)), impl="threefry2x32")
 
 
 def param_key_data(seed64: int) -> np.ndarray:

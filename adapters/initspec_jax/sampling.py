@@ -135,8 +135,8 @@ def _typed(key: Any) -> jax.Array:
     parameter). Other raw keys are left to ``jax.random`` (a legacy key of the default
     implementation, as before)."""
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or tuple(key.shape) != (2,):
-        return key  # type: ignore[no-any-return]
-    return jax.random.wrap_key_data(key, impl="threefry2x32")  # type: ignore[no-any-return]
+        return key
+    return jax.random.wrap_key_data(key, impl="threefry2x32")
 
 
 @partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))

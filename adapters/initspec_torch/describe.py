@@ -31,14 +31,16 @@ first name ``named_parameters`` gives, with the other names in ``shared_with``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
 
 from initspec.errors import BackendError, InitSpecError
 from initspec.layout import fans
-from initspec.resolve import ParamInfo
+from initspec.resolve import ParamInfo, ResolutionError
 from initspec.specs import PlanContext
 from initspec_torch.casting import dtype_name
 
@@ -67,12 +69,12 @@ class TorchParam:
 
 def module_kind(module: nn.Module) -> str:
     """The neutral kind of ``module`` (see the table in the module docstring)."""
-    return _kind_of(type(module))
+    return _kind_of(cast(Hashable, type(module)))  # a class is hashable; its stub says otherwise
 
 
 def module_types(module: nn.Module) -> tuple[str, ...]:
     """The module's class name, then its base classes' (so rules can match a base class)."""
-    return _types_of(type(module))
+    return _types_of(cast(Hashable, type(module)))
 
 
 # Both depend on the class alone; a model repeats a few classes many times.
@@ -167,6 +169,17 @@ def describe(module: nn.Module) -> list[TorchParam]:
         key = id(param)
         names.setdefault(key, []).append(path)
         first.setdefault(key, (path, param))
+    from torch.nn.parameter import UninitializedParameter
+
+    lazy = [path for path, t in first.values() if isinstance(t, UninitializedParameter)]
+    if lazy:
+        raise ResolutionError(
+            [
+                f"{path}: an uninitialized (lazy) parameter has no shape yet; run a forward "
+                f"pass with a dummy batch to materialize it first"
+                for path in lazy
+            ]
+        )
     out: list[TorchParam] = []
     for key, (path, tensor) in first.items():
         owner_path, _, name = path.rpartition(".")

@@ -49,6 +49,7 @@ from initspec.stream import (
     Q1,
     Q2,
     ROTATIONS,
+    S2PI,
     TWO_M52,
     TWO_M53,
     Block,
@@ -221,7 +222,7 @@ def ndtri(p: torch.Tensor) -> torch.Tensor:
     w = y.index_select(0, ic).sub_(0.5)
     w2 = w * w
     r = (w2 * _poly(w2, P0)).div_(_poly(w2, Q0))
-    xc = r.mul_(w).add_(w).mul_(ref._S2PI)
+    xc = r.mul_(w).add_(w).mul_(S2PI)
     out.index_copy_(0, ic, torch.where(upper.index_select(0, ic), -xc, xc))
     it = central.logical_not_().nonzero().view(-1)
     if it.numel():

@@ -147,7 +147,7 @@ def orthogonal_matrix(
     tau = (beta - alpha) / beta
     v = x / (alpha - beta)
     v.diagonal().fill_(1.0)
-    q = torch.linalg.householder_product(v, tau) * -sign  # sign(beta) = -sign(alpha)
+    q: torch.Tensor = torch.linalg.householder_product(v, tau) * -sign  # sign(beta) = -sign(alpha)
     return q.transpose(0, 1) if rows < cols else q
 
 
