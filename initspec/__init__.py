@@ -2,44 +2,41 @@
 
 Spec (what the user declares) -> plan (resolved against a shape and layout) -> sample
 (a backend draws the plan). The core depends on numpy and pydantic only.
+
+This namespace holds what users call: specs (``parse``, ``schema``, ``to_json``, the spec
+classes), sampling with NumPy (``sample``), fans and gains, policies (``load_policy``,
+``preset``, ``presets``, ``policy_schema``), reports, the errors, and Keras interop. What
+an adapter author needs (the backend protocol, the orchestration, plans, descriptions of
+parameters) lives in ``initspec.backend``; the portable stream's constants in
+``initspec.stream``.
 """
 
 from initspec.errors import BackendError, InitSpecError, PolicyError, ShapeError, SpecError
 from initspec.gain import calculate_gain
 from initspec.keras import KerasSeedWarning, from_keras, to_keras
-from initspec.layout import LAYOUTS, Layout, fans, resolve_layout
+from initspec.layout import LAYOUTS, fans
 from initspec.numpy_backend import sample
 from initspec.parse import parse, schema, to_json
-from initspec.plans import Plan
 from initspec.policy import Match, Policy, Rule, load_policy, policy_schema, preset, presets
-from initspec.resolve import ParamInfo, Report, Resolution, ResolutionError, resolve
+from initspec.resolve import Report, ResolutionError
 from initspec.seeding import derive_seed
 from initspec.specs import SPEC_CLASSES, PlanContext, Spec, SpecBase
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LAYOUTS",
+    "SPEC_CLASSES",
     "BackendError",
     "InitSpecError",
     "KerasSeedWarning",
-    "LAYOUTS",
     "Match",
-    "ParamInfo",
+    "PlanContext",
     "Policy",
+    "PolicyError",
     "Report",
-    "Resolution",
     "ResolutionError",
     "Rule",
-    "load_policy",
-    "policy_schema",
-    "preset",
-    "presets",
-    "resolve",
-    "Layout",
-    "Plan",
-    "PlanContext",
-    "PolicyError",
-    "SPEC_CLASSES",
     "ShapeError",
     "Spec",
     "SpecBase",
@@ -48,10 +45,13 @@ __all__ = [
     "derive_seed",
     "fans",
     "from_keras",
-    "to_keras",
+    "load_policy",
     "parse",
-    "resolve_layout",
+    "policy_schema",
+    "preset",
+    "presets",
     "sample",
     "schema",
     "to_json",
+    "to_keras",
 ]

@@ -11,17 +11,23 @@ A backend implements two small protocols, once per framework:
 - ``Backend``: how a framework tensor is read, checked, written and restored. Everything
   else, resolving a policy, every check before the first write, one ``Job`` per tensor,
   the all-or-nothing write loop and the report, is the core's (``initspec.engine``).
+
+The rest of what an adapter author uses is re-exported here: the plans, ``ParamInfo`` (a
+parameter described in neutral terms), ``resolve`` and its ``Resolution``, layouts, the
+per-parameter seed, the dtype checks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
 from initspec.errors import BackendError
-from initspec.layout import LayoutLike
+from initspec.layout import Layout, LayoutLike, resolve_layout
+from initspec.numeric import FLOAT_DTYPES, check_fits, inward_bounds
 from initspec.plans import (
     ConstantPlan,
     DiracPlan,
@@ -33,7 +39,40 @@ from initspec.plans import (
     TruncatedNormalPlan,
     UniformPlan,
 )
+from initspec.resolve import ParamInfo, Resolution, ResolvedParam, resolve
+from initspec.seeding import derive_seed
 from initspec.stream import Block, block, check_version, layout_perm, split_key
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "Backend",
+    "Block",
+    "ConstantPlan",
+    "DiracPlan",
+    "IdentityPlan",
+    "Job",
+    "Layout",
+    "LayoutLike",
+    "NormalPlan",
+    "OrthogonalPlan",
+    "ParamInfo",
+    "Plan",
+    "PortableStructural",
+    "Resolution",
+    "ResolvedParam",
+    "Rng",
+    "Sampler",
+    "SparsePlan",
+    "TruncatedNormalPlan",
+    "UniformPlan",
+    "check_fits",
+    "check_rng",
+    "derive_seed",
+    "draw",
+    "inward_bounds",
+    "resolve",
+    "resolve_layout",
+]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -164,10 +203,10 @@ class Backend(Protocol[TargetT]):
         ...
 
 
-def draw(job: Job, sampler: Sampler[T], zero_row: Any = None) -> T:
+def draw(job: Job, sampler: Sampler[T], zero_row: Callable[[T, int], T]) -> T:
     """The values of ``job`` from ``sampler``; ``zero_row(values, row)`` zeroes its padding
-    row (the one post-step a job may have), returning the values."""
+    row (the one post-step a job may have; every backend says how), returning the values."""
     values = job.plan.draw(sampler)
-    if job.zero_row is not None and zero_row is not None:
+    if job.zero_row is not None:
         values = zero_row(values, job.zero_row)
     return values

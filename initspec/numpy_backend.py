@@ -17,17 +17,14 @@ from initspec.layout import LayoutLike
 from initspec.numeric import FLOAT_DTYPES, inward_bounds
 from initspec.plans import (
     ConstantPlan,
-    DiracPlan,
-    IdentityPlan,
     NormalPlan,
-    OrthogonalPlan,
     Plan,
     Rejection,
     SparsePlan,
     TruncatedNormalPlan,
     UniformPlan,
 )
-from initspec.portable import Portable64, haar
+from initspec.portable import Portable64, Structural64
 from initspec.specs import PlanContext, SpecBase
 
 DTYPES = {name: np.dtype(name) for name in FLOAT_DTYPES if name != "bfloat16"}
@@ -63,20 +60,15 @@ def standard_truncated_normal(rng: np.random.Generator, n: int, a: float, b: flo
     return -out if rej.flip else out
 
 
-def orthogonal_matrix(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
-    """Haar-random (rows, cols) with orthonormal rows or columns (``initspec.portable.haar``
-    of a Gaussian drawn from ``rng``)."""
-    if rows * cols == 0:
-        return np.zeros((rows, cols))
-    return haar(rng.standard_normal((rows, cols)))
-
-
-class Native64:
+class Native64(Structural64):
     """NumPy's native stream: every primitive drawn in float64 from one PCG64 generator
     (a ``Sampler[np.ndarray]``; ``cast_once`` rounds the result)."""
 
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
+
+    def gauss(self, rows: int, cols: int) -> np.ndarray:
+        return self.rng.standard_normal((rows, cols))
 
     def constant(self, plan: ConstantPlan) -> np.ndarray:
         return np.full(plan.shape, plan.value, dtype=np.float64)
@@ -90,19 +82,6 @@ class Native64:
     def truncated_normal(self, plan: TruncatedNormalPlan) -> np.ndarray:
         z = standard_truncated_normal(self.rng, plan.numel, plan.alpha, plan.beta)
         return np.clip(plan.loc + plan.scale * z, plan.low, plan.high).reshape(plan.shape)
-
-    def orthogonal(self, plan: OrthogonalPlan) -> np.ndarray:
-        q = plan.gain * orthogonal_matrix(self.rng, plan.rows, plan.cols)
-        return np.asarray(q.reshape(plan.permuted_shape).transpose(plan.inverse_perm))
-
-    def identity(self, plan: IdentityPlan) -> np.ndarray:
-        return plan.build()
-
-    def dirac(self, plan: DiracPlan) -> np.ndarray:
-        if plan.matrix == "identity":
-            return plan.build()
-        centre = plan.centre_matrix
-        return plan.build(centre.gain * orthogonal_matrix(self.rng, centre.rows, centre.cols))
 
     def sparse(self, plan: SparsePlan) -> np.ndarray:
         rows, cols = plan.canonical_shape

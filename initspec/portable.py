@@ -27,6 +27,7 @@ same order, tested equal to this code (tests/test_stream_kernel.py), 4-6x faster
 
 from __future__ import annotations
 
+import math
 import threading
 from types import ModuleType
 from typing import Any
@@ -144,6 +145,18 @@ def _poly(x: np.ndarray, coefs: tuple[float, ...]) -> np.ndarray:
     return out
 
 
+_libm_log = np.frompyfunc(math.log, 1, 1)
+
+
+def log64(x: np.ndarray) -> np.ndarray:
+    """float64 natural log as the C library computes it (``math.log``): what the compiled
+    kernel, torch's CPU path, scipy's Cephes and XLA's CPU code call. NumPy's own ``log``
+    is a SIMD polynomial on AVX512F machines that differs from it by an ulp on ~0.03% of
+    inputs (9 of 27,277 measured), which ndtri's tail turns into different values; the
+    stream's reference must not depend on the CPU it runs on."""
+    return np.asarray(_libm_log(x), dtype=np.float64)
+
+
 def ndtri(p: np.ndarray) -> np.ndarray:
     """Inverse of the standard normal CDF for p in (0, 1), float64 (Cephes ``ndtri``)."""
     p = np.asarray(p, dtype=np.float64)
@@ -158,14 +171,14 @@ def ndtri(p: np.ndarray) -> np.ndarray:
     tail = ~central
     if tail.any():
         with np.errstate(divide="ignore"):
-            t = np.sqrt(-2.0 * np.log(y[tail]))
+            t = np.sqrt(-2.0 * log64(y[tail]))
             z = 1.0 / t
             near = t < 8.0
             corr = np.empty_like(t)
             corr[near] = z[near] * _poly(z[near], P1) / _poly(z[near], Q1)
             far = ~near
             corr[far] = z[far] * _poly(z[far], P2) / _poly(z[far], Q2)
-            xt = t - np.log(t) / t - corr
+            xt = t - log64(t) / t - corr
         out[tail] = np.where(upper[tail], xt, -xt)
     return out
 
@@ -361,23 +374,16 @@ def haar(gauss: np.ndarray) -> np.ndarray:
     return np.asarray(q.T if rows < cols else q)
 
 
-class _Whole64:
-    """The whole float64 tensor of a structural plan from the stream (stored layout)."""
+class Structural64:
+    """Orthogonal, identity and dirac plans in float64 NumPy, from a Gaussian source
+    (``gauss``: NumPy's generator for the native stream, the portable stream's counters
+    for the portable one), in the stored layout."""
 
-    def __init__(self, key: tuple[int, int]) -> None:
-        self.key = key
-
-    def _gauss(self, rows: int, cols: int) -> np.ndarray:
-        counters = np.arange(rows * cols, dtype=np.int64)
-        return standard_normal(self.key, counters).reshape(rows, cols)
-
-    def _elementwise(self, plan: Plan) -> np.ndarray:
-        raise BackendError(f"{type(plan).__name__} is elementwise, not structural")
-
-    constant = uniform = normal = truncated_normal = _elementwise
+    def gauss(self, rows: int, cols: int) -> np.ndarray:
+        raise NotImplementedError
 
     def orthogonal(self, plan: OrthogonalPlan) -> np.ndarray:
-        q = plan.gain * haar(self._gauss(plan.rows, plan.cols))
+        q = plan.gain * haar(self.gauss(plan.rows, plan.cols))
         return np.asarray(q.reshape(plan.permuted_shape).transpose(plan.inverse_perm))
 
     def identity(self, plan: IdentityPlan) -> np.ndarray:
@@ -387,12 +393,28 @@ class _Whole64:
         if plan.matrix == "identity":
             return plan.build()
         centre = plan.centre_matrix
-        return plan.build(centre.gain * haar(self._gauss(centre.rows, centre.cols)))
+        return plan.build(centre.gain * haar(self.gauss(centre.rows, centre.cols)))
+
+
+class _Whole64(Structural64):
+    """The whole float64 tensor of a structural plan from the stream (stored layout)."""
+
+    def __init__(self, key: tuple[int, int]) -> None:
+        self.key = key
+
+    def gauss(self, rows: int, cols: int) -> np.ndarray:
+        counters = np.arange(rows * cols, dtype=np.int64)
+        return standard_normal(self.key, counters).reshape(rows, cols)
+
+    def _elementwise(self, plan: Plan) -> np.ndarray:
+        raise BackendError(f"{type(plan).__name__} is elementwise, not structural")
+
+    constant = uniform = normal = truncated_normal = _elementwise
 
     def sparse(self, plan: SparsePlan) -> np.ndarray:
         rows, cols = plan.canonical_shape
         n = rows * cols
-        values = plan.sigma * self._gauss(rows, cols)
+        values = plan.sigma * self.gauss(rows, cols)
         mask_words = bits64(self.key, np.arange(n, 2 * n, dtype=np.int64)).reshape(rows, cols)
         order = np.argsort(mask_words, axis=0, kind="stable")
         values[order[: plan.zeros_per_column], np.arange(cols)[None, :]] = 0.0

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from flax import nnx
 from flax.core import FrozenDict
-from initspec_jax.policy_apply import param_key
+from initspec_jax.policy_apply import typed_key
 from moments import KS_P, plan_check
 from scipy import stats
 
@@ -267,7 +267,7 @@ def test_each_parameter_keyed_by_seed_and_canonical_path() -> None:
             assert not np.array_equal(a, np.asarray(other["params"][name][leaf]))
     path = "layers.1.bias"
     plan = initspec.parse({"kind": "normal", "std": 0.1}).plan((16,), "flax")
-    expected = initspec_jax.sample_plan(plan, param_key(derive_seed(5, path)), jnp.float32)
+    expected = initspec_jax.sample_plan(plan, typed_key(derive_seed(5, path)), jnp.float32)
     np.testing.assert_array_equal(np.asarray(two["params"]["layers_1"]["bias"]), np.asarray(expected))
 
 
@@ -282,9 +282,9 @@ def test_params_collection_alone_and_frozen_dicts() -> None:
 
 def test_param_key_uses_all_64_bits() -> None:
     s = (0x12345678 << 32) | 0x9ABCDEF0
-    data = np.asarray(jax.random.key_data(param_key(s)))
+    data = np.asarray(jax.random.key_data(typed_key(s)))
     assert data.tolist() == [0x12345678, 0x9ABCDEF0]
-    assert param_key(2**64 - 1) is not None
+    assert typed_key(2**64 - 1) is not None
 
 
 def test_dotted_globs_port_from_the_torch_twin() -> None:
@@ -435,7 +435,7 @@ def test_apply_nnx_same_seed_same_values_as_linen_keying() -> None:
     initspec_jax.apply_nnx("flax-defaults", b, seed=9)
     np.testing.assert_array_equal(np.asarray(a.layers[0].kernel[...]), np.asarray(b.layers[0].kernel[...]))
     plan = initspec.parse({"kind": "lecun_normal"}).plan((16, 16), "flax")
-    expected = initspec_jax.sample_plan(plan, param_key(derive_seed(9, "layers.0.kernel")))
+    expected = initspec_jax.sample_plan(plan, typed_key(derive_seed(9, "layers.0.kernel")))
     np.testing.assert_array_equal(np.asarray(a.layers[0].kernel[...]), np.asarray(expected))
 
 

@@ -277,12 +277,12 @@ def test_truncated_normal_quantiles_are_accurate(interval, branch, max_ulps) -> 
     absolute, that of Ea + 2 u W: ~1 ulp of 1/4). Measured: erf 6.5, central <= 6.2,
     central_deep 1.7, far tail 1.8; erf_inv alone is 5 ulps off in the centre. [0, 2] keeps
     the tail forms: its u cells are less than 2 ulps of e apart."""
-    from initspec_jax.truncnorm import standard_truncated_normal, truncnorm_branch
+    from initspec_jax.truncnorm import inverse_cdf_truncated_normal, truncnorm_branch
 
     alpha, beta = interval
     assert truncnorm_branch(alpha, beta, np.dtype(np.float32))[0] == branch
     shape, key = (1 << 20,), jax.random.key(11)
-    draw = jax.jit(lambda k: standard_truncated_normal(k, shape, alpha, beta, np.dtype(np.float32)))
+    draw = jax.jit(lambda k: inverse_cdf_truncated_normal(k, shape, alpha, beta, np.dtype(np.float32)))
     x = np.asarray(draw(key), np.float64)
     u = ((np.asarray(jax.random.bits(key, shape, jnp.uint32)) >> 9) + 0.5) * 2.0**-23
     if branch == "right":  # Q(x) = Q(a) - u (Q(a) - Q(b)), in log space for scipy

@@ -8,7 +8,8 @@ import math
 import pytest
 
 import initspec
-from initspec import ParamInfo, PolicyError, resolve
+from initspec import PolicyError
+from initspec.backend import ParamInfo, resolve
 from initspec.specs import PlanContext
 
 

@@ -34,7 +34,7 @@ from initspec_jax.traverse import (
 )
 
 
-def param_key(seed64: int) -> jax.Array:
+def typed_key(seed64: int) -> jax.Array:
     """The typed threefry2x32 key of a parameter from its 64-bit ``derive_seed`` value."""
     return jax.random.wrap_key_data(jnp.asarray(param_key_data(seed64)), impl="threefry2x32")
 

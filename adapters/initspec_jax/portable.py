@@ -35,8 +35,7 @@ from jax import lax
 from jax.extend.random import threefry2x32_p
 
 from initspec.backend import PortableStructural
-from initspec.errors import BackendError
-from initspec.numeric import FLOAT_DTYPES, check_fits, inward_bounds
+from initspec.numeric import check_fits, inward_bounds
 from initspec.plans import ConstantPlan, NormalPlan, Plan, TruncatedNormalPlan, UniformPlan
 from initspec.stream import (
     EXPM2,
@@ -53,6 +52,7 @@ from initspec.stream import (
     block,
     check_version,
 )
+from initspec_jax.checks import check_dtype
 from initspec_jax.sharding import place
 
 _U32 = jnp.uint32
@@ -328,22 +328,6 @@ class JaxPortable(PortableStructural):
         flip, pa, mass = plan.inverse_cdf
         numbers = (plan.loc, plan.scale, plan.low, plan.high, pa, mass)
         return self._run(plan, _truncated_normal64, numbers, flip)
-
-
-def check_dtype(dtype: Any) -> np.dtype[Any]:
-    """The target dtype if the stream defines it, else ``BackendError``."""
-    try:
-        dt = np.dtype(jnp.dtype(dtype))
-    except TypeError:
-        raise BackendError(
-            f"dtype {dtype!r} is not a dtype; allowed: {', '.join(FLOAT_DTYPES)}"
-        ) from None
-    if dt.name not in FLOAT_DTYPES:
-        raise BackendError(
-            f"the portable stream does not define dtype {dt.name}; allowed: "
-            f"{', '.join(FLOAT_DTYPES)}"
-        )
-    return dt
 
 
 def sample(

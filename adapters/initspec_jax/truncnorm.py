@@ -143,7 +143,7 @@ def sample_standard(
     return x if branch == "right" else -x
 
 
-def standard_truncated_normal(
+def inverse_cdf_truncated_normal(
     key: jax.Array, shape: tuple[int, ...], alpha: float, beta: float, work: np.dtype[Any]
 ) -> jax.Array:
     """``shape`` draws of N(0, 1) restricted to [alpha, beta] in dtype ``work``."""

@@ -82,7 +82,7 @@ def check_device(device: torch.device | str) -> torch.device:
     return dev
 
 
-def check_dtype(dtype: torch.dtype) -> torch.dtype:
+def portable_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype itself if the stream defines it (float16, bfloat16, float32, float64)."""
     if dtype not in SUPPORTED_DTYPES:
         allowed = ", ".join(dtype_name(d) for d in SUPPORTED_DTYPES)
@@ -176,11 +176,11 @@ def sqrt_rn(x: torch.Tensor) -> torch.Tensor:
 
 
 def _log(x: torch.Tensor) -> torch.Tensor:
-    """float64 natural log. On CPU through NumPy, zero-copy: the platform libm, as the
+    """float64 natural log. On CPU the C library's (``initspec.portable.log64``), as the
     reference (torch's CPU log, Sleef, is an ulp off on ~1e-4 of inputs, which ndtri's tail
     turns into differences of up to 5 float64 ulp); on a GPU the device's own ``log``."""
     if x.device.type == "cpu":
-        return torch.from_numpy(np.log(x.contiguous().numpy()))
+        return torch.from_numpy(ref.log64(x.contiguous().numpy()))
     return torch.log(x)
 
 
@@ -370,7 +370,7 @@ def fill_(
 ) -> torch.Tensor:
     """Write stream-1 values of ``plan`` (the whole tensor, or the shard ``index`` of it)
     into contiguous ``out`` of a supported dtype (``TorchPortable``)."""
-    check_dtype(out.dtype)
+    portable_dtype(out.dtype)
     check_device(out.device)
     blk = block(plan.shape, perm, index)
     if tuple(out.shape) != blk.shape:
@@ -393,7 +393,7 @@ def sample(
 ) -> torch.Tensor:
     """A new tensor of stream-1 values of ``plan`` (or of the shard ``index``)."""
     blk = block(plan.shape, perm, index)
-    out = torch.empty(blk.shape, dtype=check_dtype(dtype), device=device)
+    out = torch.empty(blk.shape, dtype=portable_dtype(dtype), device=device)
     return fill_(out, plan, key, perm, index)
 
 
