@@ -15,12 +15,10 @@ The first matching rule wins. ``unmatched``: "keep" leaves other parameters as t
 
 from __future__ import annotations
 
-import fnmatch
-import importlib
-import json
+import functools
+import os
 import pathlib
 import re
-import warnings
 from functools import cached_property
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -35,8 +33,11 @@ from pydantic import (
     model_validator,
 )
 
-from initspec.errors import PolicyError, SpecError
+from initspec.errors import InitSpecError, PolicyError, SpecError
+from initspec.jsonload import check_depth, loads, read_file, shown_name
 from initspec.parse import _normalize
+from initspec.patterns import Regex, compile_composed, compile_glob, compile_regex, glob_to_re2
+from initspec.seeding import SEED_MAX, SEED_MIN
 from initspec.specs import Spec
 from initspec.validation import raise_from_validation
 
@@ -46,6 +47,10 @@ ModuleKind = Literal[
 Role = Literal["kernel", "bias", "embedding", "scale", "other"]
 
 MAX_PATTERN = 512
+MAX_LIST = 1000  # values in one match condition (globs, module names, ...)
+MAX_RULES = 10_000  # rules in a policy, after extends
+MAX_EXTENDS = 16  # files and presets in one extends chain
+MAX_LAYERS = 1_000_000  # n_layers, offset and layer ids of depth_scale
 _LAYER_ID = "{layer_id}"
 
 
@@ -53,78 +58,15 @@ def _listify(value: Any) -> Any:
     return [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
 
 
-def _parse_regex(pattern: str) -> Any:
-    # The standard library's own regex parser: re._parser on 3.11+, sre_parse on 3.10.
-    try:
-        sre_parse = importlib.import_module("re._parser")
-    except ImportError:  # pragma: no cover - Python 3.10
-        sre_parse = importlib.import_module("sre_parse")
-    return sre_parse.parse(pattern)
-
-
-MAX_UNBOUNDED = 3
-
-
-def _risky(items: Any, inside_repeat: bool, counter: list[int]) -> str | None:
-    """Why a parsed regex can backtrack for too long, or None.
-
-    Refused: a repeat (``*``, ``+``, ``{n,m}`` with m > 1) around another such repeat or an
-    alternation (``(a+)+``, ``(a|a)*``, ``(.*a){20}``); more than ``MAX_UNBOUNDED``
-    unbounded repeats in one pattern (``.*.*.*.*``: polynomial of that degree);
-    backreferences and lookarounds.
-    """
-    for op, arg in items:
-        name = str(op)
-        if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
-            low, high, sub = arg
-            repeats = high > 1
-            if repeats and inside_repeat:
-                return "a repeat inside a repeat such as (a+)+ or (.*a){20}"
-            if high >= 65535:
-                counter[0] += 1
-                if counter[0] > MAX_UNBOUNDED:
-                    return f"more than {MAX_UNBOUNDED} unbounded repeats (* or +)"
-            found = _risky(sub, inside_repeat or repeats, counter)
-            if found:
-                return found
-        elif name == "SUBPATTERN":
-            found = _risky(arg[-1], inside_repeat, counter)
-            if found:
-                return found
-        elif name == "BRANCH":
-            if inside_repeat:
-                return "an alternation inside a repeat such as (a|b)*"
-            for branch in arg[1]:
-                found = _risky(branch, inside_repeat, counter)
-                if found:
-                    return found
-        elif name in ("GROUPREF", "GROUPREF_EXISTS"):
-            return "backreferences"
-        elif name in ("ASSERT", "ASSERT_NOT"):
-            return "lookahead and lookbehind"
-    return None
-
-
-def check_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a policy regex, refusing patterns that can backtrack catastrophically."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # "possible nested set" notes
-            compiled = re.compile(pattern)
-            parsed = _parse_regex(pattern)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise ValueError(f"not a valid regular expression ({exc})") from None
-    why = _risky(list(parsed), False, [0])
-    if why:
-        raise ValueError(
-            f"refused: {why} can backtrack for a very long time; write a simpler pattern"
-        )
-    return compiled
+def check_regex(pattern: str) -> Regex:
+    """Compile a policy regex with RE2 (linear time; see ``initspec.patterns``), or raise
+    ``ValueError`` saying why it is refused."""
+    return compile_regex(pattern)
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
     """A glob over a dotted path (``*`` and ``?`` cross dots, as ``fnmatch``), compiled once."""
-    return re.compile(fnmatch.translate(pattern))
+    return compile_glob(pattern)
 
 
 class Match(BaseModel):
@@ -132,12 +74,25 @@ class Match(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    path: list[Annotated[str, Field(min_length=1, max_length=MAX_PATTERN)]] | None = None
+    path: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=MAX_PATTERN)]],
+            Field(max_length=MAX_LIST),
+        ]
+        | None
+    ) = None
     regex: Annotated[str, Field(min_length=1, max_length=MAX_PATTERN)] | None = None
-    kind: list[ModuleKind] | None = None
-    module: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
-    role: list[Role] | None = None
-    ndim: list[Annotated[int, Field(ge=0, le=64)]] | None = None
+    kind: Annotated[list[ModuleKind], Field(max_length=MAX_LIST)] | None = None
+    module: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=MAX_LIST)
+        ]
+        | None
+    ) = None
+    role: Annotated[list[Role], Field(max_length=MAX_LIST)] | None = None
+    ndim: Annotated[list[Annotated[int, Field(ge=0, le=64)]], Field(max_length=MAX_LIST)] | None = (
+        None
+    )
 
     _listed = field_validator("path", "kind", "module", "role", "ndim", mode="before")(
         classmethod(lambda cls, v: _listify(v))
@@ -155,8 +110,8 @@ class Match(BaseModel):
         return tuple(glob_regex(p) for p in self.path or ())
 
     @cached_property
-    def _regex(self) -> re.Pattern[str] | None:
-        return re.compile(self.regex) if self.regex is not None else None
+    def _regex(self) -> Regex | None:
+        return compile_regex(self.regex) if self.regex is not None else None
 
     def matches(
         self, path: str, kind: str, module_types: tuple[str, ...], role: str, ndim: int
@@ -167,7 +122,7 @@ class Match(BaseModel):
         """The ``path`` and ``regex`` conditions."""
         if self.path is not None and not any(r.fullmatch(path) for r in self._path_res):
             return False
-        return self._regex is None or self._regex.fullmatch(path) is not None
+        return self._regex is None or self._regex.matches(path)
 
     def matches_attributes(
         self, kind: str, module_types: tuple[str, ...], role: str, ndim: int
@@ -185,7 +140,7 @@ class Match(BaseModel):
 def _check_n_layers(value: Any) -> Any:
     if value is None:
         return value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_LAYERS:
         return value
     if (
         isinstance(value, str)
@@ -194,18 +149,20 @@ def _check_n_layers(value: Any) -> Any:
         and len(value) <= MAX_PATTERN
     ):
         return value
-    raise ValueError("must be a positive integer or 'count:<glob with one *>', e.g. 'count:h.*'")
+    raise ValueError(
+        f"must be an integer from 1 to {MAX_LAYERS:,} or 'count:<glob with a *>', e.g. 'count:h.*'"
+    )
 
 
 class DepthScale(BaseModel):
     """Multiply the distribution by ``1 / sqrt(factor * n)`` (see the module docstring)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
     factor: Annotated[float, Field(gt=0)] = 2.0
     n_layers: Annotated[int | str | None, BeforeValidator(_check_n_layers)] = None
     layer_id: Annotated[str, Field(max_length=MAX_PATTERN)] | None = None
-    offset: Annotated[int, Field(ge=0)] = 1
+    offset: Annotated[int, Field(ge=0, le=MAX_LAYERS)] = 1
 
     @model_validator(mode="after")
     def _one_source(self) -> DepthScale:
@@ -213,28 +170,31 @@ class DepthScale(BaseModel):
             raise ValueError("give exactly one of n_layers and layer_id")
         if self.layer_id is not None and self.layer_id.count(_LAYER_ID) != 1:
             raise ValueError(f"layer_id must contain {_LAYER_ID} once, e.g. 'layers.{_LAYER_ID}.*'")
+        # Compiled here so that a pattern too complex for the matcher is refused on load.
+        if self.layer_id is not None:
+            _ = self._layer_re
+        if isinstance(self.n_layers, str):
+            _ = self._count_re
         return self
 
     @cached_property
-    def _layer_re(self) -> re.Pattern[str]:
+    def _layer_re(self) -> Regex:
         assert self.layer_id is not None
         head, tail = self.layer_id.split(_LAYER_ID)
-        body = fnmatch.translate(head)[4:-3] + r"(?P<layer_id>\d+)" + fnmatch.translate(tail)[4:-3]
-        return re.compile(f"(?s:{body})")
+        return compile_composed(glob_to_re2(head) + "(?P<layer_id>[0-9]+)" + glob_to_re2(tail))
 
     @cached_property
-    def _count_re(self) -> re.Pattern[str]:
+    def _count_re(self) -> Regex:
         assert isinstance(self.n_layers, str)
         pattern = self.n_layers[len("count:") :]
-        if "*" not in pattern:
-            raise ValueError("count: needs a '*' to count over")
         head, tail = pattern.rsplit("*", 1)  # the last * is counted; earlier ones are globs
-        body = fnmatch.translate(head)[4:-3] + r"(?P<n>[^.]+)" + fnmatch.translate(tail)[4:-3]
-        return re.compile(f"(?s:{body})(?:\\.|$)")
+        return compile_composed(
+            glob_to_re2(head) + "(?P<n>[^.]+)" + glob_to_re2(tail) + "(?:\\.|$)"
+        )
 
     def count_layers(self, paths: list[str]) -> int:
         """Distinct values of the counted ``*`` over ``paths`` (``h.*``: h.0, h.1, ... -> n)."""
-        seen = {m.group("n") for p in paths if (m := self._count_re.match(p))}
+        seen = {m["n"] for p in paths if (m := self._count_re.match(p))}
         return len(seen)
 
     def n_for(self, path: str, all_paths: list[str]) -> int | None:
@@ -244,7 +204,15 @@ class DepthScale(BaseModel):
         if self.n_layers is not None:
             return self.count_layers(all_paths) or None
         m = self._layer_re.fullmatch(path)
-        return int(m.group("layer_id")) + self.offset if m else None
+        if m is None:
+            return None
+        digits = m["layer_id"]
+        if len(digits) > 7 or int(digits) > MAX_LAYERS:
+            shown = digits if len(digits) <= 12 else digits[:12] + "..."
+            raise InitSpecError(
+                f"depth_scale: layer id {shown} in this path is larger than {MAX_LAYERS:,}"
+            )
+        return int(digits) + self.offset
 
 
 class Rule(BaseModel):
@@ -271,18 +239,38 @@ class Rule(BaseModel):
         return f"#{index}" + (f" {self.name}" if self.name else "")
 
 
+def _check_version(value: Any) -> Any:
+    # Literal[1] alone takes True and 1.0 (they compare equal to 1).
+    if isinstance(value, (bool, float)):
+        raise ValueError(
+            "the policy format version is the integer 1, not a boolean or float; allowed: 1"
+        )
+    return value
+
+
+def _check_seed(value: Any) -> Any:
+    if value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer (or null: the run's seed, default 0)")
+    if not SEED_MIN <= value < SEED_MAX:
+        raise ValueError("must be an integer from -2**63 to 2**64 - 1")
+    return value
+
+
 class Policy(BaseModel):
     """A versioned, ordered list of rules (see the module docstring)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    initspec: Literal[1]  # required: the version of the policy format
+    # required: the version of the policy format
+    initspec: Annotated[Literal[1], BeforeValidator(_check_version)]
     name: Annotated[str, Field(max_length=200)] = ""
     description: Annotated[str, Field(max_length=10_000)] = ""
-    seed: int | None = None
-    extends: Annotated[str, Field(max_length=1000)] | None = None
+    seed: Annotated[int | None, BeforeValidator(_check_seed)] = None
+    extends: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
     unmatched: Literal["keep", "error"] = "keep"
-    rules: list[Rule] = []
+    rules: Annotated[list[Rule], Field(max_length=MAX_RULES)] = []
 
 
 # Loading ---------------------------------------------------------------------------------
@@ -293,14 +281,23 @@ def _preset_dir() -> Any:
     return resources.files("initspec").joinpath("preset_files")
 
 
+@functools.lru_cache(maxsize=1)
+def _preset_names() -> tuple[str, ...]:
+    files = _preset_dir().iterdir()
+    return tuple(sorted(f.name[: -len(".json")] for f in files if f.name.endswith(".json")))
+
+
 def presets() -> list[str]:
     """Names of the built-in presets."""
-    files = _preset_dir().iterdir()
-    return sorted(f.name[: -len(".json")] for f in files if f.name.endswith(".json"))
+    return list(_preset_names())
+
+
+def _is_preset(name: Any) -> bool:
+    return isinstance(name, str) and name in _preset_names()
 
 
 def _preset_text(name: str) -> str:
-    if name not in presets():
+    if not _is_preset(name):
         raise PolicyError(("extends",), name, f"unknown preset; available: {', '.join(presets())}")
     return str(_preset_dir().joinpath(f"{name}.json").read_text(encoding="utf-8"))
 
@@ -309,9 +306,12 @@ def _prepare(data: Any) -> Any:
     """Normalize spec aliases inside rules before pydantic sees them (locations preserved)."""
     if not isinstance(data, dict):
         raise PolicyError((), data, "a policy is a JSON object")
+    check_depth(data, PolicyError)
     rules = data.get("rules")
     if not isinstance(rules, list):
         return data
+    if len(rules) > MAX_RULES:
+        raise PolicyError(("rules",), f"<{len(rules)} rules>", f"at most {MAX_RULES:,} rules")
     out_rules = []
     for i, rule in enumerate(rules):
         if isinstance(rule, dict) and isinstance(rule.get("init"), dict):
@@ -338,63 +338,148 @@ def _validate(data: Any) -> Policy:
         raise PolicyError(loc, err.value, err.allowed) from None
 
 
-def _read(source: Any) -> tuple[Any, pathlib.Path | None]:
-    if isinstance(source, pathlib.Path):
-        return _json(source.read_text(encoding="utf-8")), source.parent
+def _looks_like_file(name: str) -> bool:
+    """A file needs a path (``./gpt2``, ``dir/p``) or a ``.json`` name: a bare word is a
+    preset name, so a file in the working directory can never stand in for a preset."""
+    seps = {"/", os.sep, os.altsep or "/"}
+    return any(sep in name for sep in seps) or name.lower().endswith(".json")
+
+
+def _real_dir(path: pathlib.Path) -> pathlib.Path:
+    return pathlib.Path(os.path.realpath(path)).parent
+
+
+def _read_file(path: str | os.PathLike[str]) -> tuple[Any, pathlib.Path, str]:
+    text = read_file(path, "policy")
+    data = loads(text, PolicyError, source=shown_name(path), what="policy")
+    real = os.path.realpath(path)
+    return data, pathlib.Path(real).parent, real
+
+
+# A source read: (data, directory that file extends resolve against, identity for cycles).
+_Source = tuple[Any, "pathlib.Path | None", "str | None"]
+
+
+def _read(source: Any) -> _Source:
+    if isinstance(source, os.PathLike):
+        return _read_file(source)
     if isinstance(source, str):
-        stripped = source.lstrip()
-        if stripped.startswith("{"):
-            return _json(source), None
-        path = pathlib.Path(source)
-        if path.is_file():
-            return _json(path.read_text(encoding="utf-8")), path.parent
-        if source in presets():
-            return _json(_preset_text(source)), None
-        raise PolicyError((), source, "not a JSON object, a policy file, or a preset name")
-    return source, None
+        if source.lstrip().startswith(("{", "[")):
+            return loads(source, PolicyError, what="policy"), None, None
+        if _is_preset(source):
+            return loads(_preset_text(source), PolicyError), None, f"preset:{source}"
+        if _looks_like_file(source):
+            return _read_file(source)
+        raise PolicyError(
+            (),
+            source,
+            f"not a JSON object, a preset name ({', '.join(presets())}) or a policy file; "
+            f"a file is named by a path (./{source[:40]}) or a .json name",
+        )
+    return source, None, None
 
 
-def _json(text: str) -> Any:
+def _extends_target(ref: str, base: pathlib.Path | None) -> tuple[str, Any]:
+    """(identity, source) of what ``extends: ref`` names: a preset, always, when ``ref`` is a
+    preset's name; else a ``.json`` file relative to the including file's directory and
+    inside it (no absolute paths, no ``..``, no symlink out of it)."""
+    if _is_preset(ref):
+        return f"preset:{ref}", ref
+    names = f"presets: {', '.join(presets())}"
+    if base is None:
+        raise PolicyError(
+            ("extends",),
+            ref,
+            f"no preset of that name ({names}); a policy given as a dict, text or Policy "
+            f"object extends presets only (load it with base_dir=... to extend a file)",
+        )
+    parts = re.split(r"[\\/]", ref)
+    if (
+        os.path.isabs(ref)
+        or ref.startswith(("/", "\\"))
+        or os.path.splitdrive(ref)[0]
+        or ".." in parts
+        or "\x00" in ref
+        or not ref.lower().endswith(".json")
+    ):
+        raise PolicyError(
+            ("extends",),
+            ref,
+            f"no preset of that name ({names}); a file must be a relative .json path inside "
+            f"the including policy's directory (no absolute path, no '..')",
+        )
+    real = os.path.realpath(base / ref)
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise PolicyError((), text[:80], f"must be valid JSON ({exc})") from None
+        inside = os.path.commonpath([real, str(base)]) == str(base)
+    except ValueError:  # another drive
+        inside = False
+    if not inside:
+        raise PolicyError(
+            ("extends",), ref, "resolves (through a link) outside the including policy's directory"
+        )
+    return real, pathlib.Path(real)
 
 
-def load_policy(source: Any, _seen: tuple[str, ...] = ()) -> Policy:
-    """A validated policy from a ``Policy``, dict, JSON string, file path or preset name.
+def load_policy(source: Any, *, base_dir: str | os.PathLike[str] | None = None) -> Policy:
+    """A validated policy from a ``Policy``, dict, JSON text, file path or preset name.
 
-    ``extends`` (a preset name or a file path relative to the policy file) is resolved
-    here: the child's rules come first, so they win; the parent's follow.
+    A string is JSON text when it starts with ``{``; else a preset when it is a preset's
+    name; else a file when it contains a path separator or ends in ``.json``. A
+    ``pathlib.Path`` is always a file. Files are read only if regular, at most 4 MiB.
+
+    ``extends`` (a preset name, or a ``.json`` file relative to the including file and
+    inside its directory) is resolved here: the child's rules come first, so they win; the
+    parent's follow. A policy that is not read from a file (a dict, text or ``Policy``)
+    extends presets only, unless ``base_dir`` says where its files are.
     """
-    if isinstance(source, Policy) and source.extends is None:
-        return source
-    data, base = _read(source) if not isinstance(source, Policy) else (source.model_dump(), None)
-    policy = _validate(data)
+    return _load(source, base_dir, ())
+
+
+def _load(source: Any, base_dir: Any, chain: tuple[str, ...]) -> Policy:
+    if isinstance(source, Policy):
+        policy, base, key = source, None, None
+    else:
+        data, base, key = _read(source)
+        policy = _validate(data)
     if policy.extends is None:
         return policy
-    ref = policy.extends
-    key = ref if ref in presets() else str((base or pathlib.Path.cwd()) / ref)
-    if key in _seen:
-        chain = " -> ".join((*_seen, key))
-        raise PolicyError(("extends",), ref, f"cycle in extends: {chain}")
-    if ref in presets():
-        parent = load_policy(ref, (*_seen, key))
-    else:
-        path = pathlib.Path(key)
-        if not path.is_file():
+    if base is None and base_dir is not None:
+        try:
+            base = pathlib.Path(os.path.realpath(os.fspath(base_dir)))
+        except (TypeError, ValueError, OSError):
             raise PolicyError(
-                ("extends",),
-                ref,
-                f"no preset or policy file of that name; presets: {', '.join(presets())}",
-            )
-        parent = load_policy(path, (*_seen, key))
+                (), shown_name(str(base_dir)), "base_dir: not a directory name"
+            ) from None
+    ref = policy.extends
+    here = (*chain, key or "<policy>")
+    if len(here) >= MAX_EXTENDS:
+        raise PolicyError(("extends",), ref, f"extends chain longer than {MAX_EXTENDS} policies")
+    target, parent_source = _extends_target(ref, base)
+    if target in here:
+        shown = " -> ".join(shown_name(k) for k in (*here, target))
+        raise PolicyError(("extends",), ref, f"cycle in extends: {shown}")
+    try:
+        parent = _load(parent_source, None, here)
+    except PolicyError as exc:
+        if getattr(exc, "where", None) is not None:  # already says which file
+            raise
+        err = type(exc)(exc.loc, exc.value, f"{exc.allowed} (in {ref!r}, named by extends)")
+        err.where = ref  # type: ignore[attr-defined]
+        raise err from None
+    fields = policy.model_fields_set
+    rules = [*policy.rules, *parent.rules]
+    if len(rules) > MAX_RULES:
+        raise PolicyError(
+            ("extends",),
+            ref,
+            f"with its parent the policy has {len(rules):,} rules; at most {MAX_RULES:,}",
+        )
     return policy.model_copy(
         update={
             "extends": None,
-            "rules": [*policy.rules, *parent.rules],
+            "rules": rules,
             "seed": policy.seed if policy.seed is not None else parent.seed,
-            "unmatched": policy.unmatched if "unmatched" in data else parent.unmatched,
+            "unmatched": policy.unmatched if "unmatched" in fields else parent.unmatched,
             "description": policy.description or parent.description,
         }
     )
@@ -402,7 +487,7 @@ def load_policy(source: Any, _seen: tuple[str, ...] = ()) -> Policy:
 
 def preset(name: str) -> Policy:
     """A built-in preset by name (``initspec.presets()`` lists them)."""
-    if name not in presets():
+    if not _is_preset(name):
         raise PolicyError((), name, f"unknown preset; available: {', '.join(presets())}")
     return load_policy(name)
 

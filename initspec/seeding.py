@@ -16,6 +16,10 @@ import hashlib
 
 from initspec.errors import SpecError
 
+# Seeds are integers in torch.manual_seed's range, [-2**63, 2**64).
+SEED_MIN = -(2**63)
+SEED_MAX = 2**64
+
 FLAX_TO_TORCH_LEAF = {"kernel": "weight", "scale": "weight", "embedding": "weight"}
 
 
@@ -30,6 +34,10 @@ def derive_seed(seed: int, path: str = "") -> int:
     """64-bit seed for the parameter at ``path`` (see ``stream_path``) under ``seed``."""
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SpecError(("seed",), seed, "must be an integer")
+    if not SEED_MIN <= seed < SEED_MAX:
+        raise SpecError(("seed",), seed, "must be an integer from -2**63 to 2**64 - 1")
+    if not isinstance(path, str):
+        raise SpecError(("path",), path, "must be a string (a dotted parameter path)")
     data = f"{seed}\x00{stream_path(path)}".encode("utf-8", "surrogatepass")
     digest = hashlib.blake2b(data, digest_size=8, person=b"initspec-seed-v1").digest()
     return int.from_bytes(digest, "little")

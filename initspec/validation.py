@@ -36,6 +36,8 @@ def allowed_text(error: Any) -> str:
     }
     if kind in bounds and ctx:
         (limit,) = ctx.values()
+        if isinstance(limit, int) and not isinstance(limit, bool) and abs(limit) < 10**15:
+            return f"must be {bounds[kind]} {limit}"
         return (
             f"must be {bounds[kind]} {limit:g}"
             if isinstance(limit, (int, float))

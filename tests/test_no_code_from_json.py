@@ -1,7 +1,7 @@
 """No JSON field is ever imported, evaluated or unpickled.
 
 Known gadget payloads go into every string field of specs, policies and Keras configs while
-eval, exec, importlib.import_module (beyond the regex parser and initspec's own presets), pickle, os.system and
+eval, exec, importlib.import_module (beyond initspec's own presets), pickle, os.system and
 subprocess.Popen are watched: none is reached, and no marker file appears.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import builtins
 import importlib
+import json
 import os
 import pickle
 import subprocess
@@ -54,7 +55,7 @@ def watch(monkeypatch):
     real_import_module = importlib.import_module
 
     def guarded_import_module(name, *args, **kwargs):
-        if name not in ("re._parser", "sre_parse", "initspec"):  # the regex parser; presets
+        if name not in ("initspec",):  # presets (importlib.resources)
             raise Boom(f"import_module({name})")
         return real_import_module(name, *args, **kwargs)
 
@@ -142,5 +143,16 @@ def test_module_names_are_compared_not_imported(watch) -> None:
 def test_extends_only_reads_json_files_and_presets(tmp_path) -> None:
     py = tmp_path / "evil.py"
     py.write_text("raise SystemExit('executed')\n")
-    with pytest.raises(initspec.PolicyError, match="valid JSON"):
+    # A dict has no including file: it extends presets only.
+    with pytest.raises(initspec.PolicyError, match="extends presets only"):
         initspec.load_policy({"initspec": 1, "extends": str(py), "rules": []})
+    # From a file: a .json file beside it, nothing else.
+    child = tmp_path / "child.json"
+    child.write_text(json.dumps({"initspec": 1, "extends": "evil.py"}))
+    with pytest.raises(initspec.PolicyError, match="relative .json path"):
+        initspec.load_policy(child)
+    (tmp_path / "evil.json").write_text("raise SystemExit('executed')\n")
+    child.write_text(json.dumps({"initspec": 1, "extends": "evil.json"}))
+    with pytest.raises(initspec.PolicyError, match="valid JSON") as err:
+        initspec.load_policy(child)
+    assert "SystemExit" not in str(err.value)  # the file's content is never echoed
