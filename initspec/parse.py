@@ -17,40 +17,12 @@ from initspec.errors import SpecError
 from initspec.specs import SPEC_CLASSES, Spec, SpecBase
 from initspec.validation import validate_with
 
+# Views of the aliases each spec class declares (``kind_aliases``, ``field_aliases``).
 KIND_ALIASES: dict[str, str] = {
-    # torch function names (with and without the trailing underscore)
-    "zeros_": "zeros",
-    "ones_": "ones",
-    "constant_": "constant",
-    "uniform_": "uniform",
-    "normal_": "normal",
-    "trunc_normal": "truncated_normal",
-    "trunc_normal_": "truncated_normal",
-    "xavier_uniform_": "xavier_uniform",
-    "xavier_normal_": "xavier_normal",
-    "kaiming_uniform_": "kaiming_uniform",
-    "kaiming_normal_": "kaiming_normal",
-    "orthogonal_": "orthogonal",
-    "eye_": "eye",
-    "dirac_": "dirac",
-    "sparse_": "sparse",
-    # jax / keras names with a single meaning
-    "zero": "zeros",
-    "one": "ones",
-    "random_uniform": "uniform",
-    "random_normal": "normal",
-    "identity": "eye",
+    alias: kind for kind, cls in SPEC_CLASSES.items() for alias in cls.kind_aliases
 }
-
 FIELD_ALIASES: dict[str, dict[str, str]] = {
-    "constant": {"val": "value", "fill_value": "value"},
-    "uniform": {"a": "low", "b": "high", "minval": "low", "maxval": "high"},
-    "normal": {"stddev": "std"},
-    "truncated_normal": {"stddev": "std", "a": "low", "b": "high", "lower": "low", "upper": "high"},
-    "kaiming_uniform": {"negative_slope": "a"},
-    "kaiming_normal": {"negative_slope": "a"},
-    "orthogonal": {"scale": "gain"},
-    "delta_orthogonal": {"gain": "scale"},
+    kind: dict(cls.field_aliases) for kind, cls in SPEC_CLASSES.items() if cls.field_aliases
 }
 
 _SPEC_ADAPTER: TypeAdapter[Any] = TypeAdapter(Spec)
@@ -74,9 +46,10 @@ def _normalize(data: dict[str, Any], loc: tuple[str | int, ...]) -> dict[str, An
             data["kind"],
             f"unknown kind; allowed: {', '.join(sorted(SPEC_CLASSES))}",
         )
-    renames = FIELD_ALIASES.get(kind, {})
+    cls = SPEC_CLASSES[kind]
+    renames = cls.field_aliases
     out: dict[str, Any] = {"kind": kind}
-    fields = SPEC_CLASSES[kind].model_fields
+    fields = cls.model_fields
     for key, value in data.items():
         if key == "kind":
             continue
@@ -93,9 +66,8 @@ def _normalize(data: dict[str, Any], loc: tuple[str | int, ...]) -> dict[str, An
                 loc + (str(key),), value, f"field {name!r} is given twice (as an alias)"
             )
         out[name] = value
-    # jax's truncated_normal(lower, upper) are in std units.
-    if kind == "truncated_normal" and ({"lower", "upper"} & data.keys()) and "bounds" not in data:
-        out["bounds"] = "std"
+    for name, value in cls.implied_fields(data).items():
+        out.setdefault(name, value)
     return out
 
 

@@ -12,139 +12,17 @@ import pathlib
 import sys
 
 import initspec
-from initspec.parse import FIELD_ALIASES, KIND_ALIASES
 
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
 
-# torch / jax / flax / keras equivalents, and the trap to know about.
-EQUIV: dict[str, tuple[str, str, str, str]] = {
-    "zeros": ("zeros_", "zeros", "Zeros", ""),
-    "ones": ("ones_", "ones", "Ones", ""),
-    "constant": ("constant_(val)", "constant(value)", "Constant(value)", ""),
-    "uniform": (
-        "uniform_(a=0, b=1)",
-        "uniform(scale) is U[0, scale)",
-        "RandomUniform(-0.05, 0.05)",
-        "defaults differ: torch U[0,1), jax U[0,0.01), keras U(+-0.05)",
-    ),
-    "normal": (
-        "normal_(mean=0, std=1)",
-        "normal(stddev=0.01), no mean",
-        "RandomNormal(0, 0.05)",
-        "defaults differ per framework",
-    ),
-    "truncated_normal": (
-        "trunc_normal_(a, b): absolute bounds",
-        "truncated_normal(lower, upper): std units",
-        "TruncatedNormal: +-2 std",
-        "bounds='absolute' vs 'std'; none correct the variance",
-    ),
-    "variance_scaling": (
-        "(kaiming_*/xavier_* are special cases)",
-        "variance_scaling",
-        "VarianceScaling",
-        "keras 'normal' = truncated; here 'normal' is untruncated (keras 'untruncated_normal')",
-    ),
-    "fan_truncated_normal": (
-        "trunc_normal_(std=sqrt(s/fan), a=-c*std, b=c*std)",
-        "-",
-        "-",
-        "torchtitan's output layer: cutoff 3, no correction",
-    ),
-    "glorot_uniform": (
-        "xavier_uniform_",
-        "glorot_uniform / xavier_uniform",
-        "GlorotUniform",
-        "same distribution as torch xavier_uniform",
-    ),
-    "glorot_normal": (
-        "-",
-        "glorot_normal / xavier_normal",
-        "GlorotNormal",
-        "truncated; torch's xavier_normal_ is not",
-    ),
-    "he_uniform": (
-        "kaiming_uniform_(nonlinearity='relu')",
-        "he_uniform / kaiming_uniform",
-        "HeUniform",
-        "",
-    ),
-    "he_normal": (
-        "-",
-        "he_normal / kaiming_normal",
-        "HeNormal",
-        "truncated; torch's kaiming_normal_ is not",
-    ),
-    "lecun_uniform": (
-        "kaiming_uniform_(nonlinearity='linear')",
-        "lecun_uniform",
-        "LecunUniform",
-        "",
-    ),
-    "lecun_normal": ("-", "lecun_normal (Flax's default kernel init)", "LecunNormal", "truncated"),
-    "xavier_uniform": (
-        "xavier_uniform_(gain)",
-        "variance_scaling(gain**2, 'fan_avg', 'uniform')",
-        "VarianceScaling(gain**2, 'fan_avg', 'uniform')",
-        "",
-    ),
-    "xavier_normal": (
-        "xavier_normal_(gain)",
-        "variance_scaling(gain**2, 'fan_avg', 'normal')",
-        "VarianceScaling(..., 'untruncated_normal')",
-        "jax's xavier_normal is truncated: use glorot_normal for that",
-    ),
-    "kaiming_uniform": (
-        "kaiming_uniform_(a, mode, nonlinearity)",
-        "variance_scaling(gain**2, mode, 'uniform')",
-        "VarianceScaling(gain**2, mode, 'uniform')",
-        "torch default gain is sqrt(2) (a=0), not calculate_gain('leaky_relu')",
-    ),
-    "kaiming_normal": (
-        "kaiming_normal_(a, mode, nonlinearity)",
-        "variance_scaling(gain**2, mode, 'normal')",
-        "VarianceScaling(..., 'untruncated_normal')",
-        "jax's kaiming_normal is truncated: use he_normal for that",
-    ),
-    "torch_linear_weight": (
-        "Linear/Conv reset_parameters: kaiming_uniform_(a=sqrt(5))",
-        "variance_scaling(1/3, 'fan_in', 'uniform')",
-        "VarianceScaling(1/3, 'fan_in', 'uniform')",
-        "= U(+-1/sqrt(fan_in)); ConvTranspose: mode='fan_out' with torch_transposed",
-    ),
-    "torch_linear_bias": (
-        "Linear/Conv bias: U(+-1/sqrt(fan_in of the weight))",
-        "-",
-        "-",
-        "needs the weight's fans (adapters pass them)",
-    ),
-    "torch_rnn": (
-        "RNN/LSTM/GRU: U(+-1/sqrt(hidden_size))",
-        "-",
-        "-",
-        "needs the hidden size (adapters pass it)",
-    ),
-    "orthogonal": (
-        "orthogonal_(gain)",
-        "orthogonal(scale, column_axis=-1)",
-        "Orthogonal(gain)",
-        "built in float64, so bf16/fp16 work (torch's raises)",
-    ),
-    "delta_orthogonal": (
-        "-",
-        "delta_orthogonal(scale)",
-        "-",
-        "centre (k-1)//2; torch's dirac_ uses k//2",
-    ),
-    "eye": ("eye_", "-", "Identity(gain)", "keras does not serialize gain; initspec does"),
-    "dirac": ("dirac_(groups)", "-", "-", "centre k//2"),
-    "sparse": (
-        "sparse_(sparsity, std=0.01)",
-        "-",
-        "-",
-        "torch has no default sparsity; torch's zero pattern ignores the generator",
-    ),
-}
+def _keras_text(cls) -> str:
+    """A kind's Keras column when the class declares none: its defaults' ``to_keras``."""
+    try:
+        out = cls().to_keras()
+    except initspec.InitSpecError:
+        return "-"
+    args = ", ".join(repr(v) for v in out["config"].values() if v is not None)
+    return f"{out['class_name']}({args})"
 
 
 def _default(field) -> str:
@@ -163,9 +41,9 @@ def catalog() -> str:
         "| kind | torch | jax / flax | keras 3 | note |",
         "|---|---|---|---|---|",
     ]
-    for kind in sorted(initspec.SPEC_CLASSES):
-        t, j, k, note = EQUIV[kind]
-        lines.append(f"| `{kind}` | {t} | {j} | {k} | {note} |")
+    for kind, cls in sorted(initspec.SPEC_CLASSES.items()):
+        t, j, k, note = cls.equivalents
+        lines.append(f"| `{kind}` | {t} | {j} | {k or _keras_text(cls)} | {note} |")
     for kind, cls in sorted(initspec.SPEC_CLASSES.items()):
         lines += [
             "",
@@ -184,8 +62,8 @@ def catalog() -> str:
                 lines.append(f"| `{name}` | `{_default(f)}` | `{ann}` |")
         else:
             lines.append("No fields.")
-        aliases = sorted(a for a, c in KIND_ALIASES.items() if c == kind)
-        renames = FIELD_ALIASES.get(kind, {})
+        aliases = sorted(cls.kind_aliases)
+        renames = cls.field_aliases
         if aliases or renames:
             lines.append("")
             lines.append(

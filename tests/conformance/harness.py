@@ -245,42 +245,20 @@ SHAPES = {
     "bias": ((50000,), "torch"),
 }
 
+# Which configurations of each kind are checked is declared on its spec class
+# (``conformance``, see ``initspec.facts.Example``): a new kind needs no edit here.
 DISTRIBUTION_SPECS = [
-    {"kind": "uniform", "low": -0.3, "high": 0.7},
-    {"kind": "normal", "mean": 0.1, "std": 0.02},
-    {"kind": "truncated_normal", "std": 0.02, "low": -2.0, "high": 2.0, "bounds": "std"},
-    {"kind": "truncated_normal", "std": 0.02},
-    {"kind": "truncated_normal", "mean": 0.0, "std": 1.0, "low": 1.0, "high": 4.0},
-    {"kind": "variance_scaling", "scale": 2.0, "mode": "fan_avg", "distribution": "uniform"},
-    {"kind": "variance_scaling", "scale": 1.0, "mode": "fan_geo_avg", "distribution": "normal"},
-    {"kind": "variance_scaling", "scale": 1.0, "mode": "fan_out", "distribution": "truncated_normal"},
-    {"kind": "fan_truncated_normal", "cutoff": 3.0},
-    {"kind": "glorot_uniform"},
-    {"kind": "glorot_normal"},
-    {"kind": "he_uniform"},
-    {"kind": "he_normal"},
-    {"kind": "lecun_uniform"},
-    {"kind": "lecun_normal"},
-    {"kind": "xavier_uniform"},
-    {"kind": "xavier_normal"},
-    {"kind": "kaiming_uniform"},
-    {"kind": "kaiming_normal", "nonlinearity": "relu", "mode": "fan_out"},
-    {"kind": "torch_linear_weight"},
-    {"kind": "torch_linear_bias"},
-    {"kind": "torch_rnn"},
+    {"kind": kind, **ex.fields}
+    for kind, cls in initspec.SPEC_CLASSES.items()
+    for ex in cls.conformance
+    if ex.on is None
 ]
-FAN_FREE = {"uniform", "normal", "truncated_normal", "torch_linear_bias", "torch_rnn"}
+FAN_FREE = {kind for kind, cls in initspec.SPEC_CLASSES.items() if not cls.fan_based}
 STRUCTURAL = [
-    ({"kind": "zeros"}, "linear"),
-    ({"kind": "ones"}, "bias"),
-    ({"kind": "constant", "value": 0.25}, "conv"),
-    ({"kind": "orthogonal", "gain": 1.5}, "linear"),
-    ({"kind": "orthogonal"}, "conv_flax"),
-    ({"kind": "eye"}, "linear"),
-    ({"kind": "dirac", "groups": 2}, "conv"),
-    ({"kind": "dirac"}, "conv_flax"),
-    ({"kind": "delta_orthogonal"}, "conv_flax"),
-    ({"kind": "sparse", "sparsity": 0.3}, "linear"),
+    ({"kind": kind, **ex.fields}, key)
+    for kind, cls in initspec.SPEC_CLASSES.items()
+    for ex in cls.conformance
+    for key in ex.on or ()
 ]
 
 
