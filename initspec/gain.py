@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from initspec.errors import InitSpecError
+from initspec.errors import InitSpecError, _short_repr
 
 _LINEAR_NAMES = (
     "linear",
@@ -40,10 +40,24 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
             # bool is checked first because True is an int; torch rejects it too.
             negative_slope = param
         else:
-            raise InitSpecError(f"negative_slope {param} not a valid number")
-        return math.sqrt(2.0 / (1 + negative_slope**2))
+            raise InitSpecError(f"negative_slope {_shown(param)} not a valid number")
+        try:
+            return math.sqrt(2.0 / (1 + negative_slope**2))
+        except OverflowError:  # |slope| > ~1e154: slope**2 overflows where the gain does not
+            try:
+                return math.sqrt(2.0) / math.hypot(1.0, float(negative_slope))
+            except OverflowError:
+                raise InitSpecError(
+                    f"negative_slope {_shown(param)} is beyond the float64 range"
+                ) from None
     if nonlinearity == "selu":
         return 3.0 / 4
     raise InitSpecError(
-        f"Unsupported nonlinearity {nonlinearity}; allowed: {', '.join(NONLINEARITIES)}"
+        f"Unsupported nonlinearity {_shown(nonlinearity)}; allowed: {', '.join(NONLINEARITIES)}"
     )
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, str) and value.isprintable() and len(value) <= 80:
+        return value
+    return _short_repr(value)

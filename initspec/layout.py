@@ -30,13 +30,46 @@ shape has no elements, and plans then clamp the fan to 1 (nothing is sampled).
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from initspec.errors import ShapeError, SpecError
+from initspec.errors import ShapeError, SpecError, _short_repr
 
 Shape = tuple[int, ...]
+
+MAX_NDIM = 64
+MAX_DIM = 2**63 - 1  # what NumPy, torch and JAX can index
+
+
+def check_shape(shape: Any) -> Shape:
+    """``shape`` as a tuple of ints, or ``ShapeError``: a sequence (tuple, list,
+    ``torch.Size``, ...) of at most 64 integers (Python or NumPy ints; not bools, floats or
+    the characters of a string) from 0 to 2**63 - 1."""
+    if isinstance(shape, (str, bytes, bytearray, dict, set, frozenset)) or not hasattr(
+        shape, "__iter__"
+    ):
+        raise ShapeError(f"shape must be a sequence of ints, got {_shape_repr(shape)}")
+    out = []
+    try:
+        for i, d in enumerate(shape):
+            if i >= MAX_NDIM:
+                raise ShapeError(f"shape has more than {MAX_NDIM} dimensions")
+            if isinstance(d, bool):
+                raise TypeError
+            out.append(operator.index(d))
+    except (TypeError, ValueError):
+        raise ShapeError(f"shape must be a sequence of ints, got {_shape_repr(shape)}") from None
+    if any(d < 0 for d in out):
+        raise ShapeError(f"shape {tuple(out)} has a negative dimension")
+    if any(d > MAX_DIM for d in out):
+        raise ShapeError(f"shape {_shape_repr(tuple(out))} has a dimension above 2**63 - 1")
+    return tuple(out)
+
+
+def _shape_repr(shape: Any) -> str:
+    return _short_repr(shape)
 
 
 class Layout(BaseModel):
@@ -134,7 +167,7 @@ def fans(shape: Shape, layout: LayoutLike = "torch") -> tuple[int, int]:
     ``_calculate_fan_in_and_fan_out``; ``fans((3, 3, 8, 16), "flax") == (72, 144)`` like
     ``jax._src.nn.initializers._compute_fans``.
     """
-    shape = tuple(int(d) for d in shape)
+    shape = check_shape(shape)
     ax = resolve_axes(shape, layout)
     rf = math.prod(shape[a] for a in ax.rf_axes)
     fan_in = math.prod(shape[a] for a in ax.in_axes) * rf

@@ -13,14 +13,22 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from initspec.errors import InitSpecError
+from initspec.errors import InitSpecError, printable
 from initspec.layout import LayoutLike, fans, resolve_layout
 from initspec.numeric import FLOAT_DTYPES
-from initspec.plans import Plan
+from initspec.plans import NormalPlan, Plan, UniformPlan
 from initspec.policy import Policy, Rule, load_policy
 from initspec.seeding import derive_seed
 from initspec.specs import PlanContext, SpecBase
 
+# The smallest positive normal number of each dtype: a random plan whose std is below it
+# would write (mostly) zeros and subnormals, so resolve refuses it.
+SMALLEST_NORMAL = {
+    "float16": 2.0**-14,
+    "bfloat16": 2.0**-126,
+    "float32": 2.0**-126,
+    "float64": 2.0**-1022,
+}
 
 Status = Literal["init", "skip", "unmatched", "meta"]
 
@@ -64,6 +72,7 @@ class ResolutionError(InitSpecError):
     """Parameters the policy cannot handle; ``problems`` lists them all."""
 
     def __init__(self, problems: list[str]) -> None:
+        problems = [printable(p) for p in problems]
         self.problems = problems
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -131,14 +140,55 @@ def _base_plan(memo: dict[Any, Plan], index: int, rule: Rule, info: ParamInfo) -
 
 
 def _where(info: ParamInfo) -> str:
-    return f"{info.path} (shape {tuple(info.shape)}, {info.kind}/{info.role})"
+    return printable(f"{info.path} (shape {tuple(info.shape)}, {info.kind}/{info.role})")
+
+
+def _spread(plan: Plan) -> tuple[float, float]:
+    """(mean, std) of ``plan``; NaN where float64 cannot hold them."""
+    try:
+        mean = float(plan.mean)
+    except (OverflowError, ValueError, ZeroDivisionError):
+        mean = math.nan
+    try:
+        if isinstance(plan, NormalPlan):  # std = sqrt(scale**2) underflows below 1e-154
+            std = abs(float(plan.scale))
+        elif isinstance(plan, UniformPlan):
+            std = (float(plan.high) - float(plan.low)) / math.sqrt(12.0)
+        else:
+            std = float(plan.std)
+    except ValueError:  # a variance rounded a hair below 0
+        std = 0.0
+    except (OverflowError, ZeroDivisionError):
+        std = math.nan
+    return mean, std
+
+
+def _check_spread(base: Plan, plan: Plan, factor: float, dtype: str) -> None:
+    """Refuse a plan whose moments are not finite, or a random plan whose std underflowed
+    (a gain of 5e-324, a depth_scale factor of 1e308) below what ``dtype`` can hold."""
+    mean, std = _spread(plan)
+    scaling = "" if factor == 1.0 else f"gain and depth_scale (x{factor:.4g}) make "
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        raise InitSpecError(f"{scaling}{plan.describe()} has no finite float64 moments")
+    tiny = SMALLEST_NORMAL.get(dtype, SMALLEST_NORMAL["float64"])
+    base_std = std if base is plan else _spread(base)[1]
+    if base_std > 0 and std < tiny:
+        raise InitSpecError(
+            f"{scaling}{plan.describe()} has std {std:.4g}, below the smallest normal "
+            f"{dtype} ({tiny:.4g}): it would write (mostly) zeros"
+        )
 
 
 def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Resolution:
     """Match every parameter to its rule and plan it; raise before anything is sampled."""
     pol = load_policy(policy)
     seed = seed if seed is not None else (pol.seed if pol.seed is not None else 0)
-    derive_seed(seed)  # validates the seed's type
+    derive_seed(seed)  # validates the seed's type and range
+    if isinstance(params, (str, bytes)) or not isinstance(params, (list, tuple)):
+        raise InitSpecError(f"params must be a list of ParamInfo, got {type(params).__name__}")
+    for i, p in enumerate(params):
+        if not isinstance(p, ParamInfo):
+            raise InitSpecError(f"params[{i}] is a {type(p).__name__}, not a ParamInfo")
     all_paths = [p.path for p in params]
     problems: list[str] = []
     out: list[ResolvedParam] = []
@@ -156,7 +206,7 @@ def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Re
             continue
         index, rule = found
         used.add(index)
-        label = rule.label(index)
+        label = printable(rule.label(index))
         if rule.skip:
             out.append(ResolvedParam(info, "skip", index, rule))
             continue
@@ -168,23 +218,27 @@ def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Re
             continue
         assert rule.init is not None
         try:
-            plan = _base_plan(plans, index, rule, info)
+            base = plan = _base_plan(plans, index, rule, info)
             factor = rule.gain
             if rule.depth_scale is not None:
                 n = rule.depth_scale.n_for(info.path, all_paths)
-                if n is None:
+                if n is None or n < 1:
+                    what = "finds no layer id or layer count" if n is None else f"finds n = {n}"
                     raise InitSpecError(
-                        f"depth_scale finds no layer id or layer count for this path "
-                        f"({rule.depth_scale.model_dump(exclude_none=True)})"
+                        f"depth_scale {what} for this path (1 / sqrt(factor * n) needs n >= 1; "
+                        f"{printable(str(rule.depth_scale.model_dump(exclude_none=True)))})"
                     )
-                factor /= (rule.depth_scale.factor * n) ** 0.5
+                denominator = rule.depth_scale.factor * n
+                if not math.isfinite(denominator):
+                    raise InitSpecError(
+                        f"depth_scale: factor * n = {rule.depth_scale.factor:.4g} * {n} "
+                        f"is not a finite float64"
+                    )
+                factor /= math.sqrt(denominator)
             if factor != 1.0:
                 plan = plan.scaled(factor)
-                if not (math.isfinite(plan.mean) and math.isfinite(plan.var)):
-                    raise InitSpecError(
-                        f"gain and depth_scale (x{factor:.4g}) make {plan.describe()} too wide "
-                        f"for float64 moments"
-                    )
+            if info.dtype in FLOAT_DTYPES:
+                _check_spread(base, plan, factor, info.dtype)
         except InitSpecError as exc:
             problems.append(f"{_where(info)}: rule {label} ({rule.init.kind_name()}): {exc}")
             continue
@@ -273,7 +327,10 @@ class Report:
                 "meta": f"meta, not written: {r['plan']}",
             }[r["status"]]
             name = r["path"] + (f" (= {', '.join(r['shared_with'])})" if r["shared_with"] else "")
-            body.append((name, "x".join(map(str, r["shape"])) or "()", r["dtype"], rule, what))
+            cells = (name, "x".join(map(str, r["shape"])) or "()", r["dtype"], rule, str(what))
+            # Paths come from models and names from policies: no cell may carry a terminal
+            # escape, a carriage return or a newline that would erase or forge rows.
+            body.append(tuple(printable(str(c)) for c in cells))
         widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(len(head))]
         lines = [
             "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
@@ -281,7 +338,7 @@ class Report:
         ]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines.append(f"{len(body)} parameters, {self.unmatched} unmatched")
-        lines.extend(f"warning: {w}" for w in self.warnings)
+        lines.extend(f"warning: {printable(w)}" for w in self.warnings)
         return "\n".join(lines)
 
     def __str__(self) -> str:

@@ -88,13 +88,10 @@ class PlanContext:
 
 
 def _shape(shape: Shape) -> Shape:
-    try:
-        out = tuple(int(d) for d in shape)
-    except (TypeError, ValueError):
-        raise ShapeError(f"shape must be a sequence of ints, got {shape!r}") from None
-    if any(d < 0 for d in out):
-        raise ShapeError(f"shape {out} has a negative dimension")
-    return out
+    # Integers only (Python or NumPy), 0 <= d < 2**63: "34" is not (3, 4), 3.7 is not 3.
+    from initspec.layout import check_shape
+
+    return check_shape(shape)
 
 
 def fan_for(mode: str, fan_in: int, fan_out: int) -> float:
