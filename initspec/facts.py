@@ -51,7 +51,8 @@ class KerasForm:
         """Spec fields (canonical names) of a Keras config that holds exactly ``fields``."""
         for name, allowed in self.values.items():
             value = config[name]
-            if value not in allowed:
+            # Keras configs come from JSON: a list or dict here must be refused, not hashed.
+            if not isinstance(value, str) or value not in allowed:
                 raise SpecError(("config", name), value, f"allowed: {', '.join(allowed)}")
         out = {
             renames.get(name, name): self.values[name][value] if name in self.values else value

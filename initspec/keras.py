@@ -8,7 +8,9 @@ A seed in the config is reported in ``notes`` and with a ``KerasSeedWarning``, n
 silently. ``input_axes``/``output_axes`` belong to the layout, not the spec: they are reported
 in ``notes`` with the layout to pass.
 
-Which Keras classes mean which spec is declared on the spec classes
+Only Keras's built-in initializers are read: a config whose ``module`` is not Keras's or
+whose ``registered_name`` names a registered custom class is refused, whatever its
+``class_name``. Which Keras classes mean which spec is declared on the spec classes
 (``keras_forms`` in ``initspec.specs``); this module only reads them.
 """
 
@@ -38,6 +40,37 @@ _BY_NAME: dict[str, tuple[type[SpecBase], KerasForm]] = {
 }
 
 
+def _is_keras_module(module: Any) -> bool:
+    # Keras itself resolves a module of "keras" or "keras.*" to its built-ins.
+    return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+
+
+def _check_builtin(config: dict[Any, Any], class_name: str) -> None:
+    """Refuse a serialized custom class that borrows a built-in's ``class_name``.
+
+    Keras 3 writes ``module`` "keras.initializers" and ``registered_name`` null for its own
+    classes; a custom class gets its own module (null for ``__main__``) and a registered
+    name ("package>Name", or the class name when not registered). Older configs carry
+    neither key.
+    """
+    if "module" in config and not _is_keras_module(config["module"]):
+        raise SpecError(
+            ("module",),
+            config["module"],
+            f"{class_name!r} from this module is not a Keras built-in initializer; allowed: "
+            "'keras.initializers' (or any 'keras.*'), or no 'module' key",
+        )
+    registered = config.get("registered_name")
+    # Keras accepts a built-in's own class name here; a custom class in __main__ has it too,
+    # but that one has module null, refused above.
+    if registered is not None and registered != class_name:
+        raise SpecError(
+            ("registered_name",),
+            registered,
+            f"a registered custom class, not Keras's built-in {class_name!r}; allowed: null",
+        )
+
+
 def from_keras(config: Any, notes: list[str] | None = None) -> SpecBase:
     """The spec of a Keras 3 initializer config (a dict or a string name).
 
@@ -51,6 +84,7 @@ def from_keras(config: Any, notes: list[str] | None = None) -> SpecBase:
         class_name, cfg = config["class_name"], config.get("config") or {}
         if not isinstance(cfg, dict):
             raise SpecError(("config",), cfg, "a Keras config is a JSON object")
+        _check_builtin(config, class_name)
     else:
         raise SpecError(
             (), config, "a Keras initializer is a name or {'class_name': ..., 'config': {...}}"
@@ -66,6 +100,11 @@ def from_keras(config: Any, notes: list[str] | None = None) -> SpecBase:
     name = form.class_name
     known = set(form.fields)
     allowed = ", ".join(sorted(known | {"seed"}))
+    for key in cfg:
+        if not isinstance(key, str):
+            raise SpecError(
+                ("config", str(key)), key, f"a field name is a string; allowed: {allowed}"
+            )
     cfg = {**form.fields, **cfg}
     seed = cfg.pop("seed", None)
     if seed is not None:

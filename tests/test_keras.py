@@ -164,3 +164,157 @@ def test_bad_keras_configs(config, loc) -> None:
     with pytest.raises(initspec.SpecError) as err:
         initspec.from_keras(config)
     assert str(err.value).startswith(loc + ":")
+
+
+# Issue 17: only Keras's built-ins are read; a malformed config is a SpecError, never a TypeError.
+
+
+class _LookalikeOrthogonal(keras.initializers.Orthogonal):
+    """A custom class that serializes with the built-in's class_name."""
+
+
+_LookalikeOrthogonal.__name__ = "Orthogonal"
+
+
+def test_custom_class_serialized_as_a_builtin_name_is_refused() -> None:
+    config = keras.initializers.serialize(_LookalikeOrthogonal(gain=3.0))
+    assert config["class_name"] == "Orthogonal" and config["module"] == __name__
+    with pytest.raises(initspec.SpecError) as err:
+        initspec.from_keras(config)
+    assert str(err.value).startswith(f"$.module: {__name__!r} is invalid: ")
+    assert "not a Keras built-in" in str(err.value) and "'keras.initializers'" in str(err.value)
+
+
+def test_registered_custom_class_is_refused() -> None:
+    registered = keras.saving.register_keras_serializable(package="initspec_test")(
+        type("Orthogonal", (keras.initializers.Orthogonal,), {})
+    )
+    config = keras.initializers.serialize(registered(gain=3.0))
+    assert config["registered_name"] == "initspec_test>Orthogonal"
+    with pytest.raises(initspec.SpecError):
+        initspec.from_keras(config)
+    # The same registered name on a Keras module is still a custom class.
+    forged = {**config, "module": "keras.initializers"}
+    with pytest.raises(initspec.SpecError) as err:
+        initspec.from_keras(forged)
+    assert str(err.value).startswith("$.registered_name: 'initspec_test>Orthogonal' is invalid: ")
+    assert "allowed: null" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "extra,loc",
+    [
+        ({"module": None}, "$.module"),  # what Keras writes for a class defined in __main__
+        ({"module": "my_project.initializers"}, "$.module"),
+        ({"module": "kerasx"}, "$.module"),
+        ({"module": 3}, "$.module"),
+        (
+            {"module": "keras.initializers", "registered_name": "Custom>Orthogonal"},
+            "$.registered_name",
+        ),
+        ({"registered_name": ["Orthogonal"]}, "$.registered_name"),
+    ],
+)
+def test_non_builtin_module_or_registered_name_is_refused(extra, loc) -> None:
+    with pytest.raises(initspec.SpecError) as err:
+        initspec.from_keras({"class_name": "Orthogonal", "config": {"gain": 2.0}, **extra})
+    assert str(err.value).startswith(loc + ":")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},  # older configs carry neither key
+        {"module": "keras.initializers", "registered_name": None},
+        {"module": "keras.initializers", "registered_name": "Orthogonal"},  # Keras accepts it
+        {"module": "keras.src.initializers.random_initializers"},
+        {"module": "keras"},
+    ],
+)
+def test_builtin_module_and_registered_name_spellings_are_read(extra) -> None:
+    config = {"class_name": "Orthogonal", "config": {"gain": 2.0}, **extra}
+    assert initspec.from_keras(config) == initspec.parse({"kind": "orthogonal", "gain": 2.0})
+    rebuilt = keras.initializers.deserialize(config)
+    assert type(rebuilt) is keras.initializers.Orthogonal
+
+
+@pytest.mark.parametrize(
+    "config,loc,value,allowed",
+    [
+        (
+            {"class_name": "RandomNormal", "config": {"distribution": ["normal"]}},
+            "$.config.distribution",
+            "['normal']",
+            "allowed: mean, seed, stddev",
+        ),
+        (
+            {"class_name": "VarianceScaling", "config": {"distribution": ["normal"]}},
+            "$.config.distribution",
+            "['normal']",
+            "allowed: truncated_normal, normal, untruncated_normal, uniform",
+        ),
+        (
+            {"class_name": "VarianceScaling", "config": {"mode": {"fan_in": 1}}},
+            "$.config.mode",
+            "{'fan_in': 1}",
+            "allowed: fan_in, fan_out, fan_avg",
+        ),
+        (
+            {"class_name": "RandomNormal", "config": {1: 2, "stddev": 0.1}},
+            "$.config.1",
+            "1",
+            "a field name is a string; allowed: mean, seed, stddev",
+        ),
+        (
+            {"class_name": "RandomNormal", "config": {1: 2, "x": 3}},
+            "$.config.1",
+            "1",
+            "allowed: mean, seed, stddev",
+        ),
+        (
+            {"class_name": "VarianceScaling", "config": {None: "normal"}},
+            "$.config.None",
+            "None",
+            "allowed: distribution, mode, scale, seed",
+        ),
+    ],
+)
+def test_malformed_keras_config_names_location_value_and_allowed(config, loc, value, allowed):
+    with pytest.raises(initspec.SpecError) as err:
+        initspec.from_keras(config)
+    msg = str(err.value)
+    assert msg.startswith(f"{loc}: {value} is invalid: "), msg
+    assert allowed in msg, msg
+
+
+# to_keras expresses every spec with an equivalent variance_scaling form (derived, not re-typed).
+
+NEW_IN_KERAS = [
+    {"kind": "fan_truncated_normal", "correct_variance": True, "scale": 2.0},
+    {"kind": "fan_truncated_normal", "mode": "fan_avg"},
+    {"kind": "fan_truncated_normal", "mode": "fan_out", "scale": 0.5, "cutoff": 2.0},
+]
+
+
+@pytest.mark.parametrize("raw", NEW_IN_KERAS)
+def test_newly_expressible_specs_sample_the_same_in_real_keras(raw) -> None:
+    spec = initspec.parse(raw)
+    config = initspec.to_keras(spec)
+    init = keras.initializers.deserialize(config)
+    assert type(init) is keras.initializers.VarianceScaling
+    assert init.get_config()["distribution"] == "truncated_normal"
+    x = np.asarray(keras.initializers.VarianceScaling(**config["config"] | {"seed": 5})(SHAPE))
+    plan = spec.plan(SHAPE, "keras")
+    check = plan_check(x.astype(np.float64), plan)
+    assert check.ok, (plan.describe(), check)
+    # ... and the check has power: a std 2% off is caught at this size.
+    assert not plan_check(x.astype(np.float64), plan.scaled(1.02)).ok
+
+
+def test_still_inexpressible_variants_are_refused() -> None:
+    for raw in [
+        {"kind": "fan_truncated_normal", "cutoff": 3.0},
+        {"kind": "fan_truncated_normal", "mode": "fan_geo_avg"},
+    ]:
+        with pytest.raises(initspec.SpecError, match="Keras has no initializer"):
+            initspec.to_keras(raw)
