@@ -26,6 +26,7 @@ import re
 from typing import Any
 
 MAX_REGEX_PROGRAM = 400
+MAX_POLICY_REGEX_PROGRAM = 100_000  # all regexes of one policy together
 _RE2_MAX_MEM = 1 << 20  # bytes per compiled pattern: program and DFA cache together
 
 
@@ -124,10 +125,11 @@ class Regex:
     """A compiled policy pattern: ``fullmatch`` and ``match`` (anchored at the start) return
     the named groups as a dict, or None."""
 
-    __slots__ = ("pattern", "_compiled")
+    __slots__ = ("pattern", "size", "_compiled")
 
-    def __init__(self, pattern: str, compiled: Any) -> None:
+    def __init__(self, pattern: str, compiled: Any, size: int) -> None:
         self.pattern = pattern
+        self.size = size  # RE2 program instructions
         self._compiled = compiled
 
     def _groups(self, m: Any) -> dict[str, str] | None:
@@ -170,7 +172,7 @@ def compile_regex(pattern: str, max_program: int = MAX_REGEX_PROGRAM) -> Regex:
             f"(which bounds a match at a few ms per 1,000 characters); large counted repeats "
             f"such as .{{0,100}} cost most, .* costs little"
         )
-    return Regex(pattern, compiled)
+    return Regex(pattern, compiled, size)
 
 
 # Globs -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Init policies: ordered rules that map parameters to specs, stored as versioned JSON.
+r"""Init policies: ordered rules that map parameters to specs, stored as versioned JSON.
 
 A policy is data only: globs, regexes (anchored, length-limited), kind/role/module names,
 numbers. Nothing in it is imported, evaluated or unpickled. Scaling is structured:
@@ -11,6 +11,33 @@ numbers. Nothing in it is imported, evaluated or unpickled. Scaling is structure
 
 The first matching rule wins. ``unmatched``: "keep" leaves other parameters as they are,
 "error" refuses to apply.
+
+Patterns. ``path`` is a list of globs (``*`` and ``?`` cross dots, ``[...]`` / ``[!...]``
+as ``fnmatch``), matched against the whole canonical path. ``regex`` is matched against the
+whole path by RE2 (google-re2), an engine that never backtracks: every accepted pattern
+runs in time linear in the path, a few milliseconds at most on a 1,000-character path.
+RE2 syntax is Python's minus what cannot run in linear time: lookahead and lookbehind,
+backreferences, atomic groups and possessive repeats are refused with a message saying
+so; ``\d``, ``\w``, ``\s`` and ``\b`` are ASCII-only (``\pL``, ``\pN`` are the Unicode
+classes); ``\Z`` is not needed (the whole path must match) and is refused, as is ``{,n}``
+(write ``{0,n}``); a counted repeat is at most ``{1000}``; a pattern compiles to at most 400
+RE2 instructions (``.{0,100}`` is 904: use ``.*``). Patterns are at most 512 characters,
+lists at most 1,000 values.
+
+Loading (``load_policy``). A string starting with ``{`` is JSON text; a preset's name always
+means the preset; any other string is a file and must contain a path separator or end in
+``.json`` (``./gpt2`` is the file, ``gpt2`` the preset); a ``pathlib.Path`` is a file.
+Files are read only if they are regular files (not a FIFO, a device or a directory) of at
+most 4 MiB of UTF-8. JSON objects may not repeat a key; values nest at most 64 levels;
+integers have at most 100 digits; a policy has at most 10,000 rules (after ``extends``).
+The version ``initspec`` is the integer 1 (not ``true`` or ``1.0``); ``seed`` is an integer
+in [-2**63, 2**64).
+
+``extends`` names a preset, or a ``.json`` file relative to the including file's directory
+and inside it: no absolute path, no ``..``, no symbolic link out of the directory. A policy
+given as a dict, JSON text or ``Policy`` object extends presets only, unless
+``load_policy(..., base_dir=...)`` says where its files are. A chain holds at most 16
+policies; a cycle is an error. Errors name a file, never show its content.
 """
 
 from __future__ import annotations
@@ -36,7 +63,14 @@ from pydantic import (
 from initspec.errors import InitSpecError, PolicyError, SpecError
 from initspec.jsonload import check_depth, loads, read_file, shown_name
 from initspec.parse import _normalize
-from initspec.patterns import Regex, compile_composed, compile_glob, compile_regex, glob_to_re2
+from initspec.patterns import (
+    MAX_POLICY_REGEX_PROGRAM,
+    Regex,
+    compile_composed,
+    compile_glob,
+    compile_regex,
+    glob_to_re2,
+)
 from initspec.seeding import SEED_MAX, SEED_MIN
 from initspec.specs import Spec
 from initspec.validation import raise_from_validation
@@ -323,10 +357,26 @@ def _prepare(data: Any) -> Any:
     return {**data, "rules": out_rules}
 
 
+def _check_regex_budget(rules: list[Rule], loc: tuple[str | int, ...]) -> None:
+    """All regexes of a policy together compile to at most ``MAX_POLICY_REGEX_PROGRAM``
+    RE2 instructions, which bounds the time to match one path against every rule."""
+    total = 0
+    for i, rule in enumerate(rules):
+        regex = rule.match._regex
+        total += regex.size if regex is not None else 0
+        if total > MAX_POLICY_REGEX_PROGRAM:
+            raise PolicyError(
+                (*loc, i, "match", "regex") if loc == ("rules",) else loc,
+                rule.match.regex,
+                f"the policy's regexes compile to more than {MAX_POLICY_REGEX_PROGRAM:,} RE2 "
+                f"instructions together; use globs (path) where they do",
+            )
+
+
 def _validate(data: Any) -> Policy:
     prepared = _prepare(data)
     try:
-        return Policy.model_validate(prepared)
+        policy = Policy.model_validate(prepared)
     except ValidationError as exc:
         err = raise_from_validation(exc, (), PolicyError)
         # pydantic puts the discriminator's tag into locations: rules.0.init.<kind>.std
@@ -336,6 +386,8 @@ def _validate(data: Any) -> Policy:
             if not (j > 0 and err.loc[j - 1] == "init" and isinstance(p, str))
         )
         raise PolicyError(loc, err.value, err.allowed) from None
+    _check_regex_budget(policy.rules, ("rules",))
+    return policy
 
 
 def _looks_like_file(name: str) -> bool:
@@ -438,6 +490,7 @@ def load_policy(source: Any, *, base_dir: str | os.PathLike[str] | None = None) 
 def _load(source: Any, base_dir: Any, chain: tuple[str, ...]) -> Policy:
     if isinstance(source, Policy):
         policy, base, key = source, None, None
+        _check_regex_budget(policy.rules, ("rules",))
     else:
         data, base, key = _read(source)
         policy = _validate(data)
@@ -468,6 +521,7 @@ def _load(source: Any, base_dir: Any, chain: tuple[str, ...]) -> Policy:
         raise err from None
     fields = policy.model_fields_set
     rules = [*policy.rules, *parent.rules]
+    _check_regex_budget(rules, ("extends",))
     if len(rules) > MAX_RULES:
         raise PolicyError(
             ("extends",),

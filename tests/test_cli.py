@@ -67,27 +67,102 @@ def test_sample_prints_plan_and_moments() -> None:
 
 
 @pytest.mark.parametrize(
-    "args,needle",
+    "args,needle,code",
     [
-        (("sample", '{"kind": "gaussian"}', "--shape", "3,3"), "$.kind: 'gaussian' is invalid"),
-        (("sample", '{"kind": "kaiming_normal"}', "--shape", "7"), "too few for layout 'torch'"),
-        (("sample", '{"kind": "normal"}', "--shape", "a,b"), "expected integers"),
-        (("show", "nope"), "unknown preset"),
-        (("explain", "gpt2", "--torch", "nomodule"), "MODULE:FACTORY"),
-        (("explain", "gpt2", "--torch", "no_such_module_xyz:f"), "cannot import"),
-        (("validate", "/no/such/file.json"), "neither a JSON file nor JSON text"),
+        (("sample", '{"kind": "gaussian"}', "--shape", "3,3"), "$.kind: 'gaussian' is invalid", 1),
+        (("sample", '{"kind": "kaiming_normal"}', "--shape", "7"), "too few for layout 'torch'", 1),
+        (("sample", '{"kind": "normal"}', "--shape", "a,b"), "expected integers", 2),
+        (("sample", '{"kind": "normal"}', "--shape", "100000,100000"), "at most", 2),
+        (("show", "nope"), "unknown preset", 1),
+        (("explain", "gpt2", "--torch", "nomodule"), "MODULE:FACTORY", 2),
+        (("explain", "gpt2", "--torch", "no_such_module_xyz:f"), "cannot import", 2),
+        (("validate", "/no/such/file.json"), "No such file", 2),
+        (("validate", "no-such-file"), "No such file", 2),
+        (("validate",), "required", 2),
+        (("presets", "--nope"), "unrecognized arguments", 2),
+        (("frobnicate",), "invalid choice", 2),
     ],
 )
-def test_errors_go_to_stderr_with_exit_1(args, needle) -> None:
+def test_errors_go_to_stderr_with_exit_1_invalid_2_could_not_run(args, needle, code) -> None:
     res = run(*args)
-    assert res.returncode == 1
+    assert res.returncode == code, (res.returncode, res.stderr)
     assert needle in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
 
 
+def test_validate_checks_every_file_and_reports_the_worst(tmp_path) -> None:
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"initspec": 1}))
+    binary = tmp_path / "bad.bin"
+    binary.write_bytes(b"\x80\x81\x00\xff")
+    missing = tmp_path / "missing.json"
+    res = run("validate", str(binary), str(good))
+    assert res.returncode == 1, res.stderr
+    assert f"{good}: valid policy" in res.stdout and "not UTF-8" in res.stderr
+    res = run("validate", str(binary), str(missing), str(good), "gpt2")
+    assert res.returncode == 2, res.stderr
+    assert f"{good}: valid policy" in res.stdout and "gpt2: valid policy" in res.stdout
+    assert "Traceback" not in res.stderr
+    assert run("validate", str(good), "gpt2", '{"kind": "zeros"}').returncode == 0
+
+
+def test_validate_never_echoes_a_files_content(tmp_path) -> None:
+    secret = tmp_path / "notes.json"
+    secret.write_text("password=hunter2, not JSON")
+    res = run("validate", str(secret))
+    assert res.returncode == 1 and "hunter2" not in res.stderr + res.stdout
+
+
+def test_output_into_a_closed_pipe_is_quiet() -> None:
+    for args in (("schema",), ("presets",), ("show", "gpt2")):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "initspec", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.read(10)
+        proc.stdout.close()  # like `| head -c 10`
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 0, stderr
+        assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_explain_seed_defaults_to_the_policys_seed(tmp_path) -> None:
+    from pathlib import Path
+
+    from initspec.cli import build_parser
+
+    args = build_parser().parse_args(["explain", "gpt2", "--torch", "m:f"])
+    assert args.seed is None
+    repo = Path(__file__).resolve().parents[1]
+    policy = tmp_path / "seeded.json"
+    policy.write_text(json.dumps({"initspec": 1, "seed": 1234, "extends": "torch-defaults"}))
+    base = ("explain", str(policy), "--torch", "tests.fixtures.cli_models:mlp", "--json")
+    res = run(*base, cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["seed"] == 1234
+    assert json.loads(run(*base, "--seed", "7", cwd=repo).stdout)["seed"] == 7
+
+
+def test_explain_table_escapes_rule_names(tmp_path) -> None:
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    policy = tmp_path / "evil.json"
+    evil = "x\x1b[2J\rforged\nrow"
+    policy.write_text(
+        json.dumps({"initspec": 1, "rules": [{"name": evil, "init": {"kind": "zeros"}}]})
+    )
+    res = run("explain", str(policy), "--torch", "tests.fixtures.cli_models:mlp", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert "\x1b" not in res.stdout and "\r" not in res.stdout
+    assert "x\\x1b[2J\\x0dforged\\x0arow" in res.stdout
+
+
 def test_debug_shows_traceback() -> None:
     res = run("--debug", "sample", '{"kind": "gaussian"}', "--shape", "3")
-    assert res.returncode == 1 and "Traceback" in res.stderr
+    assert res.returncode != 0 and "Traceback" in res.stderr
 
 
 def test_explain_torch_table_and_json() -> None:
@@ -110,7 +185,7 @@ def test_explain_torch_table_and_json() -> None:
     assert out["policy"] == "torch-defaults" and len(out["parameters"]) == 4
     bad = run("explain", "torch-defaults", "--torch", "tests.fixtures.cli_models:broken", cwd=repo)
     assert (
-        bad.returncode == 1
+        bad.returncode == 2
         and "factory failed on purpose" in bad.stderr
         and "Traceback" not in bad.stderr
     )

@@ -219,6 +219,19 @@ def test_policy_size_and_rule_count_are_limited(tmp_path) -> None:
     assert time.perf_counter() - start < 10  # refused before the rules are validated
 
 
+def test_regexes_of_one_policy_share_a_budget() -> None:
+    from initspec.patterns import MAX_POLICY_REGEX_PROGRAM
+
+    pattern = "[a-z]{3}" * 40  # about 290 instructions, distinct per rule below
+    size = compile_regex(pattern + "0000").size
+    n = MAX_POLICY_REGEX_PROGRAM // size + 1
+    rules = [{"match": {"regex": f"{pattern}{i:04d}"}, "skip": True} for i in range(n)]
+    with pytest.raises(PolicyError, match="together") as err:
+        initspec.load_policy(pol(*rules))
+    assert str(err.value).startswith(f"$.rules[{n - 1}].match.regex:")
+    assert len(initspec.load_policy(pol(*rules[: n - 2])).rules) == n - 2
+
+
 def test_json_nesting_is_limited_without_recursion_errors() -> None:
     deep: list = []
     for _ in range(5000):
