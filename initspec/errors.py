@@ -72,7 +72,9 @@ class SpecError(InitSpecError):
         self.loc = loc
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{format_location(loc)}: {_short_repr(value)} is invalid: {allowed}")
+        super().__init__(
+            f"{format_location(loc)}: {_short_repr(value)} is invalid: {printable(allowed)}"
+        )
 
 
 class PolicyError(SpecError):

@@ -416,8 +416,9 @@ def _read(source: Any) -> _Source:
     if isinstance(source, os.PathLike):
         return _read_file(source)
     if isinstance(source, str):
-        if source.lstrip().startswith(("{", "[")):
-            return loads(source, PolicyError, what="policy"), None, None
+        text = source.lstrip("\ufeff \t\r\n")  # a byte-order mark, whitespace
+        if text.startswith(("{", "[")):
+            return loads(text, PolicyError, what="policy"), None, None
         if _is_preset(source):
             return loads(_preset_text(source), PolicyError), None, f"preset:{source}"
         if _looks_like_file(source):

@@ -168,7 +168,11 @@ def _check_spread(base: Plan, plan: Plan, factor: float, dtype: str) -> None:
     (a gain of 5e-324, a depth_scale factor of 1e308) below what ``dtype`` can hold."""
     mean, std = _spread(plan)
     scaling = "" if factor == 1.0 else f"gain and depth_scale (x{factor:.4g}) make "
-    if not (math.isfinite(mean) and math.isfinite(std)):
+    try:
+        var = float(plan.var)
+    except (OverflowError, ValueError, ZeroDivisionError):
+        var = math.nan
+    if not (math.isfinite(mean) and math.isfinite(std) and math.isfinite(var)):
         raise InitSpecError(f"{scaling}{plan.describe()} has no finite float64 moments")
     tiny = SMALLEST_NORMAL.get(dtype, SMALLEST_NORMAL["float64"])
     base_std = std if base is plan else _spread(base)[1]
@@ -189,6 +193,8 @@ def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Re
     for i, p in enumerate(params):
         if not isinstance(p, ParamInfo):
             raise InitSpecError(f"params[{i}] is a {type(p).__name__}, not a ParamInfo")
+        if not isinstance(p.path, str):
+            raise InitSpecError(f"params[{i}].path is a {type(p.path).__name__}, not a str")
     all_paths = [p.path for p in params]
     problems: list[str] = []
     out: list[ResolvedParam] = []
@@ -272,7 +278,10 @@ class Report:
         rows = []
         for p in self.resolution.params:
             info = p.info
-            layout = resolve_layout(info.layout).label()
+            try:
+                layout = resolve_layout(info.layout).label()
+            except InitSpecError:  # a parameter the policy skipped or left unmatched
+                layout = "?"
             try:
                 fan: tuple[int, int] | None = fans(info.shape, info.layout)
             except InitSpecError:

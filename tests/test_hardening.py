@@ -146,6 +146,36 @@ def test_accepted_patterns_match_a_1000_character_path_in_milliseconds(pattern) 
     assert worst < 0.05, (pattern, worst)
 
 
+@needs_alarm
+@pytest.mark.parametrize(
+    "layer_id", ["*a" + "?" * 40 + "{layer_id}", "*" + "a?" * 60 + "{layer_id}*", "*.{layer_id}.*"]
+)
+def test_layer_id_patterns_are_refused_or_fast(layer_id) -> None:
+    rule = {"init": {"kind": "normal"}, "depth_scale": {"layer_id": layer_id}}
+    try:
+        policy = initspec.load_policy(pol(rule))
+    except PolicyError as err:
+        assert "too complex" in str(err)
+        return
+    depth = policy.rules[0].depth_scale
+    with deadline(5):
+        for path in PATHS_1000 + ["1" * 1000]:
+            start = time.perf_counter()
+            try:
+                depth.n_for(path, [])
+            except initspec.InitSpecError:
+                pass
+            assert time.perf_counter() - start < 0.05, path[:20]
+
+
+def test_error_messages_carry_no_control_characters_from_patterns() -> None:
+    # RE2 quotes the bad part of a pattern in its message: an ESC there is escaped.
+    for pattern in ("(\x1b[2J", "a{,3}\x1b[2J", "(?=\x1b)"):
+        with pytest.raises(PolicyError) as err:
+            initspec.load_policy(regex_rule(pattern))
+        assert "\x1b" not in str(err.value), str(err.value)
+
+
 def test_regex_semantics_are_kept() -> None:
     m = initspec.load_policy(regex_rule(r"h\.\d+\.(attn|mlp)\.c_proj\.weight")).rules[0].match
     assert m.matches_path("h.11.attn.c_proj.weight")
@@ -454,6 +484,9 @@ def test_huge_seed_or_layer_id_at_resolve_is_an_initspec_error() -> None:
         resolve("gpt2", None)
     with pytest.raises(initspec.InitSpecError, match="ParamInfo"):
         resolve("gpt2", [1, 2])
+    bad_path = ParamInfo(3, (2, 2), "linear", "kernel", "torch", "float32")  # type: ignore[arg-type]
+    with pytest.raises(initspec.InitSpecError, match="not a str"):
+        resolve("gpt2", [bad_path])
 
 
 # Silently wrong values -----------------------------------------------------------------
@@ -473,6 +506,12 @@ def test_huge_seed_or_layer_id_at_resolve_is_an_initspec_error() -> None:
 def test_plans_that_would_write_zeros_are_refused(rule) -> None:
     with pytest.raises(ResolutionError, match="zeros|finite"):
         resolve(pol(rule), [LINEAR])
+
+
+def test_plans_too_wide_for_float64_moments_are_refused() -> None:
+    f64 = ParamInfo("fc.weight", (10, 10), "linear", "kernel", "torch", "float64")
+    with pytest.raises(ResolutionError, match="finite"):
+        resolve(pol({"init": {"kind": "normal", "std": 1e150}, "gain": 1e10}), [f64])
 
 
 def test_small_but_representable_std_is_kept() -> None:
@@ -606,3 +645,7 @@ def test_load_policy_str_rules_are_documented_ones(tmp_path) -> None:
     assert initspec.load_policy("  " + json.dumps(pol())) == initspec.load_policy(pol())
     with pytest.raises(PolicyError, match="a policy is a JSON object"):
         initspec.load_policy("[1, 2]")
+    assert initspec.load_policy("\ufeff" + json.dumps(pol())) == initspec.load_policy(pol())
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(pol()).encode())
+    assert initspec.load_policy(bom) == initspec.load_policy(pol())
