@@ -723,6 +723,32 @@ class KaimingNormal(_Kaiming):
 
 
 @register
+class SmallInit(_FanBased):
+    """Small init: N(0, 2 / (5 d)), untruncated, with d = fan_in.
+
+    Nguyen & Salazar (2019), "Transformers without Tears"; GPT-NeoX's
+    ``small_init_init_method(dim)``: ``normal_(w, mean=0, std=math.sqrt(2 / (5 * dim)))``,
+    used with dim = the hidden size on the weights whose fan_in that is (QKV, the MLP's first
+    projection, the embedding's features). For another d write ``normal`` with that std.
+    """
+
+    equivalents = Equivalents(
+        "normal_(std=sqrt(2 / (5 * fan_in)))", "variance_scaling(0.4, 'fan_in', 'normal')"
+    )
+
+    kind: Literal["small_init"] = "small_init"
+
+    def as_variance_scaling(self) -> VarianceScaling:
+        return _vs(0.4, "fan_in", "normal")
+
+    def _plan(self, shape: Shape, layout: LayoutLike, context: PlanContext) -> Plan:
+        fi, fo = self._fans(shape, layout)
+        # GPT-NeoX's expression, so the std is the same float as theirs.
+        std = math.sqrt(2.0 / (5.0 * fan_for("fan_in", fi, fo)))
+        return NormalPlan(shape, 0.0, std, fans=(fi, fo))
+
+
+@register
 class TorchLinearWeight(_FanBased):
     """PyTorch's Linear/Conv ``reset_parameters``: ``kaiming_uniform_(w, a=sqrt(5))``.
 
