@@ -7,7 +7,7 @@ A backend implements two small protocols, once per framework:
   stream; ``plan.draw(sampler)`` is the only dispatch over plan types. The portable
   stream's structural plans (orthogonal, identity, dirac, sparse) need the whole tensor in
   float64 anyway, so the core builds them once (``initspec.portable.structural64``) and
-  a backend only converts the array (``PortableStructural``).
+  a backend only converts the array (``initspec.portable.PortableStructural``).
 - ``Backend``: how a framework tensor is read, checked, written and restored. Everything
   else, resolving a policy, every check before the first write, one ``Job`` per tensor,
   the all-or-nothing write loop and the report, is the core's (``initspec.engine``).
@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
-import numpy as np
-
 from initspec.errors import BackendError
 from initspec.layout import Layout, LayoutLike, resolve_layout
 from initspec.numeric import FLOAT_DTYPES, check_fits, inward_bounds
@@ -39,6 +37,7 @@ from initspec.plans import (
     TruncatedNormalPlan,
     UniformPlan,
 )
+from initspec.portable import PortableStructural
 from initspec.resolve import ParamInfo, Resolution, ResolvedParam, resolve
 from initspec.seeding import derive_seed
 from initspec.stream import Block, block, check_version, layout_perm, split_key
@@ -104,37 +103,6 @@ class Sampler(Protocol[T_co]):
     def identity(self, plan: IdentityPlan) -> T_co: ...
     def dirac(self, plan: DiracPlan) -> T_co: ...
     def sparse(self, plan: SparsePlan) -> T_co: ...
-
-
-class PortableStructural:
-    """The portable stream's structural primitives for any backend: the core builds the
-    whole float64 tensor once (``initspec.portable.structural64``, the same on every
-    backend, bit for bit) and the backend converts it (``from_float64``: the block ``blk``
-    of it, rounded once to the target dtype). A backend may override a method for speed."""
-
-    key: tuple[int, int]
-    index: tuple[slice, ...] | None
-
-    def from_float64(self, values: np.ndarray, plan: Plan) -> Any:
-        raise NotImplementedError
-
-    def _structural(self, plan: Plan) -> Any:
-        from initspec.portable import structural64
-
-        full = structural64(plan, self.key)
-        return self.from_float64(full[self.index] if self.index is not None else full, plan)
-
-    def orthogonal(self, plan: OrthogonalPlan) -> Any:
-        return self._structural(plan)
-
-    def identity(self, plan: IdentityPlan) -> Any:
-        return self._structural(plan)
-
-    def dirac(self, plan: DiracPlan) -> Any:
-        return self._structural(plan)
-
-    def sparse(self, plan: SparsePlan) -> Any:
-        return self._structural(plan)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 
-from initspec.backend import PortableStructural
 from initspec.errors import BackendError
 from initspec.plans import (
     ConstantPlan,
@@ -70,6 +69,7 @@ from initspec.stream import (
 __all__ = [
     "COMPILED",
     "Portable64",
+    "PortableStructural",
     "bits64",
     "block",
     "check_version",
@@ -290,6 +290,35 @@ def fill_compiled(
         for w in workers:
             w.join()
     return True
+
+
+class PortableStructural:
+    """The portable stream's structural primitives for any backend: the core builds the
+    whole float64 tensor once (``initspec.portable.structural64``, the same on every
+    backend, bit for bit) and the backend converts it (``from_float64``: the block ``blk``
+    of it, rounded once to the target dtype). A backend may override a method for speed."""
+
+    key: tuple[int, int]
+    index: tuple[slice, ...] | None
+
+    def from_float64(self, values: np.ndarray, plan: Plan) -> Any:
+        raise NotImplementedError
+
+    def _structural(self, plan: Plan) -> Any:
+        full = structural64(plan, self.key)
+        return self.from_float64(full[self.index] if self.index is not None else full, plan)
+
+    def orthogonal(self, plan: OrthogonalPlan) -> Any:
+        return self._structural(plan)
+
+    def identity(self, plan: IdentityPlan) -> Any:
+        return self._structural(plan)
+
+    def dirac(self, plan: DiracPlan) -> Any:
+        return self._structural(plan)
+
+    def sparse(self, plan: SparsePlan) -> Any:
+        return self._structural(plan)
 
 
 class Portable64(PortableStructural):

@@ -34,9 +34,9 @@ import numpy as np
 from jax import lax
 from jax.extend.random import threefry2x32_p
 
-from initspec.backend import PortableStructural
 from initspec.numeric import check_fits, inward_bounds
 from initspec.plans import ConstantPlan, NormalPlan, Plan, TruncatedNormalPlan, UniformPlan
+from initspec.portable import PortableStructural
 from initspec.stream import (
     EXPM2,
     P0,

@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from initspec import portable as ref
-from initspec.backend import PortableStructural
 from initspec.errors import BackendError
 from initspec.plans import ConstantPlan, NormalPlan, Plan, TruncatedNormalPlan, UniformPlan
+from initspec.portable import PortableStructural
 from initspec.stream import (
     EXPM2,
     P0,
