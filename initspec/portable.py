@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from initspec import stream
 from initspec.errors import BackendError
 from initspec.plans import (
     ConstantPlan,
@@ -46,25 +47,7 @@ from initspec.plans import (
     TruncatedNormalPlan,
     UniformPlan,
 )
-from initspec.stream import (
-    EXPM2,
-    P0,
-    P1,
-    P2,
-    PARITY,
-    Q0,
-    Q1,
-    Q2,
-    ROTATIONS,
-    S2PI,
-    TWO_M52,
-    TWO_M53,
-    Block,
-    block,
-    check_version,
-    layout_perm,
-    param_key,
-)
+from initspec.stream import Block, block, check_version, layout_perm, param_key
 
 __all__ = [
     "COMPILED",
@@ -97,7 +80,7 @@ def threefry2x32(
     key: tuple[int, int], x0: np.ndarray, x1: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Threefry-2x32 with 20 rounds (Random123 ``threefry2x32_20``, JAX's ``threefry_2x32``)."""
-    ks = (np.uint32(key[0]), np.uint32(key[1]), np.uint32(key[0] ^ key[1] ^ PARITY))
+    ks = (np.uint32(key[0]), np.uint32(key[1]), np.uint32(key[0] ^ key[1] ^ stream.PARITY))
     # In place, with one scratch array: the stream is memory-bound in NumPy.
     y0 = x0.astype(np.uint32, copy=True)
     y1 = x1.astype(np.uint32, copy=True)
@@ -106,7 +89,7 @@ def threefry2x32(
         y0 += ks[0]
         y1 += ks[1]
         for block in range(5):
-            for r in ROTATIONS[4 * (block % 2) : 4 * (block % 2) + 4]:
+            for r in stream.ROTATIONS[4 * (block % 2) : 4 * (block % 2) + 4]:
                 y0 += y1
                 np.right_shift(y1, np.uint32(32 - r), out=tmp)
                 np.left_shift(y1, np.uint32(r), out=y1)
@@ -129,13 +112,13 @@ def bits64(key: tuple[int, int], counters: np.ndarray) -> np.ndarray:
 
 def uniform01(bits: np.ndarray) -> np.ndarray:
     """[0, 1) with 53 random bits."""
-    return np.asarray((bits >> np.uint64(11)).astype(np.float64) * TWO_M53)
+    return np.asarray((bits >> np.uint64(11)).astype(np.float64) * stream.TWO_M53)
 
 
 def uniform_open(bits: np.ndarray) -> np.ndarray:
     """(0, 1): the midpoints of 2**52 cells, so ndtri never sees 0 or 1 (with 53 bits the
     last midpoint, 1 - 2**-54, would round to 1.0)."""
-    return np.asarray(((bits >> np.uint64(12)).astype(np.float64) + 0.5) * TWO_M52)
+    return np.asarray(((bits >> np.uint64(12)).astype(np.float64) + 0.5) * stream.TWO_M52)
 
 
 def _poly(x: np.ndarray, coefs: tuple[float, ...]) -> np.ndarray:
@@ -161,12 +144,12 @@ def ndtri(p: np.ndarray) -> np.ndarray:
     """Inverse of the standard normal CDF for p in (0, 1), float64 (Cephes ``ndtri``)."""
     p = np.asarray(p, dtype=np.float64)
     out = np.empty_like(p)
-    upper = p > 1.0 - EXPM2
+    upper = p > 1.0 - stream.EXPM2
     y = np.where(upper, 1.0 - p, p)
-    central = y > EXPM2
+    central = y > stream.EXPM2
     w = y[central] - 0.5
     w2 = w * w
-    xc = (w + w * (w2 * _poly(w2, P0) / _poly(w2, Q0))) * S2PI
+    xc = (w + w * (w2 * _poly(w2, stream.P0) / _poly(w2, stream.Q0))) * stream.S2PI
     out[central] = np.where(upper[central], -xc, xc)
     tail = ~central
     if tail.any():
@@ -175,9 +158,9 @@ def ndtri(p: np.ndarray) -> np.ndarray:
             z = 1.0 / t
             near = t < 8.0
             corr = np.empty_like(t)
-            corr[near] = z[near] * _poly(z[near], P1) / _poly(z[near], Q1)
+            corr[near] = z[near] * _poly(z[near], stream.P1) / _poly(z[near], stream.Q1)
             far = ~near
-            corr[far] = z[far] * _poly(z[far], P2) / _poly(z[far], Q2)
+            corr[far] = z[far] * _poly(z[far], stream.P2) / _poly(z[far], stream.Q2)
             xt = t - log64(t) / t - corr
         out[tail] = np.where(upper[tail], xt, -xt)
     return out

@@ -34,24 +34,11 @@ import numpy as np
 from jax import lax
 from jax.extend.random import threefry2x32_p
 
+from initspec import stream
 from initspec.numeric import check_fits, inward_bounds
 from initspec.plans import ConstantPlan, NormalPlan, Plan, TruncatedNormalPlan, UniformPlan
 from initspec.portable import PortableStructural
-from initspec.stream import (
-    EXPM2,
-    P0,
-    P1,
-    P2,
-    Q0,
-    Q1,
-    Q2,
-    S2PI,
-    TWO_M52,
-    TWO_M53,
-    Block,
-    block,
-    check_version,
-)
+from initspec.stream import Block, block, check_version
 from initspec_jax.checks import check_dtype
 from initspec_jax.sharding import place
 
@@ -91,12 +78,12 @@ def _u64(b0: jax.Array, b1: jax.Array) -> jax.Array:
 
 def uniform01(b0: jax.Array, b1: jax.Array) -> jax.Array:
     """[0, 1): ``(u64 >> 11) * 2**-53`` (exact: below 2**53, times a power of two)."""
-    return lax.convert_element_type(_u64(b0, b1) >> _U64(11), _F64) * TWO_M53
+    return lax.convert_element_type(_u64(b0, b1) >> _U64(11), _F64) * stream.TWO_M53
 
 
 def uniform_open(b0: jax.Array, b1: jax.Array) -> jax.Array:
     """(0, 1): ``((u64 >> 12) + 0.5) * 2**-52``."""
-    return (lax.convert_element_type(_u64(b0, b1) >> _U64(12), _F64) + 0.5) * TWO_M52
+    return (lax.convert_element_type(_u64(b0, b1) >> _U64(12), _F64) + 0.5) * stream.TWO_M52
 
 
 # --- float64 arithmetic as the reference ------------------------------------------------
@@ -146,18 +133,18 @@ def ndtri(p: jax.Array) -> jax.Array:
     - tails, ``y = min(p, 1 - p)``: ``t = sqrt(-2 log y)``, ``z = 1 / t``,
       ``x = t - log(t) / t - z * P(z) / Q(z)`` with (P1, Q1) for t < 8 else (P2, Q2).
     """
-    upper = p > 1.0 - EXPM2
+    upper = p > 1.0 - stream.EXPM2
     y = jnp.where(upper, 1.0 - p, p)
-    central = y > EXPM2
+    central = y > stream.EXPM2
     w = y - 0.5
     w2 = w * w
-    r = (w2 * _poly(w2, P0)) / _poly(w2, Q0)
-    xc = (w + _opaque(w * r)) * S2PI
+    r = (w2 * _poly(w2, stream.P0)) / _poly(w2, stream.Q0)
+    xc = (w + _opaque(w * r)) * stream.S2PI
     t = _opaque(jnp.sqrt(-2.0 * jnp.log(y)))  # else log(t) / t becomes log(t) * rsqrt(.)
     z = 1.0 / t
     near = t < 8.0  # (P1, Q1) else (P2, Q2): same degree, so one Horner per polynomial
-    corr = (z * _poly(z, _select(near, P1, P2))) / _poly(
-        z, _select(near, Q1, Q2)
+    corr = (z * _poly(z, _select(near, stream.P1, stream.P2))) / _poly(
+        z, _select(near, stream.Q1, stream.Q2)
     )
     xt = t - jnp.log(t) / t - corr
     return jnp.where(central, jnp.where(upper, -xc, xc), jnp.where(upper, xt, -xt))

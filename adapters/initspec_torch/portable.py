@@ -36,25 +36,11 @@ import numpy as np
 import torch
 
 from initspec import portable as ref
+from initspec import stream
 from initspec.errors import BackendError
 from initspec.plans import ConstantPlan, NormalPlan, Plan, TruncatedNormalPlan, UniformPlan
 from initspec.portable import PortableStructural
-from initspec.stream import (
-    EXPM2,
-    P0,
-    P1,
-    P2,
-    PARITY,
-    Q0,
-    Q1,
-    Q2,
-    ROTATIONS,
-    S2PI,
-    TWO_M52,
-    TWO_M53,
-    Block,
-    block,
-)
+from initspec.stream import Block, block
 from initspec_torch.casting import SUPPORTED_DTYPES, clip_to_bounds_, dtype_name
 
 M32 = 0xFFFFFFFF
@@ -106,13 +92,13 @@ def threefry2x32_(
     same shape (allocated if not given).
     """
     k0, k1 = key
-    ks = (k0, k1, k0 ^ k1 ^ PARITY)
+    ks = (k0, k1, k0 ^ k1 ^ stream.PARITY)
     if tmp is None:
         tmp = torch.empty_like(x1)
     x0.add_(ks[0])
     x1.add_(ks[1]).bitwise_and_(M32)
     for rnd in range(5):
-        for r in ROTATIONS[4 * (rnd % 2) : 4 * (rnd % 2) + 4]:
+        for r in stream.ROTATIONS[4 * (rnd % 2) : 4 * (rnd % 2) + 4]:
             # x0 is left unmasked until the end: it only feeds additions and the xor into x1
             # (whose mask drops the high bits); 26 additions of < 2**33 stay below 2**38.
             x0.add_(x1)
@@ -140,13 +126,13 @@ def words(
 def uniform01_(b0: torch.Tensor, b1: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``(u64 >> 11) * 2**-53`` into float64 ``out``; ``b1`` is overwritten."""
     b1.bitwise_right_shift_(11).add_(b0, alpha=1 << 21)  # u64 >> 11 < 2**53: exact
-    return out.copy_(b1).mul_(TWO_M53)
+    return out.copy_(b1).mul_(stream.TWO_M53)
 
 
 def uniform_open_(b0: torch.Tensor, b1: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``((u64 >> 12) + 0.5) * 2**-52`` into float64 ``out``; ``b1`` is overwritten."""
     b1.bitwise_right_shift_(12).add_(b0, alpha=1 << 20)
-    return out.copy_(b1).add_(0.5).mul_(TWO_M52)
+    return out.copy_(b1).add_(0.5).mul_(stream.TWO_M52)
 
 
 # --- ndtri ------------------------------------------------------------------------------
@@ -215,24 +201,24 @@ def ndtri(p: torch.Tensor) -> torch.Tensor:
     # Each branch runs on its own elements only (index_select / index_copy_: boolean-mask
     # indexing costs more than the arithmetic here).
     out = torch.empty_like(p)
-    upper = p > 1.0 - EXPM2
+    upper = p > 1.0 - stream.EXPM2
     y = torch.where(upper, 1.0 - p, p)
-    central = y > EXPM2
+    central = y > stream.EXPM2
     ic = central.nonzero().view(-1)
     w = y.index_select(0, ic).sub_(0.5)
     w2 = w * w
-    r = (w2 * _poly(w2, P0)).div_(_poly(w2, Q0))
-    xc = r.mul_(w).add_(w).mul_(S2PI)
+    r = (w2 * _poly(w2, stream.P0)).div_(_poly(w2, stream.Q0))
+    xc = r.mul_(w).add_(w).mul_(stream.S2PI)
     out.index_copy_(0, ic, torch.where(upper.index_select(0, ic), -xc, xc))
     it = central.logical_not_().nonzero().view(-1)
     if it.numel():
         t = _sqrt(_log(y.index_select(0, it)).mul_(-2.0))
         z = torch.reciprocal(t)
-        corr = z * _poly(z, P1) / _poly(z, Q1)
+        corr = z * _poly(z, stream.P1) / _poly(z, stream.Q1)
         far = (t >= 8.0).nonzero().view(-1)
         if far.numel():  # y < exp(-32): the second tail approximation
             zf = z.index_select(0, far)
-            corr.index_copy_(0, far, zf * _poly(zf, P2) / _poly(zf, Q2))
+            corr.index_copy_(0, far, zf * _poly(zf, stream.P2) / _poly(zf, stream.Q2))
         xt = t - _log(t) / t - corr
         out.index_copy_(0, it, torch.where(upper.index_select(0, it), xt, -xt))
     return out
