@@ -27,7 +27,8 @@ from typing import Any
 
 MAX_REGEX_PROGRAM = 400
 MAX_POLICY_REGEX_PROGRAM = 100_000  # all regexes of one policy together
-_RE2_MAX_MEM = 1 << 20  # bytes per compiled pattern: program and DFA cache together
+MAX_POLICY_REGEXES = 1000  # regex conditions in one policy: at most 256 MiB of RE2 memory
+_RE2_MAX_MEM = 256 << 10  # bytes per compiled pattern: program and DFA cache together
 
 
 try:  # a dependency of initspec; imported here, once, not while a policy is read
@@ -121,6 +122,15 @@ def _python_only_syntax(pattern: str) -> str | None:
     return None
 
 
+def _decode(value: bytes | None) -> str:
+    if value is None:
+        return ""
+    try:
+        return value.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:  # a group that ends inside a path's invalid code point
+        return value.decode("utf-8", "replace")
+
+
 class Regex:
     """A compiled policy pattern: ``fullmatch`` and ``match`` (anchored at the start) return
     the named groups as a dict, or None."""
@@ -136,9 +146,7 @@ class Regex:
         if m is None:
             return None
         return {
-            (k.decode() if isinstance(k, bytes) else k): (
-                v.decode("utf-8", "surrogatepass") if v is not None else ""
-            )
+            (k.decode() if isinstance(k, bytes) else k): _decode(v)
             for k, v in m.groupdict().items()
         }
 
@@ -152,7 +160,7 @@ class Regex:
         return self._compiled.fullmatch(text.encode("utf-8", "surrogatepass")) is not None
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def compile_regex(pattern: str, max_program: int = MAX_REGEX_PROGRAM) -> Regex:
     """A policy regex compiled by RE2, or ``ValueError`` saying why it is refused."""
     if not isinstance(pattern, str):

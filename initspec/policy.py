@@ -21,8 +21,9 @@ backreferences, atomic groups and possessive repeats are refused with a message 
 so; ``\d``, ``\w``, ``\s`` and ``\b`` are ASCII-only (``\pL``, ``\pN`` are the Unicode
 classes); ``\Z`` is not needed (the whole path must match) and is refused, as is ``{,n}``
 (write ``{0,n}``); a counted repeat is at most ``{1000}``; a pattern compiles to at most 400
-RE2 instructions (``.{0,100}`` is 904: use ``.*``). Patterns are at most 512 characters,
-lists at most 1,000 values.
+RE2 instructions (``.{0,100}`` is 904: use ``.*``), and a policy holds at most 1,000
+regexes and 100,000 instructions in all. Patterns are at most 512 characters, lists at most
+1,000 values.
 
 Loading (``load_policy``). A string starting with ``{`` is JSON text; a preset's name always
 means the preset; any other string is a file and must contain a path separator or end in
@@ -65,6 +66,7 @@ from initspec.jsonload import check_depth, loads, read_file, shown_name
 from initspec.parse import _normalize
 from initspec.patterns import (
     MAX_POLICY_REGEX_PROGRAM,
+    MAX_POLICY_REGEXES,
     Regex,
     compile_composed,
     compile_glob,
@@ -360,10 +362,20 @@ def _prepare(data: Any) -> Any:
 def _check_regex_budget(rules: list[Rule], loc: tuple[str | int, ...]) -> None:
     """All regexes of a policy together compile to at most ``MAX_POLICY_REGEX_PROGRAM``
     RE2 instructions, which bounds the time to match one path against every rule."""
-    total = 0
+    total = count = 0
     for i, rule in enumerate(rules):
         regex = rule.match._regex
-        total += regex.size if regex is not None else 0
+        if regex is None:
+            continue
+        total += regex.size
+        count += 1
+        if count > MAX_POLICY_REGEXES:
+            raise PolicyError(
+                (*loc, i, "match", "regex") if loc == ("rules",) else loc,
+                rule.match.regex,
+                f"more than {MAX_POLICY_REGEXES:,} regex conditions in one policy; "
+                f"use globs (path) where they do",
+            )
         if total > MAX_POLICY_REGEX_PROGRAM:
             raise PolicyError(
                 (*loc, i, "match", "regex") if loc == ("rules",) else loc,

@@ -260,6 +260,11 @@ def test_regexes_of_one_policy_share_a_budget() -> None:
         initspec.load_policy(pol(*rules))
     assert str(err.value).startswith(f"$.rules[{n - 1}].match.regex:")
     assert len(initspec.load_policy(pol(*rules[: n - 2])).rules) == n - 2
+    from initspec.patterns import MAX_POLICY_REGEXES
+
+    many = [{"match": {"regex": f"p{i}"}, "skip": True} for i in range(MAX_POLICY_REGEXES + 1)]
+    with pytest.raises(PolicyError, match="regex conditions"):
+        initspec.load_policy(pol(*many))
 
 
 def test_json_nesting_is_limited_without_recursion_errors() -> None:
