@@ -28,7 +28,10 @@ _MAX_NAME_SHOWN = 200
 
 def shown_name(path: str | os.PathLike[str]) -> str:
     """A file name as errors show it: at most 200 characters."""
-    text = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else str(path)
+    try:
+        text = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else str(path)
+    except Exception:  # a PathLike whose __fspath__ fails
+        text = f"<{type(path).__name__}>"
     return text if len(text) <= _MAX_NAME_SHOWN else text[:_MAX_NAME_SHOWN] + "..."
 
 
@@ -46,8 +49,8 @@ def read_file(
     for extra in ("O_NONBLOCK", "O_NOCTTY", "O_CLOEXEC", "O_BINARY"):
         flags |= getattr(os, extra, 0)
     try:
-        fd = os.open(path, flags)
-    except (OSError, ValueError, TypeError) as exc:
+        fd = os.open(os.fspath(path), flags)
+    except Exception as exc:  # OSError; ValueError (a NUL); anything a PathLike raises
         if isinstance(exc, OSError):
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             if exc.errno == errno.EISDIR:

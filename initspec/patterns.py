@@ -23,6 +23,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
+import warnings
 from typing import Any
 
 MAX_REGEX_PROGRAM = 400
@@ -189,7 +190,9 @@ def compile_regex(pattern: str, max_program: int = MAX_REGEX_PROGRAM) -> Regex:
 @functools.lru_cache(maxsize=4096)
 def compile_glob(pattern: str) -> re.Pattern[str]:
     """A glob over a dotted path (``*`` and ``?`` cross dots, as ``fnmatch``)."""
-    return re.compile(fnmatch.translate(pattern))
+    with warnings.catch_warnings():  # "possible nested set" notes on [[...]]; errors under -W
+        warnings.simplefilter("ignore", FutureWarning)
+        return re.compile(fnmatch.translate(pattern))
 
 
 def _class_members(body: str) -> list[tuple[int, int]]:

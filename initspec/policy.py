@@ -409,14 +409,10 @@ def _looks_like_file(name: str) -> bool:
     return any(sep in name for sep in seps) or name.lower().endswith(".json")
 
 
-def _real_dir(path: pathlib.Path) -> pathlib.Path:
-    return pathlib.Path(os.path.realpath(path)).parent
-
-
 def _read_file(path: str | os.PathLike[str]) -> tuple[Any, pathlib.Path, str]:
     text = read_file(path, "policy")
     data = loads(text, PolicyError, source=shown_name(path), what="policy")
-    real = os.path.realpath(path)
+    real = os.fsdecode(os.path.realpath(os.fspath(path)))
     return data, pathlib.Path(real).parent, real
 
 

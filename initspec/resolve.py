@@ -272,7 +272,10 @@ class Report:
 
     @property
     def warnings(self) -> list[str]:
-        return [f"rule {label} matched no parameter" for label in self.resolution.unused_rules]
+        return [
+            f"rule {printable(label)} matched no parameter"
+            for label in self.resolution.unused_rules
+        ]
 
     def rows(self) -> list[dict[str, Any]]:
         rows = []

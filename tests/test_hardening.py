@@ -586,6 +586,24 @@ def test_report_table_escapes_policy_and_model_strings() -> None:
     assert "\x1b" not in str(err.value) and "\r" not in str(err.value)
 
 
+def test_globs_compile_quietly_even_under_warnings_as_errors() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        policy = initspec.load_policy(pol({"match": {"path": "[a[:b]*"}, "skip": True}))
+        assert policy.rules[0].match.matches_path("a.x")
+
+
+def test_a_path_object_that_fails_is_an_initspec_error() -> None:
+    class BadPath(os.PathLike):
+        def __fspath__(self):
+            raise RuntimeError("no path")
+
+    with pytest.raises(LoadError):
+        initspec.load_policy(BadPath())
+
+
 def test_error_messages_escape_keys_and_values() -> None:
     with pytest.raises(PolicyError) as err:
         initspec.load_policy({"initspec": 1, "rules": [{"\x1b[2Jx": 1}]})
