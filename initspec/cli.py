@@ -44,7 +44,15 @@ def _safe(text: str) -> str:
 def _write(stream: Any, text: str) -> None:
     """Print a line; a reader that went away (``| head``) silences the rest of the output."""
     try:
-        print(text, file=stream, flush=True)
+        try:
+            print(text, file=stream, flush=True)
+        except UnicodeEncodeError:  # a terminal that cannot show a name: escapes instead
+            encoding = getattr(stream, "encoding", None) or "ascii"
+            print(
+                text.encode(encoding, "backslashreplace").decode(encoding),
+                file=stream,
+                flush=True,
+            )
     except BrokenPipeError:
         _silence(stream)
 

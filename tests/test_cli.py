@@ -198,3 +198,23 @@ def test_explain_flax_nnx() -> None:
     res = run("explain", "torch-defaults", "--flax", "tests.fixtures.cli_models:nnx_mlp", cwd=repo)
     assert res.returncode == 0, res.stderr
     assert "fc1.kernel" in res.stdout and "uniform(low=-0.2236" in res.stdout  # torch's 1/sqrt(20)
+
+
+def test_names_a_terminal_cannot_encode_are_escaped(tmp_path) -> None:
+    import os
+
+    policy = tmp_path / "p.json"
+    policy.write_text(
+        json.dumps({"initspec": 1, "name": "é", "rules": [{"name": "ünï", "skip": True}]})
+    )
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    res = subprocess.run(
+        [sys.executable, "-m", "initspec", "validate", str(policy), str(tmp_path / "é.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 2, res.stderr
+    assert "valid policy" in res.stdout and "Traceback" not in res.stderr
+    assert "\\xe9" in res.stderr  # the missing file's name, escaped
