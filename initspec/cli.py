@@ -139,10 +139,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     return OK
 
 
-def _factory(ref: str) -> Any:
+def _factory_ref(ref: str) -> tuple[str, str]:
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
         raise UsageError(f"{ref!r}: expected MODULE:FACTORY, e.g. mypkg.models:build_model")
+    return module_name, attr
+
+
+def _factory(ref: str) -> Any:
+    module_name, attr = _factory_ref(ref)
     sys.path.insert(0, str(pathlib.Path.cwd()))
     try:
         module = importlib.import_module(module_name)
@@ -160,6 +165,7 @@ def _factory(ref: str) -> Any:
 def cmd_explain(args: argparse.Namespace) -> int:
     if bool(args.torch) == bool(args.flax):
         raise UsageError("give exactly one of --torch MODULE:FACTORY and --flax MODULE:FACTORY")
+    _factory_ref(args.torch or args.flax)  # before the (slow) adapter import
     policy = load_policy(args.policy)
     try:
         adapter = importlib.import_module("initspec_torch" if args.torch else "initspec_jax")
