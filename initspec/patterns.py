@@ -174,7 +174,7 @@ def compile_regex(pattern: str, max_program: int = MAX_REGEX_PROGRAM) -> Regex:
         compiled = re2.compile(pattern.encode("utf-8", "surrogatepass"), _options())
     except re2.error as exc:
         raise ValueError(_explain_re2_error(pattern, exc)) from None
-    size = compiled._regexp.ProgramSize()
+    size = int(compiled.programsize)
     if size > max_program:
         raise ValueError(
             f"too complex: compiles to {size} RE2 instructions, at most {max_program} "
