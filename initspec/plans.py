@@ -173,6 +173,12 @@ class UniformPlan(_Base):
         return width * width / 12.0
 
     @property
+    def std(self) -> float:
+        # the width first: (high - low) / sqrt(12) stays finite and nonzero where its
+        # square would overflow or underflow
+        return (self.high - self.low) / math.sqrt(12.0)
+
+    @property
     def kurtosis(self) -> float:
         return 9.0 / 5.0
 
@@ -212,6 +218,10 @@ class NormalPlan(_Base):
     @property
     def var(self) -> float:
         return self.scale * self.scale
+
+    @property
+    def std(self) -> float:
+        return abs(self.scale)  # not sqrt(scale**2), which underflows below 1e-154
 
     @property
     def kurtosis(self) -> float:
