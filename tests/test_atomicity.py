@@ -201,8 +201,9 @@ def test_torch_a_failed_restore_does_not_stop_the_others(monkeypatch: pytest.Mon
     """The 5th write fails and the restore of the 2nd parameter fails too: every other
     parameter gets its values back, and the error names the one that could not be restored
     (the injected failure stays in its cause chain)."""
-    from initspec import InitSpecError
     from initspec_torch.backend import TorchBackend
+
+    from initspec import InitSpecError
 
     net = torch_net()
     before = torch_state(net)

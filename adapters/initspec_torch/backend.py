@@ -53,8 +53,15 @@ class TorchBackend:
     a failed write can be undone.
     """
 
-    def __init__(self, generator: Generator = SEEDED, atomic: bool = True) -> None:
+    def __init__(
+        self,
+        generator: Generator = SEEDED,
+        atomic: bool = True,
+        magnitudes: dict[int, tuple[torch.Tensor, int]] | None = None,
+    ) -> None:
         self.generator, self.atomic = generator, atomic
+        # weight_norm: id(v) -> (g, dim); g is set to the norm of v after v is written
+        self.magnitudes = magnitudes or {}
 
     def dtype(self, target: torch.Tensor) -> str:
         return dtype_name(target.dtype)
@@ -65,18 +72,31 @@ class TorchBackend:
     def placeholder(self, target: torch.Tensor) -> bool:
         return bool(target.is_meta)
 
-    def snapshot(self, target: torch.Tensor) -> torch.Tensor | None:
+    def snapshot(self, target: torch.Tensor) -> Any:
         if not self.atomic:
             return None
+        derived = self.magnitudes.get(id(target))
         with torch.no_grad():
-            return target.detach().clone()
+            g = derived[0].detach().clone() if derived is not None else None
+            return target.detach().clone(), g
 
-    def restore(self, target: torch.Tensor, snapshot: torch.Tensor | None) -> None:
+    def restore(self, target: torch.Tensor, snapshot: Any) -> None:
         if snapshot is not None:
+            old, g = snapshot
             with torch.no_grad():
-                target.copy_(snapshot)
+                target.copy_(old)
+                if g is not None:
+                    self.magnitudes[id(target)][0].copy_(g)
 
     def write(self, target: torch.Tensor, job: Job) -> None:
+        self._draw(target, job)
+        derived = self.magnitudes.get(id(target))
+        if derived is not None:  # as weight_norm sets g when it is applied
+            g, dim = derived
+            with torch.no_grad():
+                g.copy_(torch.norm_except_dim(target, 2, dim))
+
+    def _draw(self, target: torch.Tensor, job: Job) -> None:
         def zero_row(values: torch.Tensor, row: int) -> torch.Tensor:
             # on the tensor itself (a DTensor's row is a global index), as nn.Embedding
             target[row].zero_()

@@ -24,6 +24,26 @@ anything else                               other           bias: bias; weight w
                                                             dims: kernel; else other
 ==========================================  ==============  ============================
 
+Beyond ``torch.nn``:
+
+- HF ``transformers.pytorch_utils.Conv1D`` (GPT-2, GPT-1, ImageGPT, ...) is a ``linear``
+  whose weight is stored (in, out): layout ``torch_transposed``, so its fans and its
+  portable stream are those of the (out, in) Linear and of the Flax ``Dense`` twin.
+  Other classes are described with ``register_module`` (or a policy's ``modules``).
+- Wrappers do not change canonical paths: the attribute through which ``torch.compile``
+  (``_orig_mod``), ``DataParallel`` / DDP (``module``), FSDP1 (``_fsdp_wrapped_module``)
+  and activation checkpointing (``_checkpoint_wrapped_module``) hold the model is left out,
+  so policies and per-path seeds are those of the bare model; ``framework_path`` keeps the
+  real name.
+- ``torch.nn.utils.parametrize``: ``fc.parametrizations.weight.original`` is described as
+  ``fc.weight``, by the owning module's kind and role (the original is what is written;
+  a parametrization such as ``orthogonal`` then maps it). ``weight_norm``'s direction
+  ``original1`` (v) is described as ``fc.weight``; its magnitude ``original0`` (g) is not
+  drawn but set to the norm of v after v is written, as ``weight_norm`` does when it is
+  applied, so the effective weight is v, distributed as the policy says.
+- Two distinct parameters sharing memory (``nn.Parameter(a.data[:2])``) are refused: one
+  write would change the other.
+
 A parameter reachable under several names (tied weights) is described once, under the
 first name ``named_parameters`` gives, with the other names in ``shared_with``.
 """
@@ -37,9 +57,10 @@ from typing import cast
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from initspec.errors import BackendError, InitSpecError
-from initspec.layout import fans
+from initspec.layout import LayoutLike, fans, resolve_layout
 from initspec.resolve import ParamInfo, ResolutionError
 from initspec.specs import PlanContext
 from initspec_torch.casting import dtype_name
@@ -61,15 +82,54 @@ _KINDS: tuple[tuple[str, tuple[type[nn.Module], ...]], ...] = (
 
 @dataclass(frozen=True)
 class TorchParam:
-    """A parameter to initialize: its neutral description and the tensor itself."""
+    """A parameter to initialize: its neutral description and the tensor itself;
+    ``magnitude``: weight_norm's g and the dim its norm keeps, set from this tensor (v)."""
 
     info: ParamInfo
     tensor: torch.Tensor
+    magnitude: tuple[torch.Tensor, int] | None = None
+
+
+KINDS = ("linear", "conv", "conv_transpose", "embedding", "norm", "attention", "rnn", "other")
+
+# Classes outside torch.nn with a known description: (kind, layout of their weight), by the
+# qualified name of a class in the module's MRO.
+_BUILTIN: dict[str, tuple[str, LayoutLike | None]] = {
+    "transformers.pytorch_utils.Conv1D": ("linear", "torch_transposed"),
+}
+# register_module: by class name (of the class or one of its bases).
+_REGISTERED: dict[str, tuple[str, LayoutLike | None]] = {}
+
+
+def register_module(cls: type | str, *, kind: str, layout: LayoutLike | None = None) -> None:
+    """Describe modules of class ``cls`` (a class, or a class name matched against every
+    class of a module's MRO) as ``kind``, their weight stored in ``layout`` (default: the
+    kind's, e.g. ``torch`` (out, in, *k) for linear and conv). Replaces an earlier
+    registration of the same name; ``BackendError`` for an unknown kind or layout."""
+    name = cls if isinstance(cls, str) else getattr(cls, "__name__", None)
+    if not isinstance(name, str) or not name:
+        raise BackendError(f"register_module: expected a class or a class name, got {cls!r}")
+    if kind not in KINDS:
+        raise BackendError(
+            f"register_module({name!r}): kind {kind!r} is not one of {', '.join(KINDS)}"
+        )
+    if layout is not None:
+        try:
+            resolve_layout(layout)
+        except InitSpecError as exc:
+            raise BackendError(f"register_module({name!r}): {exc}") from None
+    _REGISTERED[name] = (kind, layout)
+    _description.cache_clear()
 
 
 def module_kind(module: nn.Module) -> str:
     """The neutral kind of ``module`` (see the table in the module docstring)."""
-    return _kind_of(cast(Hashable, type(module)))  # a class is hashable; its stub says otherwise
+    return _description(cast(Hashable, type(module)))[0]
+
+
+def module_layout(module: nn.Module) -> LayoutLike | None:
+    """The layout ``module`` stores its weight in, where it is not its kind's default."""
+    return _description(cast(Hashable, type(module)))[1]
 
 
 def module_types(module: nn.Module) -> tuple[str, ...]:
@@ -79,14 +139,18 @@ def module_types(module: nn.Module) -> tuple[str, ...]:
 
 # Both depend on the class alone; a model repeats a few classes many times.
 @functools.lru_cache(maxsize=1024)
-def _kind_of(cls: type) -> str:
+def _description(cls: type) -> tuple[str, LayoutLike | None]:
+    for c in cls.__mro__:
+        found = _REGISTERED.get(c.__name__) or _BUILTIN.get(f"{c.__module__}.{c.__qualname__}")
+        if found is not None:
+            return found
     for kind, classes in _KINDS:
         if issubclass(cls, classes):
-            return kind
+            return kind, None
     # User-defined norms (LlamaRMSNorm, T5LayerNorm, ...) hold a 1-D weight that is a scale.
     if cls.__name__.endswith("Norm"):
-        return "norm"
-    return "other"
+        return "norm", None
+    return "other", None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -112,9 +176,12 @@ def param_role(kind: str, name: str, ndim: int) -> str:
     return "kernel" if name == "weight" and ndim >= 2 else "other"
 
 
-def param_layout(kind: str, role: str) -> str:
-    """``torch_transposed`` for ConvTranspose weights, ``embedding`` for embedding tables,
+def param_layout(kind: str, role: str, stored: LayoutLike | None = None) -> LayoutLike:
+    """``stored`` (a registered module's weight layout) for a kernel or an embedding table,
+    ``torch_transposed`` for ConvTranspose weights, ``embedding`` for embedding tables,
     ``torch`` (out, in, *k) for everything else."""
+    if stored is not None and role in ("kernel", "embedding"):
+        return stored
     if kind == "conv_transpose" and role == "kernel":
         return "torch_transposed"
     if kind == "embedding" and role == "embedding":
@@ -141,13 +208,17 @@ def param_context(module: nn.Module, kind: str, name: str) -> PlanContext:
     sibling = sibling_weight_name(name)
     weight = getattr(module, sibling, None) if sibling else None
     if isinstance(weight, torch.Tensor) and weight.dim() >= 2 and sibling is not None:
-        layout = param_layout(kind, param_role(kind, sibling, weight.dim()))
+        layout = param_layout(kind, param_role(kind, sibling, weight.dim()), module_layout(module))
         try:
             weight_fans = fans(tuple(weight.shape), layout)
         except InitSpecError:
             weight_fans = None
     hidden = getattr(module, "hidden_size", None) if kind == "rnn" else None
-    padding = getattr(module, "padding_idx", None) if isinstance(module, nn.Embedding) else None
+    padding = (
+        getattr(module, "padding_idx", None)
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag))
+        else None
+    )
     return PlanContext(
         weight_fans=weight_fans,
         hidden_size=hidden if isinstance(hidden, int) else None,
@@ -180,24 +251,120 @@ def describe(module: nn.Module) -> list[TorchParam]:
                 for path in lazy
             ]
         )
+    _refuse_shared_memory([t for _, t in first.values()], [p for p, _ in first.values()])
     out: list[TorchParam] = []
     for key, (path, tensor) in first.items():
-        owner_path, _, name = path.rpartition(".")
-        owner = owners[owner_path]
+        where = _locate(path, owners)
+        if where is None:
+            continue  # weight_norm's magnitude g: set from v when v is written
+        owner, name, canonical = where
         kind = module_kind(owner)
         role = param_role(kind, name, tensor.dim())
         info = ParamInfo(
-            path=path,
+            path=canonical,
             shape=tuple(tensor.shape),
             kind=kind,
             role=role,
-            layout=param_layout(kind, role),
+            layout=param_layout(kind, role, module_layout(owner)),
             dtype=dtype_name(tensor.dtype),
             framework_path=path,
             module_types=module_types(owner),
             device=str(tensor.device),
             context=param_context(owner, kind, name),
-            shared_with=tuple(names[key][1:]),
+            shared_with=tuple(_locate_name(p, owners) for p in names[key][1:]),
         )
-        out.append(TorchParam(info, tensor))
+        out.append(TorchParam(info, tensor, weight_norm_magnitude(owners, path)))
     return out
+
+
+# Wrapper class name -> the attribute that holds the wrapped model.
+WRAPPERS = {
+    "OptimizedModule": "_orig_mod",  # torch.compile
+    "DataParallel": "module",
+    "DistributedDataParallel": "module",
+    "FullyShardedDataParallel": "_fsdp_wrapped_module",  # FSDP1
+    "CheckpointWrapper": "_checkpoint_wrapped_module",
+    "OffloadWrapper": "_checkpoint_wrapped_module",
+}
+
+
+def _locate(path: str, owners: dict[str, nn.Module]) -> tuple[nn.Module, str, str] | None:
+    """``(owning module, parameter name, canonical path)`` of a ``named_parameters`` path;
+    None for weight_norm's magnitude (derived, not drawn)."""
+    parts = path.split(".")
+    kept: list[str] = []
+    prefix = ""
+    for i, seg in enumerate(parts):
+        module = owners.get(prefix)
+        if module is not None and WRAPPERS.get(type(module).__name__) == seg:
+            pass  # the wrapper's attribute: not part of the model's own names
+        elif (
+            seg == "parametrizations"
+            and i + 3 == len(parts)
+            and module is not None
+            and parametrize.is_parametrized(module)
+        ):
+            # owner.parametrizations.<name>.original[0|1]: the owner's parameter <name>
+            name, original = parts[i + 1], parts[i + 2]
+            plist = f"{prefix}.{seg}.{name}".lstrip(".")
+            if original == "original0" and _is_weight_norm(owners, plist):
+                return None
+            return module, name, ".".join([*kept, name])
+        else:
+            kept.append(seg)
+        prefix = f"{prefix}.{seg}" if prefix else seg
+    owner_path = path.rpartition(".")[0]
+    return owners[owner_path], parts[-1], ".".join(kept)
+
+
+def _locate_name(path: str, owners: dict[str, nn.Module]) -> str:
+    where = _locate(path, owners)
+    return where[2] if where is not None else path
+
+
+def _is_weight_norm(owners: dict[str, nn.Module], plist_path: str) -> bool:
+    plist = owners.get(plist_path)
+    return plist is not None and any(type(p).__name__ == "_WeightNorm" for p in plist)
+
+
+def weight_norm_magnitude(
+    owners: dict[str, nn.Module], framework_path: str
+) -> tuple[torch.Tensor, int] | None:
+    """For weight_norm's direction ``...parametrizations.<name>.original1``: the magnitude
+    parameter g and the dim its norm keeps, else None."""
+    head, _, leaf = framework_path.rpartition(".")
+    if leaf != "original1" or not _is_weight_norm(owners, head):
+        return None
+    plist = owners[head]
+    dim = next(int(p.dim) for p in plist if type(p).__name__ == "_WeightNorm")
+    return cast(torch.Tensor, plist.original0), dim
+
+
+def _refuse_shared_memory(tensors: list[torch.Tensor], paths: list[str]) -> None:
+    """A ``ResolutionError`` for distinct parameters whose memory overlaps."""
+    spans = []
+    for t, path in zip(tensors, paths, strict=True):
+        if t.is_meta or t.numel() == 0 or t.layout != torch.strided:
+            continue
+        try:
+            storage = t.untyped_storage()
+        except (RuntimeError, NotImplementedError):  # tensor subclasses without storage
+            continue
+        size = t.element_size()
+        last = sum((n - 1) * st for n, st in zip(t.shape, t.stride(), strict=True))
+        start = storage.data_ptr() + t.storage_offset() * size
+        spans.append((start, start + (last + 1) * size, path))
+    spans.sort()
+    problems = []
+    reach, owner = -1, ""
+    for start, end, path in spans:
+        if start < reach:
+            problems.append(
+                f"{path} and {owner} are distinct parameters sharing memory: writing one "
+                f"would change the other; tie them (one nn.Parameter under both names) or "
+                f"give each its own tensor"
+            )
+        if end > reach:
+            reach, owner = end, path
+    if problems:
+        raise ResolutionError(problems)

@@ -57,8 +57,9 @@ def apply(
     """
     params = describe(module)
     tensors = {p.info.path: p.tensor for p in params}
+    magnitudes = {id(p.tensor): p.magnitude for p in params if p.magnitude is not None}
     resolution = run_policy(
-        TorchBackend(atomic=atomic),
+        TorchBackend(atomic=atomic, magnitudes=magnitudes),
         policy,
         [p.info for p in params],
         tensors,

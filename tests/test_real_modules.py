@@ -1,0 +1,224 @@
+"""Real model code described right (#16 item 1 and the Python registry of item 2): HF
+Conv1D, wrappers, parametrizations, parameters sharing memory, register_module."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import initspec_torch
+import pytest
+import torch
+from initspec_torch.describe import describe, register_module
+from torch import nn
+from torch.nn.utils.parametrizations import orthogonal, weight_norm
+
+from initspec import BackendError, ResolutionError
+
+KAIMING = {
+    "initspec": 1,
+    "rules": [
+        {"match": {"kind": "linear", "role": "kernel"}, "init": {"kind": "kaiming_normal"}},
+        {"match": {"role": "bias"}, "init": {"kind": "torch_linear_bias"}},
+    ],
+}
+
+
+def conv1d() -> type[nn.Module]:
+    pytest.importorskip("transformers")
+    from transformers.pytorch_utils import Conv1D
+
+    return Conv1D  # type: ignore[no-any-return]
+
+
+def test_hf_conv1d_is_a_linear_stored_in_out() -> None:
+    """GPT2Config(n_embd=64)'s c_fc is Conv1D(4 * 64, 64), weight (64, 256) = (in, out):
+    fan_in 64, so kaiming_normal's std is sqrt(2 / 64) = 0.177 (was 0.0884 with the torch
+    (out, in) layout read on it), as the (out, in) Linear of the same layer."""
+    Conv1D = conv1d()
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c_fc = Conv1D(256, 64)
+            self.fc = nn.Linear(64, 256)
+
+    rows = {r["path"]: r for r in initspec_torch.explain(KAIMING, Block()).rows()}
+    assert rows["c_fc.weight"]["kind"] == "linear"
+    assert rows["c_fc.weight"]["layout"] == "torch_transposed"
+    assert rows["c_fc.weight"]["fans"] == rows["fc.weight"]["fans"] == [64, 256]
+    assert rows["c_fc.weight"]["plan"] == rows["fc.weight"]["plan"]
+    assert f"std={math.sqrt(2 / 64):.4g}" in rows["c_fc.weight"]["plan"]
+    # the bias takes the fans of its (in, out) weight
+    assert rows["c_fc.bias"]["plan"] == rows["fc.bias"]["plan"]
+
+
+def test_hf_conv1d_and_its_flax_dense_twin_have_one_plan_and_one_portable_stream() -> None:
+    """The port: Flax Dense(256) on 64 features has kernel (64, 256), the same storage order
+    as Conv1D's weight: same plan, and with rng='portable' the same values."""
+    Conv1D = conv1d()
+    pytest.importorskip("flax")
+    import initspec_jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    class TorchBlock(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c_fc = Conv1D(256, 64)
+
+    class FlaxBlock(nnx.Module):
+        def __init__(self) -> None:
+            self.c_fc = nnx.Linear(64, 256, rngs=nnx.Rngs(0))
+
+    t, f = TorchBlock(), FlaxBlock()
+    policy = {
+        "initspec": 1,
+        "rules": [
+            {"match": {"kind": "linear", "role": "kernel"}, "init": {"kind": "kaiming_normal"}},
+            {"match": {"role": "bias"}, "init": {"kind": "zeros"}},
+        ],
+    }
+    rt = initspec_torch.apply(policy, t, seed=3, rng="portable")
+    rf = initspec_jax.apply_nnx(policy, f, seed=3, rng="portable")
+    plans_t = {r["path"]: r["plan"] for r in rt.rows()}
+    plans_f = {r["path"].replace("kernel", "weight"): r["plan"] for r in rf.rows()}
+    assert plans_t["c_fc.weight"] == plans_f["c_fc.weight"]
+    import numpy as np
+
+    flax_kernel = np.array(jnp.asarray(f.c_fc.kernel.get_value()))
+    assert np.array_equal(t.c_fc.weight.detach().numpy(), flax_kernel)
+
+
+def _values(m: nn.Module) -> dict[str, torch.Tensor]:
+    return {p.info.path: p.tensor.detach().clone() for p in describe(m)}
+
+
+@pytest.mark.parametrize("wrap", ["DataParallel", "compile"])
+def test_wrappers_keep_paths_plans_and_values(wrap: str) -> None:
+    """A wrapped model is described with the bare model's paths (the framework path keeps
+    the wrapper's), so a depth-scaled policy matches and per-path seeds stay."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = nn.ModuleList(nn.Linear(8, 8) for _ in range(3))
+
+    policy = {
+        "initspec": 1,
+        "rules": [
+            {
+                "match": {"path": ["layers.*.weight"]},
+                "init": {"kind": "normal", "std": 0.02},
+                "depth_scale": {"n_layers": "count:layers.*"},
+            },
+            {"match": {"role": "bias"}, "init": {"kind": "zeros"}},
+        ],
+        "unmatched": "error",
+    }
+    bare = Net()
+    wrapped_inner = copy.deepcopy(bare)
+    wrapped: nn.Module = (
+        nn.DataParallel(wrapped_inner) if wrap == "DataParallel" else torch.compile(wrapped_inner)
+    )
+    r_bare = initspec_torch.apply(policy, bare, seed=5)
+    r_wrap = initspec_torch.apply(policy, wrapped, seed=5)
+    prefix = "module." if wrap == "DataParallel" else "_orig_mod."
+    for a, b in zip(r_bare.rows(), r_wrap.rows(), strict=True):
+        assert a["path"] == b["path"] and a["plan"] == b["plan"]
+        assert b["framework_path"] == prefix + a["path"]
+    got, want = _values(wrapped), _values(bare)
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_parametrized_weight_is_the_owners_kernel() -> None:
+    lin = nn.Linear(5, 5)
+    orthogonal(lin)
+    described = {p.info.path: p.info for p in describe(lin)}
+    info = described["weight"]
+    assert (info.kind, info.role, info.layout) == ("linear", "kernel", "torch")
+    assert info.framework_path == "parametrizations.weight.original"
+
+
+def test_weight_norm_writes_v_and_sets_g_to_its_norm() -> None:
+    """weight_norm's v is the weight a policy describes; g is set to ||v|| (as weight_norm
+    does when applied), so the effective weight is exactly v: N(0, 0.5^2) here."""
+    lin = nn.Linear(64, 48)
+    weight_norm(lin)
+    report = initspec_torch.apply(
+        {
+            "initspec": 1,
+            "rules": [
+                {"match": {"role": "kernel"}, "init": {"kind": "normal", "std": 0.5}},
+                {"match": {"role": "bias"}, "init": {"kind": "zeros"}},
+            ],
+            "unmatched": "error",
+        },
+        lin,
+        seed=1,
+    )
+    assert {r["path"] for r in report.rows()} == {"weight", "bias"}
+    v = lin.parametrizations.weight.original1.detach()
+    assert torch.allclose(lin.weight.detach(), v, rtol=1e-6, atol=1e-7)
+    # 3072 draws: the std's standard error is 0.5 / sqrt(2 * 3072) = 0.0064; 5 SE = 0.032
+    assert abs(float(v.std()) - 0.5) < 0.032
+
+
+def test_weight_norm_g_is_restored_with_v_when_a_later_write_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    import initspec_torch.backend as backend
+
+    lin = nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 6))
+    weight_norm(lin[0])
+    before = {k: v.clone() for k, v in lin.state_dict().items()}
+    real, calls = backend.TorchNative, {"n": 0}
+
+    def failing(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("injected")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backend, "TorchNative", failing)
+    with pytest.raises(RuntimeError, match="injected"):
+        initspec_torch.apply("torch-defaults", lin, seed=1)
+    after = lin.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_parameters_sharing_memory_are_refused() -> None:
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            base = torch.zeros(4, 3)
+            self.p = nn.Parameter(base)
+            self.q = nn.Parameter(base.data[:2])
+
+    with pytest.raises(ResolutionError, match="sharing memory"):
+        initspec_torch.apply("torch-defaults", Shared())
+
+
+def test_register_module_describes_an_unknown_class() -> None:
+    class MyProj(nn.Module):  # stores its weight (in, out), like HF Conv1D
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.empty(16, 32))
+
+    class Sub(MyProj):
+        pass
+
+    assert describe(Sub())[0].info.kind == "other"
+    register_module("MyProj", kind="linear", layout="torch_transposed")
+    try:
+        info = describe(Sub())[0].info  # matched through a base class's name
+        assert (info.kind, info.role, info.layout) == ("linear", "kernel", "torch_transposed")
+        from initspec.layout import fans
+
+        assert fans(info.shape, info.layout) == (16, 32)
+    finally:
+        import importlib
+
+        module = importlib.import_module("initspec_torch.describe")
+        module._REGISTERED.pop("MyProj")
+        module._description.cache_clear()
+    with pytest.raises(BackendError, match="kind 'dense' is not one of"):
+        register_module("MyProj", kind="dense")
