@@ -195,21 +195,58 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
         return re.compile(fnmatch.translate(pattern))
 
 
+_FNMATCH_WRAPPED = re.compile(r"\A\(\?s:(.*)\)\\[Zz]\Z", re.S)
+_NEVER = "[^\\x00-\\x{10ffff}]"
+
+
 def _class_members(body: str) -> list[tuple[int, int]]:
-    """fnmatch's reading of a bracket expression's body: ranges ``a-z`` (empty ranges
-    dropped), everything else literal (no escapes)."""
-    out: list[tuple[int, int]] = []
+    """Code point ranges of a Python regex class body as ``fnmatch.translate`` writes it:
+    ``\\X`` is the literal X, an unescaped ``-`` between two members a range."""
+    tokens: list[tuple[str, bool]] = []  # (character, is a range operator)
     i = 0
     while i < len(body):
-        if i + 2 < len(body) and body[i + 1] == "-":
-            lo, hi = ord(body[i]), ord(body[i + 2])
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            tokens.append((body[i + 1], False))
+            i += 2
+            continue
+        tokens.append((ch, ch == "-" and bool(tokens) and i + 1 < len(body)))
+        i += 1
+    out: list[tuple[int, int]] = []
+    j = 0
+    while j < len(tokens):
+        if j + 2 < len(tokens) and tokens[j + 1][1]:
+            lo, hi = ord(tokens[j][0]), ord(tokens[j + 2][0])
             if lo <= hi:
                 out.append((lo, hi))
-            i += 3
+            j += 3
         else:
-            out.append((ord(body[i]), ord(body[i])))
-            i += 1
+            out.append((ord(tokens[j][0]), ord(tokens[j][0])))
+            j += 1
     return out
+
+
+def _glob_class(segment: str) -> str:
+    """The RE2 text of one bracket expression of a glob (``[a-z]``, ``[!abc]``), read the
+    way ``fnmatch`` reads it (its quirks included: empty ranges vanish, ``[?-.!]`` is any
+    character): from ``fnmatch.translate``'s own output for that bracket alone."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = _FNMATCH_WRAPPED.match(fnmatch.translate(segment))
+    inner = m.group(1) if m else ""
+    if inner == ".":
+        return "(?s:.)"
+    if inner == "(?!)":
+        return _NEVER
+    if not (inner.startswith("[") and inner.endswith("]") and len(inner) > 2):
+        raise ValueError(f"glob bracket {segment!r}: unexpected fnmatch translation {inner!r}")
+    body = inner[1:-1]
+    negate = body.startswith("^")
+    members = _class_members(body[1:] if negate else body)
+    if not members:
+        return "(?s:.)" if negate else _NEVER
+    items = "".join(_cp(lo) if lo == hi else f"{_cp(lo)}-{_cp(hi)}" for lo, hi in members)
+    return f"[{'^' if negate else ''}{items}]"
 
 
 def _cp(code: int) -> str:
@@ -240,15 +277,8 @@ def glob_to_re2(pattern: str) -> str:
             if j >= n:
                 out.append(_cp(ord("[")))
                 continue
-            body = pattern[i:j]
+            out.append(_glob_class(pattern[i - 1 : j + 1]))
             i = j + 1
-            negate = body.startswith("!")
-            members = _class_members(body[1:] if negate else body)
-            if not members:
-                out.append("(?s:.)" if negate else "[^\\x00-\\x{10ffff}]")
-                continue
-            items = "".join(_cp(lo) if lo == hi else f"{_cp(lo)}-{_cp(hi)}" for lo, hi in members)
-            out.append(f"[{'^' if negate else ''}{items}]")
         else:
             out.append(_cp(ord(ch)))
     return "".join(out)
