@@ -11,7 +11,14 @@ parameters) lives in ``initspec.backend``; the portable stream's constants in
 ``initspec.stream``.
 """
 
-from initspec.errors import BackendError, InitSpecError, PolicyError, ShapeError, SpecError
+from initspec.errors import (
+    BackendError,
+    InitSpecError,
+    InitSpecWarning,
+    PolicyError,
+    ShapeError,
+    SpecError,
+)
 from initspec.gain import calculate_gain
 from initspec.keras import KerasSeedWarning, from_keras, to_keras
 from initspec.layout import LAYOUTS, fans
@@ -29,6 +36,7 @@ __all__ = [
     "SPEC_CLASSES",
     "BackendError",
     "InitSpecError",
+    "InitSpecWarning",
     "KerasSeedWarning",
     "Match",
     "PlanContext",

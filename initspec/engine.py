@@ -111,16 +111,18 @@ def run_policy(
     rng: Rng = "native",
     stream: int = 1,
     write: bool = True,
+    strict: bool | None = None,
 ) -> Resolution:
     """Apply ``policy`` to described parameters (``targets``: the backend's target of each
     canonical path), all or nothing; ``write=False`` stops after the checks (``explain``).
+    ``strict``: rules matching nothing and kept parameters are errors (``resolve``).
 
     Raises one ``ResolutionError`` listing every parameter that cannot be handled, before
     anything is written; if a write fails, every parameter written gets its values back
     (``write_all``).
     """
     check_rng(rng, stream)
-    resolution = resolve(policy, list(params), seed)
+    resolution = resolve(policy, list(params), seed, strict)
     todo = jobs(resolution, rng, stream)
     by_path = {rp.info.path: rp for rp in resolution.to_sample()}
     problems = []

@@ -92,3 +92,9 @@ class ShapeError(InitSpecError):
 
 class BackendError(InitSpecError):
     """A backend cannot do what was asked (unsupported dtype, non-tensor argument, ...)."""
+
+
+class InitSpecWarning(UserWarning):
+    """Something a policy did not do that the user should hear of: a rule that matched no
+    parameter, a parameter no rule matched (kept as it was). ``strict=True`` (or the
+    policy's ``"strict": true``, or the CLI's ``--strict``) makes them errors."""

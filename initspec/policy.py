@@ -10,7 +10,20 @@ numbers. Nothing in it is imported, evaluated or unpickled. Scaling is structure
   ``"layers.{layer_id}.*"`` (GPT-2: factor 2, n_layers; torchtitan: factor 2, layer_id, offset 1).
 
 The first matching rule wins. ``unmatched``: "keep" leaves other parameters as they are,
-"error" refuses to apply.
+"error" refuses to apply. Rules that match nothing and parameters kept unmatched are
+reported with an ``InitSpecWarning``; ``strict: true`` refuses to apply instead.
+
+Matching names. A parameter matches a rule under any of its names: a tied parameter under
+each name it has (of the rules matching any of them, the first in the policy wins), and a
+leaf under the torch and the Flax spelling alike (``fc.weight`` of a Linear also answers
+to ``fc.kernel``, a Flax ``fc.kernel`` to ``fc.weight``; ``scale`` and ``embedding`` for
+norm scales and embedding tables), so one policy matches both frameworks.
+
+``within`` matches on an enclosing module, the owner included: a glob over its class names
+(bases included) or over its canonical path. ``{"within": ["*Attention"], "kind":
+"linear"}`` is every Linear inside an attention block (HF's are plain Linear children of
+``GPT2Attention``, ``LlamaAttention``, ...); ``{"path": ["*.bn2.weight"], "within":
+["BasicBlock"]}`` is timm's zero-init of a ResNet BasicBlock's last norm.
 
 Patterns. ``path`` is a list of globs (``*`` and ``?`` cross dots, ``[...]`` / ``[!...]``
 as ``fnmatch``), matched against the whole canonical path. ``regex`` is matched against the
@@ -129,8 +142,17 @@ class Match(BaseModel):
     ndim: Annotated[list[Annotated[int, Field(ge=0, le=64)]], Field(max_length=MAX_LIST)] | None = (
         None
     )
+    # An enclosing module (the owner included): a glob over its class names (bases
+    # included, "*Attention", "BasicBlock") or over its canonical path ("layers.*.attn").
+    within: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=MAX_PATTERN)]],
+            Field(max_length=MAX_LIST),
+        ]
+        | None
+    ) = None
 
-    _listed = field_validator("path", "kind", "module", "role", "ndim", mode="before")(
+    _listed = field_validator("path", "kind", "module", "role", "ndim", "within", mode="before")(
         classmethod(lambda cls, v: _listify(v))
     )
 
@@ -144,6 +166,22 @@ class Match(BaseModel):
     @cached_property
     def _path_res(self) -> tuple[re.Pattern[str], ...]:
         return tuple(glob_regex(p) for p in self.path or ())
+
+    @cached_property
+    def _within_res(self) -> tuple[re.Pattern[str], ...]:
+        return tuple(glob_regex(p) for p in self.within or ())
+
+    def matches_within(self, ancestors: tuple[tuple[str, tuple[str, ...]], ...]) -> bool:
+        """The ``within`` condition: some enclosing module ``(path, class names)`` has a
+        class name or a path one of the globs matches."""
+        if self.within is None:
+            return True
+        return any(
+            r.fullmatch(name)
+            for r in self._within_res
+            for path, types in ancestors
+            for name in (path, *types)
+        )
 
     @cached_property
     def _regex(self) -> Regex | None:
@@ -306,6 +344,7 @@ class Policy(BaseModel):
     seed: Annotated[int | None, BeforeValidator(_check_seed)] = None
     extends: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
     unmatched: Literal["keep", "error"] = "keep"
+    strict: bool = False
     rules: Annotated[list[Rule], Field(max_length=MAX_RULES)] = []
 
 
@@ -543,6 +582,7 @@ def _load(source: Any, base_dir: Any, chain: tuple[str, ...]) -> Policy:
             "rules": rules,
             "seed": policy.seed if policy.seed is not None else parent.seed,
             "unmatched": policy.unmatched if "unmatched" in fields else parent.unmatched,
+            "strict": policy.strict if "strict" in fields else parent.strict,
             "description": policy.description or parent.description,
         }
     )

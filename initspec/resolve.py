@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+import sys
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from initspec.errors import InitSpecError, printable
+from initspec.errors import InitSpecError, InitSpecWarning, printable
 from initspec.layout import LayoutLike, fans, resolve_layout
 from initspec.numeric import FLOAT_DTYPES
 from initspec.plans import NormalPlan, Plan, UniformPlan
 from initspec.policy import Policy, Rule, load_policy
-from initspec.seeding import derive_seed
+from initspec.seeding import FLAX_TO_TORCH_LEAF, derive_seed
 from initspec.specs import PlanContext, SpecBase
 
 # The smallest positive normal number of each dtype: a random plan whose std is below it
@@ -41,6 +43,10 @@ class ParamInfo:
     the framework's own (``encoder/layers_0/fc1/kernel``); ``module_types``: the owning
     module's class name and its base classes' names; ``dtype``: a name from
     ``FLOAT_DTYPES`` or the framework's name of a non-float type (refused).
+    ``shared_with`` / ``aliases``: the other names of a tied parameter, and each of them
+    described by its own module (a rule may match under any of them); ``ancestors``:
+    ``(canonical path, class names)`` of every enclosing module, the root first and the
+    owner last (``match.within``).
     """
 
     path: str
@@ -54,6 +60,8 @@ class ParamInfo:
     device: str = "cpu"
     context: PlanContext = PlanContext()
     shared_with: tuple[str, ...] = ()
+    aliases: tuple[ParamInfo, ...] = ()
+    ancestors: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass
@@ -104,7 +112,7 @@ class _RuleFinder:
         self.rules = policy.rules
         self._candidates: dict[tuple[Any, ...], list[int]] = {}
 
-    def find(self, info: ParamInfo) -> tuple[int, Rule] | None:
+    def _candidates_for(self, info: ParamInfo) -> list[int]:
         ndim = len(info.shape)
         signature = (info.kind, tuple(info.module_types), info.role, ndim)
         candidates = self._candidates.get(signature)
@@ -115,10 +123,46 @@ class _RuleFinder:
                 if rule.match.matches_attributes(info.kind, info.module_types, info.role, ndim)
             ]
             self._candidates[signature] = candidates
-        for i in candidates:
-            if self.rules[i].match.matches_path(info.path):
-                return i, self.rules[i]
-        return None
+        return candidates
+
+    def find(self, info: ParamInfo) -> tuple[int, Rule, str, ParamInfo] | None:
+        """``(index, rule, the name it matched, the description it matched)``: the first
+        rule, in policy order, that matches the parameter under any of its names
+        (``match_names``), each name described by its own module (``aliases``: a tied
+        parameter is an embedding under one name, a Linear weight under another)."""
+        best: tuple[int, Rule, str, ParamInfo] | None = None
+        for desc in (info, *info.aliases):
+            names = match_names(desc)
+            for i in self._candidates_for(desc):
+                if best is not None and i >= best[0]:
+                    break
+                match = self.rules[i].match
+                name = next((n for n in names if match.matches_path(n)), None)
+                if name is not None and match.matches_within(desc.ancestors):
+                    best = (i, self.rules[i], name, desc)
+                    break
+        return best
+
+
+# A leaf's spelling in the other framework, by role: torch ``weight`` is Flax's ``kernel``
+# (linear, conv), ``scale`` (norms) or ``embedding`` (tables); every Flax one is ``weight``.
+_FLAX_LEAF = {"kernel": "kernel", "scale": "scale", "embedding": "embedding"}
+
+
+def match_names(info: ParamInfo) -> tuple[str, ...]:
+    """Every name a policy may match the parameter by: its canonical path, the other names
+    of a tied parameter, and each of those with its leaf in the other framework's spelling
+    (``fc.weight`` <-> ``fc.kernel``): one vocabulary for torch and Flax."""
+    out: list[str] = []
+    for name in (info.path,) if info.aliases else (info.path, *info.shared_with):
+        head, sep, leaf = name.rpartition(".")
+        other = FLAX_TO_TORCH_LEAF.get(leaf)
+        if other is None and leaf == "weight":
+            other = _FLAX_LEAF.get(info.role)
+        for candidate in (name, f"{head}{sep}{other}" if other else None):
+            if candidate is not None and candidate not in out:
+                out.append(candidate)
+    return tuple(out)
 
 
 def _base_plan(memo: dict[Any, Plan], index: int, rule: Rule, info: ParamInfo) -> Plan:
@@ -183,9 +227,17 @@ def _check_spread(base: Plan, plan: Plan, factor: float, dtype: str) -> None:
         )
 
 
-def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Resolution:
-    """Match every parameter to its rule and plan it; raise before anything is sampled."""
+def resolve(
+    policy: Any, params: list[ParamInfo], seed: int | None = None, strict: bool | None = None
+) -> Resolution:
+    """Match every parameter to its rule and plan it; raise before anything is sampled.
+
+    Rules that matched no parameter and parameters no rule matched (kept as they are) are
+    named in one ``InitSpecWarning``; with ``strict`` (default: the policy's ``strict``)
+    they are problems of the ``ResolutionError`` instead.
+    """
     pol = load_policy(policy)
+    strict = pol.strict if strict is None else strict
     seed = seed if seed is not None else (pol.seed if pol.seed is not None else 0)
     derive_seed(seed)  # validates the seed's type and range
     if isinstance(params, (str, bytes)) or not isinstance(params, (list, tuple)):
@@ -210,7 +262,15 @@ def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Re
                 )
             out.append(ResolvedParam(info, "unmatched"))
             continue
-        index, rule = found
+        index, rule, matched, described = found
+        if described is not info:  # a tied parameter, planned as the name that matched
+            info = replace(
+                described,
+                path=info.path,
+                framework_path=info.framework_path,
+                shared_with=info.shared_with,
+                aliases=info.aliases,
+            )
         used.add(index)
         label = printable(rule.label(index))
         if rule.skip:
@@ -227,7 +287,7 @@ def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Re
             base = plan = _base_plan(plans, index, rule, info)
             factor = rule.gain
             if rule.depth_scale is not None:
-                n = rule.depth_scale.n_for(info.path, all_paths)
+                n = rule.depth_scale.n_for(matched, all_paths)
                 if n is None or n < 1:
                     what = "finds no layer id or layer count" if n is None else f"finds n = {n}"
                     raise InitSpecError(
@@ -254,10 +314,46 @@ def resolve(policy: Any, params: list[ParamInfo], seed: int | None = None) -> Re
                 info, "init", index, rule, rule.init, plan, derive_seed(seed, info.path), zero_row
             )
         )
+    unused = [r.label(i) for i, r in enumerate(pol.rules) if i not in used]
+    kept = [p.info.path for p in out if p.status == "unmatched"]
+    if strict:
+        problems += [f"rule {printable(label)} matched no parameter (strict)" for label in unused]
+        if pol.unmatched != "error":
+            problems += [f"{printable(path)}: no rule matches (strict)" for path in kept]
     if problems:
         raise ResolutionError(problems)
-    unused = [r.label(i) for i, r in enumerate(pol.rules) if i not in used]
+    _warn(unused, kept)
     return Resolution(pol, seed, out, unused)
+
+
+def _warn(unused: list[str], kept: list[str]) -> None:
+    """One ``InitSpecWarning`` naming what the policy did not do (silent is wrong)."""
+    lines = []
+    if unused:
+        shown = ", ".join(printable(u) for u in unused[:10])
+        more = f" and {len(unused) - 10} more" if len(unused) > 10 else ""
+        lines.append(f"{len(unused)} rule(s) matched no parameter: {shown}{more}")
+    if kept:
+        shown = ", ".join(printable(k) for k in kept[:10])
+        more = f" and {len(kept) - 10} more" if len(kept) > 10 else ""
+        lines.append(f"{len(kept)} parameter(s) matched no rule and were kept: {shown}{more}")
+    if lines:
+        warnings.warn(
+            "; ".join(lines) + " (strict=True makes this an error)",
+            InitSpecWarning,
+            stacklevel=_caller_level(),
+        )
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside initspec and its adapters, so a
+    warning points at the user's ``apply`` / ``explain`` call."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        ("initspec.", "initspec_torch", "initspec_jax")
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class Report:

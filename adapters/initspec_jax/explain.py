@@ -9,7 +9,9 @@ from initspec_jax.policy_apply import _Backend, _run
 from initspec_jax.traverse import describe_linen, describe_nnx
 
 
-def explain(policy: Any, model: Any, seed: int | None = None) -> Report:
+def explain(
+    policy: Any, model: Any, seed: int | None = None, *, strict: bool | None = None
+) -> Report:
     """What ``apply`` / ``apply_nnx`` would give each parameter, without sampling anything;
     raises the same ``InitSpecError`` as they would (dtype checks included).
 
@@ -25,4 +27,4 @@ def explain(policy: Any, model: Any, seed: int | None = None) -> Report:
         params = describe_linen(tree, module)
     else:
         params = describe_linen(model)
-    return _run(policy, params, seed, _Backend(), "native", 1, write=False).report()
+    return _run(policy, params, seed, _Backend(), "native", 1, write=False, strict=strict).report()

@@ -128,10 +128,13 @@ def _run(
     rng: Rng,
     stream: int,
     write: bool = True,
+    strict: bool | None = None,
 ) -> Resolution:
     targets = {p.info.path: (p.info.path, p.value) for p in described}
     infos = [p.info for p in described]
-    return run_policy(backend, policy, infos, targets, seed, rng=rng, stream=stream, write=write)
+    return run_policy(
+        backend, policy, infos, targets, seed, rng=rng, stream=stream, write=write, strict=strict
+    )
 
 
 # linen -----------------------------------------------------------------------------------
@@ -167,6 +170,7 @@ def apply(
     model_args: tuple[Any, ...] | None = None,
     rng: Rng = "native",
     stream: int = 1,
+    strict: bool | None = None,
 ) -> tuple[Any, Report]:
     """Initialize a Flax linen parameter tree from ``policy``: ``(new_params, report)``.
 
@@ -190,7 +194,7 @@ def apply(
     """
     described = describe_linen(params, model, model_args=model_args)
     backend = _Backend()
-    resolution = _run(policy, described, seed, backend, rng, stream)
+    resolution = _run(policy, described, seed, backend, rng, stream, strict=strict)
     new = backend.new
     tree, has_collections = split_collections(params)
     boxed = dict(walk(tree))
@@ -221,6 +225,7 @@ def apply_nnx(
     *,
     rng: Rng = "native",
     stream: int = 1,
+    strict: bool | None = None,
 ) -> Report:
     """Initialize an ``nnx.Module``'s ``nnx.Param`` variables in place from ``policy``.
 
@@ -234,4 +239,4 @@ def apply_nnx(
     """
     described = describe_nnx(module)
     backend = _Backend({p.info.path: p.variable for p in described})
-    return _run(policy, described, seed, backend, rng, stream).report()
+    return _run(policy, described, seed, backend, rng, stream, strict=strict).report()

@@ -52,8 +52,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Hashable
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -257,24 +257,60 @@ def describe(module: nn.Module) -> list[TorchParam]:
         where = _locate(path, owners)
         if where is None:
             continue  # weight_norm's magnitude g: set from v when v is written
-        owner, name, canonical = where
-        kind = module_kind(owner)
-        role = param_role(kind, name, tensor.dim())
-        info = ParamInfo(
-            path=canonical,
-            shape=tuple(tensor.shape),
-            kind=kind,
-            role=role,
-            layout=param_layout(kind, role, module_layout(owner)),
-            dtype=dtype_name(tensor.dtype),
-            framework_path=path,
-            module_types=module_types(owner),
-            device=str(tensor.device),
-            context=param_context(owner, kind, name),
-            shared_with=tuple(_locate_name(p, owners) for p in names[key][1:]),
+        aliases = []
+        for other in names[key][1:]:  # a tied parameter: each name described by its module
+            found = _locate(other, owners)
+            if found is not None:
+                aliases.append(_info(tensor, other, *found, owners))
+        info = replace(
+            _info(tensor, path, *where, owners),
+            shared_with=tuple(a.path for a in aliases),
+            aliases=tuple(aliases),
         )
         out.append(TorchParam(info, tensor, weight_norm_magnitude(owners, path)))
     return out
+
+
+def _ancestors(
+    owners: dict[str, nn.Module], path: str
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``(canonical path, class names)`` of each module enclosing the parameter at
+    ``path`` (framework names), the root first, wrappers and parametrization lists left out."""
+    out = []
+    parts = path.split(".")[:-1]
+    for i in range(len(parts) + 1):
+        module = owners.get(".".join(parts[:i]))
+        if module is None or type(module).__name__ in WRAPPERS or "parametrizations" in parts[:i]:
+            continue
+        where = _locate(".".join([*parts[:i], "x"]), owners) if i else None
+        prefix = where[2].rpartition(".")[0] if where is not None else ""
+        out.append((prefix, module_types(module)))
+    return tuple(out)
+
+
+def _info(
+    tensor: torch.Tensor,
+    path: str,
+    owner: nn.Module,
+    name: str,
+    canonical: str,
+    owners: dict[str, nn.Module],
+) -> ParamInfo:
+    kind = module_kind(owner)
+    role = param_role(kind, name, tensor.dim())
+    return ParamInfo(
+        path=canonical,
+        shape=tuple(tensor.shape),
+        kind=kind,
+        role=role,
+        layout=param_layout(kind, role, module_layout(owner)),
+        dtype=dtype_name(tensor.dtype),
+        framework_path=path,
+        module_types=module_types(owner),
+        device=str(tensor.device),
+        context=param_context(owner, kind, name),
+        ancestors=_ancestors(owners, path),
+    )
 
 
 # Wrapper class name -> the attribute that holds the wrapped model.
@@ -317,14 +353,9 @@ def _locate(path: str, owners: dict[str, nn.Module]) -> tuple[nn.Module, str, st
     return owners[owner_path], parts[-1], ".".join(kept)
 
 
-def _locate_name(path: str, owners: dict[str, nn.Module]) -> str:
-    where = _locate(path, owners)
-    return where[2] if where is not None else path
-
-
 def _is_weight_norm(owners: dict[str, nn.Module], plist_path: str) -> bool:
     plist = owners.get(plist_path)
-    return plist is not None and any(type(p).__name__ == "_WeightNorm" for p in plist)
+    return plist is not None and any(type(p).__name__ == "_WeightNorm" for p in plist.children())
 
 
 def weight_norm_magnitude(
@@ -336,7 +367,8 @@ def weight_norm_magnitude(
     if leaf != "original1" or not _is_weight_norm(owners, head):
         return None
     plist = owners[head]
-    dim = next(int(p.dim) for p in plist if type(p).__name__ == "_WeightNorm")
+    norm = next(p for p in plist.children() if type(p).__name__ == "_WeightNorm")
+    dim = int(cast(Any, norm).dim)
     return cast(torch.Tensor, plist.original0), dim
 
 
@@ -346,17 +378,19 @@ def _refuse_shared_memory(tensors: list[torch.Tensor], paths: list[str]) -> None
     for t, path in zip(tensors, paths, strict=True):
         if t.is_meta or t.numel() == 0 or t.layout != torch.strided:
             continue
-        try:
-            storage = t.untyped_storage()
-        except (RuntimeError, NotImplementedError):  # tensor subclasses without storage
+        try:  # a DTensor's or another subclass's own storage is no memory of its values
+            local = t.to_local() if hasattr(t, "to_local") else t
+            ptr = local.untyped_storage().data_ptr()
+        except (RuntimeError, NotImplementedError, TypeError):
             continue
-        size = t.element_size()
-        last = sum((n - 1) * st for n, st in zip(t.shape, t.stride(), strict=True))
-        start = storage.data_ptr() + t.storage_offset() * size
+        size = local.element_size()
+        last = sum(int(n - 1) * st for n, st in zip(local.shape, local.stride(), strict=True))
+        start = int(ptr + local.storage_offset() * size)
         spans.append((start, start + (last + 1) * size, path))
     spans.sort()
     problems = []
-    reach, owner = -1, ""
+    reach: int = -1
+    owner = ""
     for start, end, path in spans:
         if start < reach:
             problems.append(

@@ -12,12 +12,14 @@ from initspec_torch.backend import TorchBackend
 from initspec_torch.describe import describe
 
 
-def explain(policy: Any, module: nn.Module, seed: int | None = None) -> Report:
+def explain(
+    policy: Any, module: nn.Module, seed: int | None = None, *, strict: bool | None = None
+) -> Report:
     """What ``apply(policy, module, seed)`` would give each parameter (rule, plan, fans),
     without writing anything; raises the same ``InitSpecError`` as ``apply`` would for
     parameters the policy cannot handle, dtype and writability checks included."""
     params = describe(module)
     tensors = {p.info.path: p.tensor for p in params}
     return run_policy(
-        TorchBackend(), policy, [p.info for p in params], tensors, seed, write=False
+        TorchBackend(), policy, [p.info for p in params], tensors, seed, write=False, strict=strict
     ).report()

@@ -25,6 +25,7 @@ def apply(
     rng: Rng = "native",
     stream: int = 1,
     atomic: bool = True,
+    strict: bool | None = None,
 ) -> Report:
     """Initialize ``module``'s parameters in place from ``policy``; return the report.
 
@@ -51,8 +52,13 @@ def apply(
     same policy and seed. DTensor parameters (FSDP2 ``fully_shard``, tensor parallel) compute
     only their local shard, from its global indices, and equal the unsharded values.
 
-    Tied parameters are initialized once, under their first name; the report lists the
-    others. Meta parameters are resolved and reported as ``meta`` but not written: after
+    Rules that matched no parameter and parameters no rule matched are named in an
+    ``initspec.InitSpecWarning``; ``strict=True`` (or the policy's ``"strict": true``)
+    raises a ``ResolutionError`` for them instead, before anything is written.
+
+    Tied parameters are initialized once and match a rule under any of their names (of
+    the rules matching any name, the first in the policy wins); the report lists every
+    name. Meta parameters are resolved and reported as ``meta`` but not written: after
     ``module.to_empty(device=...)``, ``apply`` again initializes them fully.
     """
     params = describe(module)
@@ -66,5 +72,6 @@ def apply(
         seed,
         rng=rng,
         stream=stream,
+        strict=strict,
     )
     return resolution.report()
