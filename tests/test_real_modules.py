@@ -222,3 +222,27 @@ def test_register_module_describes_an_unknown_class() -> None:
         module._description.cache_clear()
     with pytest.raises(BackendError, match="kind 'dense' is not one of"):
         register_module("MyProj", kind="dense")
+
+
+def test_jax_register_module_describes_an_unknown_class() -> None:
+    pytest.importorskip("flax")
+    import initspec_jax
+    import jax.numpy as jnp
+    from flax import nnx
+    from initspec_jax import describe as jdescribe
+
+    class Proj(nnx.Module):  # a custom projection holding a (out, in) kernel
+        def __init__(self) -> None:
+            self.kernel = nnx.Param(jnp.zeros((32, 16)))
+
+    class Net(nnx.Module):
+        def __init__(self) -> None:
+            self.proj = Proj()
+
+    assert initspec_jax.describe_nnx(Net())[0].info.kind == "other"
+    initspec_jax.register_module("Proj", kind="linear", layout="torch")
+    try:
+        info = initspec_jax.describe_nnx(Net())[0].info
+        assert (info.kind, info.role, info.layout) == ("linear", "kernel", "torch")
+    finally:
+        jdescribe._REGISTERED.pop("Proj")

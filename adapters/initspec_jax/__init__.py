@@ -24,6 +24,7 @@ from initspec_jax.initializer import SpecInitializer, initializer
 from initspec_jax.sampling import sample_plan
 
 if TYPE_CHECKING:
+    from initspec_jax.describe import register_module
     from initspec_jax.explain import explain
     from initspec_jax.policy_apply import apply, apply_nnx, resolve_params
     from initspec_jax.traverse import describe_linen, describe_nnx
@@ -36,6 +37,7 @@ __all__ = [
     "describe_nnx",
     "explain",
     "initializer",
+    "register_module",
     "resolve_params",
     "sample_plan",
 ]
@@ -47,6 +49,7 @@ _LAZY = {
     "describe_linen": "traverse",
     "describe_nnx": "traverse",
     "explain": "explain",
+    "register_module": "describe",
 }
 
 

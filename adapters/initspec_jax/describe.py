@@ -104,8 +104,46 @@ def _kind_classes() -> tuple[tuple[str, tuple[type, ...]], ...]:
     )
 
 
+# register_module: by class name (of the class or one of its bases).
+_REGISTERED: dict[str, tuple[str, LayoutLike | None]] = {}
+KINDS = ("linear", "conv", "conv_transpose", "embedding", "norm", "attention", "rnn", "other")
+
+
+def register_module(cls: type | str, *, kind: str, layout: LayoutLike | None = None) -> None:
+    """Describe Flax modules of class ``cls`` (a class, or a class name matched against
+    every class of a module's MRO) as ``kind``, their kernel stored in ``layout`` (default:
+    ``flax``, (*k, in, out)). As ``initspec_torch.register_module``; ``BackendError`` for an
+    unknown kind or layout."""
+    from initspec.errors import BackendError
+    from initspec.layout import resolve_layout
+
+    name = cls if isinstance(cls, str) else getattr(cls, "__name__", None)
+    if not isinstance(name, str) or not name:
+        raise BackendError(f"register_module: expected a class or a class name, got {cls!r}")
+    if kind not in KINDS:
+        raise BackendError(
+            f"register_module({name!r}): kind {kind!r} is not one of {', '.join(KINDS)}"
+        )
+    if layout is not None:
+        try:
+            resolve_layout(layout)
+        except InitSpecError as exc:
+            raise BackendError(f"register_module({name!r}): {exc}") from None
+    _REGISTERED[name] = (kind, layout)
+
+
+def _registered(module: Any) -> tuple[str, LayoutLike | None] | None:
+    for c in type(module).__mro__:
+        if c.__name__ in _REGISTERED:
+            return _REGISTERED[c.__name__]
+    return None
+
+
 def module_kind(module: Any) -> str:
     """The neutral kind of a Flax module instance (table in the module docstring)."""
+    found = _registered(module)
+    if found is not None:
+        return found[0]
     for kind, classes in _kind_classes():
         if isinstance(module, classes):
             return kind
@@ -153,6 +191,9 @@ def kernel_layout(module: Any) -> LayoutLike:
     import flax.linen as nn
     from flax import nnx
 
+    found = _registered(module)
+    if found is not None and found[1] is not None:
+        return found[1]
     if isinstance(module, nn.DenseGeneral):
         n_out = len(_axes_tuple(module.features))
         return general_layout(
