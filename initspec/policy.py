@@ -19,6 +19,13 @@ leaf under the torch and the Flax spelling alike (``fc.weight`` of a Linear also
 to ``fc.kernel``, a Flax ``fc.kernel`` to ``fc.weight``; ``scale`` and ``embedding`` for
 norm scales and embedding tables), so one policy matches both frameworks.
 
+``modules`` describes classes the adapters do not know, as data: ``{"modules": {"MyProj":
+{"kind": "linear", "layout": "torch_transposed"}}}`` makes every module whose class or a
+base class is named ``MyProj`` a ``linear`` whose weight is stored (in, out); roles follow
+from the leaf names (``bias``; ``weight`` / ``kernel`` of 2 or more dims: kernel; a norm's
+``weight`` / ``scale``: scale; an embedding's table). A rule's ``layout`` overrides the
+layout for what it matches.
+
 ``within`` matches on an enclosing module, the owner included: a glob over its class names
 (bases included) or over its canonical path. ``{"within": ["*Attention"], "kind":
 "linear"}`` is every Linear inside an attention block (HF's are plain Linear children of
@@ -65,6 +72,7 @@ from importlib import resources
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -289,8 +297,41 @@ class DepthScale(BaseModel):
         return int(digits) + self.offset
 
 
+def _check_layout(value: Any) -> Any:
+    if value is None:
+        return value
+    from initspec.layout import resolve_layout
+
+    try:
+        resolve_layout(value)
+    except InitSpecError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+LayoutField = Annotated[
+    Annotated[str, Field(max_length=100)]
+    | Annotated[dict[str, Any], Field(max_length=8)]
+    | None,
+    AfterValidator(_check_layout),
+]
+
+
+class ModuleDescription(BaseModel):
+    """How a policy describes modules of a class the adapters do not know (``modules``):
+    their ``kind``, and the ``layout`` their weight is stored in (default: the
+    framework's own for that kind)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    kind: ModuleKind
+    layout: LayoutField = None
+
+
 class Rule(BaseModel):
-    """``match`` -> ``init`` (a spec), or ``skip``: leave the parameter as it is."""
+    """``match`` -> ``init`` (a spec), or ``skip``: leave the parameter as it is.
+    ``layout`` (optional) is how the matched parameters' axes are read, instead of the
+    layout their module's description gives."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -300,6 +341,7 @@ class Rule(BaseModel):
     skip: bool = False
     gain: Annotated[float, Field(gt=0)] = 1.0
     depth_scale: DepthScale | None = None
+    layout: LayoutField = None
     # torch's Embedding(padding_idx=...) and HF models zero that row after sampling.
     zero_padding_row: bool = False
 
@@ -345,6 +387,10 @@ class Policy(BaseModel):
     extends: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
     unmatched: Literal["keep", "error"] = "keep"
     strict: bool = False
+    modules: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=200)], ModuleDescription],
+        Field(max_length=MAX_LIST),
+    ] = {}
     rules: Annotated[list[Rule], Field(max_length=MAX_RULES)] = []
 
 
@@ -583,6 +629,7 @@ def _load(source: Any, base_dir: Any, chain: tuple[str, ...]) -> Policy:
             "seed": policy.seed if policy.seed is not None else parent.seed,
             "unmatched": policy.unmatched if "unmatched" in fields else parent.unmatched,
             "strict": policy.strict if "strict" in fields else parent.strict,
+            "modules": {**parent.modules, **policy.modules},
             "description": policy.description or parent.description,
         }
     )

@@ -149,6 +149,50 @@ class _RuleFinder:
 _FLAX_LEAF = {"kernel": "kernel", "scale": "scale", "embedding": "embedding"}
 
 
+def neutral_role(kind: str, leaf: str, ndim: int) -> str:
+    """The role of a parameter of a module described by a policy's ``modules``, from its
+    leaf name: the adapters' rules, for any framework's spelling."""
+    if leaf == "bias" or leaf.startswith("bias_") or leaf.endswith("_bias"):
+        return "bias"
+    if kind == "norm":
+        return "scale" if leaf in ("weight", "scale") else "other"
+    if kind == "embedding":
+        return "embedding" if leaf in ("weight", "embedding") else "other"
+    weightlike = leaf in ("weight", "kernel") or leaf.startswith("weight_") or leaf.endswith("_weight")
+    return "kernel" if weightlike and ndim >= 2 else "other"
+
+
+def _described(params: list[ParamInfo], policy: Policy) -> list[ParamInfo]:
+    """Parameters of modules the policy's ``modules`` describes, as it describes them (the
+    kind; the role from the leaf name; the layout of a kernel or table; a bias's context
+    from its sibling kernel in that layout). Others unchanged."""
+    if not policy.modules:
+        return params
+    out = []
+    for info in params:
+        desc = next((policy.modules[t] for t in info.module_types if t in policy.modules), None)
+        if desc is None:
+            out.append(info)
+            continue
+        leaf = info.path.rpartition(".")[2]
+        role = neutral_role(desc.kind, leaf, len(info.shape))
+        layout = desc.layout if desc.layout is not None and role in ("kernel", "embedding") else info.layout
+        out.append(replace(info, kind=desc.kind, role=role, layout=layout))
+    by_path = {p.path: p for p in out}
+    for i, info in enumerate(out):
+        if info is params[i] or info.role != "bias":
+            continue
+        head = info.path.rpartition(".")[0]
+        kernel = by_path.get(f"{head}.weight") or by_path.get(f"{head}.kernel")
+        if kernel is not None and len(kernel.shape) >= 2:
+            try:
+                weight_fans: tuple[int, int] | None = fans(kernel.shape, kernel.layout)
+            except InitSpecError:
+                weight_fans = None
+            out[i] = replace(info, context=replace(info.context, weight_fans=weight_fans))
+    return out
+
+
 def match_names(info: ParamInfo) -> tuple[str, ...]:
     """Every name a policy may match the parameter by: its canonical path, the other names
     of a tied parameter, and each of those with its leaf in the other framework's spelling
@@ -247,6 +291,7 @@ def resolve(
             raise InitSpecError(f"params[{i}] is a {type(p).__name__}, not a ParamInfo")
         if not isinstance(p.path, str):
             raise InitSpecError(f"params[{i}].path is a {type(p.path).__name__}, not a str")
+    params = _described(list(params), pol)
     all_paths = [p.path for p in params]
     problems: list[str] = []
     out: list[ResolvedParam] = []
@@ -271,6 +316,8 @@ def resolve(
                 shared_with=info.shared_with,
                 aliases=info.aliases,
             )
+        if rule.layout is not None:
+            info = replace(info, layout=rule.layout)
         used.add(index)
         label = printable(rule.label(index))
         if rule.skip:

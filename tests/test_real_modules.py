@@ -246,3 +246,53 @@ def test_jax_register_module_describes_an_unknown_class() -> None:
         assert (info.kind, info.role, info.layout) == ("linear", "kernel", "torch")
     finally:
         jdescribe._REGISTERED.pop("Proj")
+
+
+def test_policy_modules_describe_an_unknown_class_as_data() -> None:
+    """``"modules"`` in the policy: the class (matched through a base class's name) becomes a
+    linear stored (in, out); its bias takes the fans of that kernel."""
+
+    class ProjBase(nn.Module):
+        pass
+
+    class MyProj(ProjBase):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.empty(16, 32))  # (in, out)
+            self.bias = nn.Parameter(torch.empty(32))
+
+    policy = {
+        "initspec": 1,
+        "modules": {"ProjBase": {"kind": "linear", "layout": "torch_transposed"}},
+        "rules": [
+            {"match": {"kind": "linear", "role": "kernel"}, "init": {"kind": "kaiming_normal"}},
+            {"match": {"kind": "linear", "role": "bias"}, "init": {"kind": "torch_linear_bias"}},
+        ],
+        "strict": True,
+    }
+    model = nn.Module()
+    model.proj = MyProj()
+    rows = {r["path"]: r for r in initspec_torch.explain(policy, model).rows()}
+    assert rows["proj.weight"]["fans"] == [16, 32]
+    assert f"std={math.sqrt(2 / 16):.4g}" in rows["proj.weight"]["plan"]
+    assert f"high={1 / math.sqrt(16):.4g}" in rows["proj.bias"]["plan"]
+
+
+def test_rule_layout_overrides_the_description() -> None:
+    """A Linear weight read as (in, out) by the rule that matches it."""
+    policy = {"initspec": 1, "rules": [
+        {"match": {"role": "kernel"}, "layout": "torch_transposed", "init": {"kind": "kaiming_normal"}},
+        {"match": {"role": "bias"}, "init": {"kind": "zeros"}},
+    ]}  # fmt: skip
+    rows = {r["path"]: r for r in initspec_torch.explain(policy, nn.Linear(8, 2)).rows()}
+    assert rows["weight"]["fans"] == [2, 8]
+    assert f"std={math.sqrt(2 / 2):.4g}" in rows["weight"]["plan"]
+
+
+def test_bad_module_description_is_a_policy_error() -> None:
+    from initspec import PolicyError, load_policy
+
+    with pytest.raises(PolicyError, match=r"modules\.MyProj\.kind"):
+        load_policy({"initspec": 1, "modules": {"MyProj": {"kind": "dense"}}})
+    with pytest.raises(PolicyError, match=r"rules\[0\]\.layout"):
+        load_policy({"initspec": 1, "rules": [{"init": {"kind": "zeros"}, "layout": "sideways"}]})
