@@ -173,7 +173,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"the {'torch' if args.torch else 'jax'} adapter: {exc}") from None
     model = _factory(args.torch or args.flax)
     # No --seed: the policy's own seed (or 0), as apply would use.
-    report = adapter.explain(policy, model, seed=args.seed)
+    report = adapter.explain(policy, model, seed=args.seed, strict=True if args.strict else None)
     out(report.to_json() if args.json else report.table())
     return OK
 
@@ -259,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--flax", metavar="MODULE:FACTORY")
     e.add_argument("--seed", type=int, default=None, help="default: the policy's seed, else 0")
     e.add_argument("--json", action="store_true")
+    e.add_argument(
+        "--strict",
+        action="store_true",
+        help="a rule that matches nothing or a parameter no rule matches is an error (exit 1)",
+    )
     e.set_defaults(func=cmd_explain)
     sa = sub.add_parser("sample", help="plan and sample a spec with NumPy, print the moments")
     sa.add_argument("spec", help="JSON text or a file")

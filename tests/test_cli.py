@@ -218,3 +218,23 @@ def test_names_a_terminal_cannot_encode_are_escaped(tmp_path) -> None:
     assert res.returncode == 2, res.stderr
     assert "valid policy" in res.stdout and "Traceback" not in res.stderr
     assert "\\xe9" in res.stderr  # the missing file's name, escaped
+
+
+def test_explain_strict_exits_1_and_warns_without_it(tmp_path) -> None:
+    """A rule that matches nothing: a warning on stderr and exit 0; with --strict, an error
+    naming it and exit 1."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    policy = tmp_path / "unused.json"
+    policy.write_text(json.dumps({"initspec": 1, "rules": [
+        {"name": "attention", "match": {"kind": "attention"}, "init": {"kind": "zeros"}},
+        {"init": {"kind": "zeros"}},
+    ]}))  # fmt: skip
+    base = ("explain", str(policy), "--torch", "tests.fixtures.cli_models:mlp")
+    res = run(*base, cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert "InitSpecWarning" in res.stderr and "#0 attention" in res.stderr
+    res = run(*base, "--strict", cwd=repo)
+    assert res.returncode == 1
+    assert "#0 attention matched no parameter (strict)" in res.stderr
