@@ -12,6 +12,17 @@ $(STAMP): pyproject.toml initspec/_stream.c
 	# The CPU build from this machine's disk first, so nothing pulls a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
+	# torchtitan without its declared dependencies (datasets, wandb, tensorboard: a training
+	# stack no test uses; datasets would also downgrade huggingface_hub). What its model code
+	# imports is in the dev extras; tests/real_packages.py says how it imports without triton.
+	$(BIN)/pip install -q --no-deps torchtitan==0.3.0
+	# timm and torchvision in a folder of their own, off the import path: PyPI's torchvision is
+	# linked against CUDA torch, its operators do not load beside this CPU torch, and an
+	# importable torchvision that fails breaks `import transformers` (which imports it when
+	# found). tests/real_packages.py defines the missing operator schemas, then adds the folder.
+	# Their own dependencies (pyyaml, huggingface_hub, safetensors, pillow, numpy) come with
+	# transformers and matplotlib.
+	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/timm-torchvision timm==1.0.31 torchvision==0.28.0
 	touch $(STAMP)
 
 test: $(STAMP)
