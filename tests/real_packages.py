@@ -56,7 +56,7 @@ import pytest
 # Where the Makefile installs timm and torchvision (see the module docstring).
 VISION_DIR = pathlib.Path(sys.prefix) / "timm-torchvision"
 
-# What `import torchtitan.models.llama3` needs besides torch (the Makefile installs these).
+# What `import torchtitan.models.llama3` needs besides torch (in the dev extras).
 TORCHTITAN_DEPS = ("spmd_types", "torch_checkpointing", "einops", "tyro")
 
 _TORCHVISION_SCHEMAS = {
