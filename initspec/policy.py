@@ -11,7 +11,9 @@ numbers. Nothing in it is imported, evaluated or unpickled. Scaling is structure
 
 The first matching rule wins. ``unmatched``: "keep" leaves other parameters as they are,
 "error" refuses to apply. Rules that match nothing and parameters kept unmatched are
-reported with an ``InitSpecWarning``; ``strict: true`` refuses to apply instead.
+reported with an ``InitSpecWarning``; ``strict: true`` refuses to apply instead. A rule
+with ``"optional": true`` (the generic presets' rules for module types a model may lack) is
+not reported when it matches nothing.
 
 Matching names. A parameter matches a rule under any of its names: a tied parameter under
 each name it has (of the rules matching any of them, the first in the policy wins), and a
@@ -342,6 +344,9 @@ class Rule(BaseModel):
     gain: Annotated[float, Field(gt=0)] = 1.0
     depth_scale: DepthScale | None = None
     layout: LayoutField = None
+    # A rule a model may have nothing for (a generic preset's RNN rule on a CNN): matching
+    # nothing is then no warning, and no error under strict.
+    optional: bool = False
     # torch's Embedding(padding_idx=...) and HF models zero that row after sampling.
     zero_padding_row: bool = False
 

@@ -362,14 +362,15 @@ def resolve(
             )
         )
     unused = [r.label(i) for i, r in enumerate(pol.rules) if i not in used]
+    loud = [r.label(i) for i, r in enumerate(pol.rules) if i not in used and not r.optional]
     kept = [p.info.path for p in out if p.status == "unmatched"]
     if strict:
-        problems += [f"rule {printable(label)} matched no parameter (strict)" for label in unused]
+        problems += [f"rule {printable(label)} matched no parameter (strict)" for label in loud]
         if pol.unmatched != "error":
             problems += [f"{printable(path)}: no rule matches (strict)" for path in kept]
     if problems:
         raise ResolutionError(problems)
-    _warn(unused, kept)
+    _warn(loud, kept)
     return Resolution(pol, seed, out, unused)
 
 

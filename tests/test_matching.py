@@ -198,3 +198,20 @@ def test_within_by_type_glob_and_by_path_glob() -> None:
     assert rows["layers.0.self_attn.q_proj.weight"] == 0
     assert rows["layers.1.self_attn.o_proj.weight"] == 0
     assert rows["layers.0.mlp.weight"] == 2 and rows["layers.1.mlp.weight"] == 1
+
+
+def test_optional_rules_are_not_reported() -> None:
+    """A generic preset's rules for module types the model lacks are optional: applying
+    torch-defaults to one Linear warns of nothing; a non-optional unused rule still warns."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InitSpecWarning)
+        initspec_torch.apply("torch-defaults", nn.Linear(3, 2))
+        initspec_torch.apply("torch-defaults", nn.Linear(3, 2), strict=True)
+    policy = {"initspec": 1, "rules": [
+        {"match": {"kind": "rnn"}, "init": {"kind": "zeros"}, "optional": True},
+        {"match": {"kind": "attention"}, "init": {"kind": "zeros"}},
+        {"init": {"kind": "zeros"}},
+    ]}  # fmt: skip
+    with pytest.warns(InitSpecWarning, match="1 rule\\(s\\) matched no parameter: #1"):
+        report = initspec_torch.apply(policy, nn.Linear(3, 2))
+    assert report.resolution.unused_rules == ["#0", "#1"]  # the report still lists both
