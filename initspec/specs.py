@@ -80,11 +80,13 @@ class PlanContext:
     ``weight_fans``: (fan_in, fan_out) of the layer's weight, for ``torch_linear_bias``.
     ``hidden_size``: the RNN's hidden size, for ``torch_rnn``.
     ``padding_idx``: an embedding's padding row, zeroed by rules with ``zero_padding_row``.
+    ``groups``: a convolution's feature groups, for ``fan_out_per_group``.
     """
 
     weight_fans: tuple[int, int] | None = None
     hidden_size: int | None = None
     padding_idx: int | None = None
+    groups: int = 1
 
 
 def _shape(shape: Shape) -> Shape:
@@ -670,12 +672,21 @@ class _Kaiming(_FanBased):
     a: Finite = 0.0
     mode: TorchMode = "fan_in"
     nonlinearity: Nonlinearity = "leaky_relu"
+    # timm's _init_weight_goog (EfficientNet, MobileNet, MixNet: fix_group_fanout): a
+    # grouped conv's fan_out is out * k / groups (PlanContext.groups), the fan of one group.
+    fan_out_per_group: bool = False
 
-    def as_variance_scaling(self) -> VarianceScaling:
+    def as_variance_scaling(self) -> VarianceScaling | None:
+        if self.fan_out_per_group:
+            return None  # Keras has no grouped fan
         return _vs(calculate_gain(self.nonlinearity, self.a) ** 2, self.mode, self._distribution)
 
-    def _std(self, shape: Shape, layout: LayoutLike) -> tuple[float, tuple[int, int]]:
+    def _std(
+        self, shape: Shape, layout: LayoutLike, context: PlanContext
+    ) -> tuple[float, tuple[int, int]]:
         fi, fo = self._fans(shape, layout)
+        if self.fan_out_per_group and context.groups > 1:
+            fo //= context.groups
         gain = calculate_gain(self.nonlinearity, self.a)
         return gain / math.sqrt(fan_for(self.mode, fi, fo)), (fi, fo)
 
@@ -696,7 +707,7 @@ class KaimingUniform(_Kaiming):
     kind: Literal["kaiming_uniform"] = "kaiming_uniform"
 
     def _plan(self, shape: Shape, layout: LayoutLike, context: PlanContext) -> Plan:
-        std, f = self._std(shape, layout)
+        std, f = self._std(shape, layout, context)
         bound = math.sqrt(3.0) * std
         return UniformPlan(shape, -bound, bound, fans=f)
 
@@ -718,7 +729,7 @@ class KaimingNormal(_Kaiming):
     kind: Literal["kaiming_normal"] = "kaiming_normal"
 
     def _plan(self, shape: Shape, layout: LayoutLike, context: PlanContext) -> Plan:
-        std, f = self._std(shape, layout)
+        std, f = self._std(shape, layout, context)
         return NormalPlan(shape, 0.0, std, fans=f)
 
 

@@ -290,8 +290,11 @@ def describe_param(
             weight_fans = fans(tuple(kernel.shape), kernel_lay)
         except InitSpecError:
             weight_fans = None
+    groups = getattr(owner.module, "feature_group_count", 1) if kind == "conv" else 1
     context = PlanContext(
-        weight_fans=weight_fans, hidden_size=_hidden_size(owner) if kind == "rnn" else None
+        weight_fans=weight_fans,
+        hidden_size=_hidden_size(owner) if kind == "rnn" else None,
+        groups=groups if isinstance(groups, int) and groups >= 1 else 1,
     )
     return ParamInfo(
         path=canonical,

@@ -219,10 +219,12 @@ def param_context(module: nn.Module, kind: str, name: str) -> PlanContext:
         if isinstance(module, (nn.Embedding, nn.EmbeddingBag))
         else None
     )
+    groups = getattr(module, "groups", 1) if kind in ("conv", "conv_transpose") else 1
     return PlanContext(
         weight_fans=weight_fans,
         hidden_size=hidden if isinstance(hidden, int) else None,
         padding_idx=padding if isinstance(padding, int) else None,
+        groups=groups if isinstance(groups, int) and groups >= 1 else 1,
     )
 
 
