@@ -450,6 +450,7 @@ class Report:
                     "spec": p.spec.model_dump(mode="json") if p.spec else None,
                     "plan": p.plan.describe() if p.plan else None,
                     "shared_with": list(info.shared_with),
+                    "names": list(match_names(info)),
                 }
             )
         return rows

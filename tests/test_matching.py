@@ -85,6 +85,8 @@ def test_torch_named_policy_matches_the_flax_twin() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", InitSpecWarning)  # every rule used, nothing kept
         rf = initspec_jax.apply_nnx(policy, FlaxNet(), seed=1)
+    names = {r["path"]: r["names"] for r in rf.rows()}
+    assert names["fc.kernel"] == ["fc.kernel", "fc.weight"]  # the report shows both spellings
     by_rule_t = sorted((r["rule_index"], r["plan"]) for r in rt.rows())
     by_rule_f = sorted((r["rule_index"], r["plan"]) for r in rf.rows())
     assert by_rule_t == by_rule_f and len(by_rule_f) == 5
@@ -215,3 +217,33 @@ def test_optional_rules_are_not_reported() -> None:
     with pytest.warns(InitSpecWarning, match="1 rule\\(s\\) matched no parameter: #1"):
         report = initspec_torch.apply(policy, nn.Linear(3, 2))
     assert report.resolution.unused_rules == ["#0", "#1"]  # the report still lists both
+
+
+def test_within_on_a_flax_twin() -> None:
+    """``within`` matches nnx modules by class name and canonical path too."""
+    pytest.importorskip("flax")
+    from flax import nnx
+
+    import initspec_jax
+
+    class SelfAttention(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.q_proj = nnx.Linear(4, 4, rngs=rngs)
+
+    class Layer(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.self_attn, self.mlp = SelfAttention(rngs), nnx.Linear(4, 4, rngs=rngs)
+
+    class Net(nnx.Module):
+        def __init__(self) -> None:
+            rngs = nnx.Rngs(0)
+            self.layers = nnx.List([Layer(rngs), Layer(rngs)])
+
+    policy = {"initspec": 1, "rules": [
+        {"match": {"role": "kernel", "within": ["*Attention"]}, "init": {"kind": "zeros"}},
+        {"match": {"role": "kernel", "within": ["layers.1"]}, "init": {"kind": "ones"}},
+        {"init": {"kind": "constant", "value": 2}},
+    ]}  # fmt: skip
+    rows = {r["path"]: r["rule_index"] for r in initspec_jax.explain(policy, Net()).rows()}
+    assert rows["layers.0.self_attn.q_proj.kernel"] == 0
+    assert rows["layers.1.mlp.kernel"] == 1 and rows["layers.0.mlp.kernel"] == 2

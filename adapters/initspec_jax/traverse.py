@@ -13,7 +13,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import jax
@@ -26,6 +26,7 @@ from initspec_jax.describe import (
     canonical_linen_path,
     canonical_nnx_path,
     describe_param,
+    module_types,
 )
 
 _AUTO_NAME = re.compile(r"^(.+)_(\d+)$")
@@ -249,7 +250,12 @@ def _describe_all(
         info = describe_param(
             path, name, framework_path, owner, by_owner[owner_path], _device_label(value)
         )
-        out.append(FlaxParam(info, path, value, variable))
+        ancestors = tuple(
+            (canonical((*path[:i], "x")).rpartition(".")[0], module_types(modules[path[:i]]))
+            for i in range(len(owner_path) + 1)
+            if path[:i] in modules
+        )
+        out.append(FlaxParam(replace(info, ancestors=ancestors), path, value, variable))
     return out
 
 
