@@ -222,9 +222,8 @@ def test_optional_rules_are_not_reported() -> None:
 def test_within_on_a_flax_twin() -> None:
     """``within`` matches nnx modules by class name and canonical path too."""
     pytest.importorskip("flax")
-    from flax import nnx
-
     import initspec_jax
+    from flax import nnx
 
     class SelfAttention(nnx.Module):
         def __init__(self, rngs: nnx.Rngs) -> None:
