@@ -94,7 +94,22 @@ def _values(m: nn.Module) -> dict[str, torch.Tensor]:
     return {p.info.path: p.tensor.detach().clone() for p in describe(m)}
 
 
-@pytest.mark.parametrize("wrap", ["DataParallel", "compile"])
+def test_hf_gpt2_from_config_conv1d_fans() -> None:
+    """HF GPT2LMHeadModel(GPT2Config(n_embd=64)): c_fc.weight (64, 256) has fan_in 64 and
+    kaiming_normal std sqrt(2 / 64) = 0.177 (0.0884 with torch's layout read on it); the tied
+    lm_head is one parameter."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPT2Config(n_embd=64, n_layer=2, n_head=2, vocab_size=100, n_positions=16)
+    model = transformers.GPT2LMHeadModel(cfg)
+    policy = {"initspec": 1, "rules": [KAIMING["rules"][0], {"init": {"kind": "zeros"}}]}
+    rows = {r["path"]: r for r in initspec_torch.explain(policy, model).rows()}
+    c_fc = rows["transformer.h.0.mlp.c_fc.weight"]
+    assert (c_fc["kind"], c_fc["fans"]) == ("linear", [64, 256])
+    assert f"std={math.sqrt(2 / 64):.4g}" in c_fc["plan"]
+    assert rows["transformer.wte.weight"]["shared_with"] == ["lm_head.weight"]
+
+
+@pytest.mark.parametrize("wrap", ["DataParallel", "compile", "checkpoint_wrapper"])
 def test_wrappers_keep_paths_plans_and_values(wrap: str) -> None:
     """A wrapped model is described with the bare model's paths (the framework path keeps
     the wrapper's), so a depth-scaled policy matches and per-path seeds stay."""
@@ -118,12 +133,20 @@ def test_wrappers_keep_paths_plans_and_values(wrap: str) -> None:
     }
     bare = Net()
     wrapped_inner = copy.deepcopy(bare)
-    wrapped: nn.Module = (
-        nn.DataParallel(wrapped_inner) if wrap == "DataParallel" else torch.compile(wrapped_inner)
-    )
+    wrapped: nn.Module
+    if wrap == "DataParallel":
+        wrapped, prefix = nn.DataParallel(wrapped_inner), "module."
+    elif wrap == "compile":
+        wrapped, prefix = torch.compile(wrapped_inner), "_orig_mod."  # type: ignore[assignment]
+    else:
+        from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+            checkpoint_wrapper,
+        )
+
+        # it names parameters without its attribute already (its named_parameters strips it)
+        wrapped, prefix = checkpoint_wrapper(wrapped_inner), ""
     r_bare = initspec_torch.apply(policy, bare, seed=5)
     r_wrap = initspec_torch.apply(policy, wrapped, seed=5)
-    prefix = "module." if wrap == "DataParallel" else "_orig_mod."
     for a, b in zip(r_bare.rows(), r_wrap.rows(), strict=True):
         assert a["path"] == b["path"] and a["plan"] == b["plan"]
         assert b["framework_path"] == prefix + a["path"]

@@ -236,6 +236,10 @@ def describe(module: nn.Module) -> list[TorchParam]:
             f"tensor use initspec_torch.init_"
         )
     owners = dict(module.named_modules(remove_duplicate=False))
+    # Some wrappers (activation checkpointing) name parameters without their attribute:
+    # their modules are also found under the names the wrapper gives.
+    for name, sub in list(owners.items()):
+        owners.setdefault(_unwrapped(name, owners), sub)
     names: dict[int, list[str]] = {}
     first: dict[int, tuple[str, torch.Tensor]] = {}
     for path, param in module.named_parameters(remove_duplicate=False):
@@ -324,6 +328,17 @@ WRAPPERS = {
     "CheckpointWrapper": "_checkpoint_wrapped_module",
     "OffloadWrapper": "_checkpoint_wrapped_module",
 }
+
+
+def _unwrapped(name: str, owners: dict[str, nn.Module]) -> str:
+    """A module path with the wrappers' attributes left out."""
+    kept, prefix = [], ""
+    for seg in name.split(".") if name else []:
+        module = owners.get(prefix)
+        if module is None or WRAPPERS.get(type(module).__name__) != seg:
+            kept.append(seg)
+        prefix = f"{prefix}.{seg}" if prefix else seg
+    return ".".join(kept)
 
 
 def _locate(path: str, owners: dict[str, nn.Module]) -> tuple[nn.Module, str, str] | None:
