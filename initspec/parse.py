@@ -8,7 +8,6 @@ torch meaning under the torch name and the jax meaning under the jax name (``glo
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -80,10 +79,14 @@ def parse(obj: Any, loc: tuple[str | int, ...] = _ROOT) -> SpecBase:
     if isinstance(obj, SpecBase):
         return obj
     if isinstance(obj, (str, bytes)):
+        from initspec.jsonload import loads  # the policy loader's limits: duplicate keys,
+        # size, depth, huge integers refused
+
         try:
-            obj = json.loads(obj)
-        except (ValueError, RecursionError) as exc:
-            raise SpecError(loc, obj, f"must be valid JSON ({exc})") from None
+            text = obj.decode("utf-8") if isinstance(obj, bytes) else obj
+        except UnicodeDecodeError:
+            raise SpecError(loc, obj, "must be UTF-8 JSON text") from None
+        obj = loads(text, SpecError, what="spec")
     if not isinstance(obj, dict):
         raise SpecError(loc, obj, "a spec is a JSON object with a 'kind' field")
     data = _normalize(obj, loc)

@@ -13,6 +13,7 @@ from initspec_torch.describe import describe, register_module
 from torch import nn
 from torch.nn.utils.parametrizations import orthogonal, weight_norm
 
+import initspec
 from initspec import BackendError, ResolutionError
 
 KAIMING = {
@@ -319,3 +320,30 @@ def test_bad_module_description_is_a_policy_error() -> None:
         load_policy({"initspec": 1, "modules": {"MyProj": {"kind": "dense"}}})
     with pytest.raises(PolicyError, match=r"rules\[0\]\.layout"):
         load_policy({"initspec": 1, "rules": [{"init": {"kind": "zeros"}, "layout": "sideways"}]})
+
+
+def test_nnx_param_holding_a_python_number_is_a_0d_parameter() -> None:
+    pytest.importorskip("flax")
+    import initspec_jax
+    from flax import nnx
+
+    class M(nnx.Module):
+        def __init__(self) -> None:
+            self.temperature = nnx.Param(3.0)
+
+    m = M()
+    report = initspec_jax.apply_nnx(
+        {"initspec": 1, "rules": [{"init": {"kind": "constant", "value": 0.5}}]}, m
+    )
+    assert report.rows()[0]["shape"] == [] and float(m.temperature.get_value()) == 0.5
+
+
+def test_spec_json_text_refuses_duplicate_keys() -> None:
+    with pytest.raises(initspec.SpecError, match="duplicate key"):
+        initspec.parse('{"kind": "normal", "kind": "zeros"}')
+
+
+def test_embedding_bag_padding_row_is_zeroed_by_torch_defaults() -> None:
+    bag = nn.EmbeddingBag(10, 4, padding_idx=2)
+    initspec_torch.apply("torch-defaults", bag, seed=0)
+    assert float(bag.weight[2].abs().sum()) == 0 and float(bag.weight[3].abs().sum()) > 0

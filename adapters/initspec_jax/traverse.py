@@ -58,6 +58,21 @@ def _is_array_like(value: Any) -> bool:
     return hasattr(value, "shape") and hasattr(value, "dtype")
 
 
+def _array(value: Any) -> Any:
+    """An nnx variable's value as an array: ``nnx.Param(3.0)`` holds a Python number, a
+    0-d parameter of JAX's default float dtype."""
+    if _is_array_like(value):
+        return value
+    import jax.numpy as jnp
+
+    try:
+        return jnp.asarray(value)
+    except TypeError:
+        raise BackendError(
+            f"an nnx.Param holds a {type(value).__name__}, not an array or a number"
+        ) from None
+
+
 def walk(tree: Mapping[str, Any], prefix: Path = ()) -> list[tuple[Path, Any]]:
     """(path, leaf) for every leaf of a nested mapping, in insertion order."""
     out: list[tuple[Path, Any]] = []
@@ -285,5 +300,5 @@ def describe_nnx(module: Any) -> list[FlaxParam]:
         raise BackendError(f"expected an nnx.Module, got {type(module).__name__}")
     nodes = [(tuple(p), n) for p, n in nnx.iter_graph(module)]
     modules = {p: n for p, n in nodes if isinstance(n, nnx.Module)}
-    entries = [(p, n.get_value(), n) for p, n in nodes if isinstance(n, nnx.Param)]
+    entries = [(p, _array(n.get_value()), n) for p, n in nodes if isinstance(n, nnx.Param)]
     return _describe_all(entries, modules, canonical_nnx_path)
