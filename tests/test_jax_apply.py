@@ -517,3 +517,13 @@ def test_abstract_params_are_materialized_and_boxed_params_stay_boxed() -> None:
     assert isinstance(box, nn.Partitioned) and box.names == (None, "model")
     assert isinstance(box.value, jax.Array) and box.value.shape == (8, 16)
     assert _rows(report)["Dense.0.kernel"]["device"] == "abstract"
+
+
+def test_lazy_names_stay_functions_after_their_submodule_is_imported() -> None:
+    """``initspec_jax.explain`` is the function on every access, although a submodule of
+    the same name is imported to provide it."""
+    import importlib
+
+    importlib.import_module("initspec_jax.explain")
+    for _ in range(2):
+        assert callable(initspec_jax.explain) and initspec_jax.explain.__name__ == "explain"

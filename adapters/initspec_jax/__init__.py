@@ -13,21 +13,17 @@
   sees them, and the resolution (with its report) without sampling anything;
 - ``sample_plan(plan, key, dtype)``: one resolved plan (``initspec.plans``) drawn with JAX.
 
-The policy functions import Flax on first use; the rest needs JAX only.
+Flax is imported on first use of a policy function; the rest needs JAX only.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+from initspec_jax.describe import register_module
+from initspec_jax.explain import explain
 from initspec_jax.initializer import SpecInitializer, initializer
+from initspec_jax.policy_apply import apply, apply_nnx, resolve_params
 from initspec_jax.sampling import sample_plan
-
-if TYPE_CHECKING:
-    from initspec_jax.describe import register_module
-    from initspec_jax.explain import explain
-    from initspec_jax.policy_apply import apply, apply_nnx, resolve_params
-    from initspec_jax.traverse import describe_linen, describe_nnx
+from initspec_jax.traverse import describe_linen, describe_nnx
 
 __all__ = [
     "SpecInitializer",
@@ -41,21 +37,3 @@ __all__ = [
     "resolve_params",
     "sample_plan",
 ]
-
-_LAZY = {
-    "apply": "policy_apply",
-    "apply_nnx": "policy_apply",
-    "resolve_params": "policy_apply",
-    "describe_linen": "traverse",
-    "describe_nnx": "traverse",
-    "explain": "explain",
-    "register_module": "describe",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"initspec_jax.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'initspec_jax' has no attribute {name!r}")
