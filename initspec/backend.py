@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
-from initspec.errors import BackendError
+from initspec.errors import BackendError, InitSpecError
 from initspec.layout import Layout, LayoutLike, resolve_layout
 from initspec.numeric import FLOAT_DTYPES, check_fits, inward_bounds
 from initspec.plans import (
@@ -52,6 +52,7 @@ __all__ = [
     "Job",
     "Layout",
     "LayoutLike",
+    "MODULE_KINDS",
     "NormalPlan",
     "OrthogonalPlan",
     "ParamInfo",
@@ -69,6 +70,7 @@ __all__ = [
     "derive_seed",
     "draw",
     "inward_bounds",
+    "module_registration",
     "resolve",
     "resolve_layout",
 ]
@@ -169,6 +171,31 @@ class Backend(Protocol[TargetT]):
     def restore(self, target: TargetT, snapshot: Any) -> None:
         """Give ``target`` the values ``snapshot`` holds."""
         ...
+
+
+MODULE_KINDS = ("linear", "conv", "conv_transpose", "embedding", "norm", "attention", "rnn", "other")
+"""The neutral vocabulary of module kinds adapters describe parameters with."""
+
+
+def module_registration(
+    cls: type | str, kind: str, layout: LayoutLike | None
+) -> tuple[str, tuple[str, LayoutLike | None]]:
+    """``(class name, (kind, layout))`` for an adapter's ``register_module``, checked:
+    ``BackendError`` for something that is not a class or a name, an unknown kind or an
+    unknown layout."""
+    name = cls if isinstance(cls, str) else getattr(cls, "__name__", None)
+    if not isinstance(name, str) or not name:
+        raise BackendError(f"register_module: expected a class or a class name, got {cls!r}")
+    if kind not in MODULE_KINDS:
+        raise BackendError(
+            f"register_module({name!r}): kind {kind!r} is not one of {', '.join(MODULE_KINDS)}"
+        )
+    if layout is not None:
+        try:
+            resolve_layout(layout)
+        except InitSpecError as exc:
+            raise BackendError(f"register_module({name!r}): {exc}") from None
+    return name, (kind, layout)
 
 
 def draw(job: Job, sampler: Sampler[T], zero_row: Callable[[T, int], T]) -> T:

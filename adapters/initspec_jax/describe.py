@@ -106,7 +106,6 @@ def _kind_classes() -> tuple[tuple[str, tuple[type, ...]], ...]:
 
 # register_module: by class name (of the class or one of its bases).
 _REGISTERED: dict[str, tuple[str, LayoutLike | None]] = {}
-KINDS = ("linear", "conv", "conv_transpose", "embedding", "norm", "attention", "rnn", "other")
 
 
 def register_module(cls: type | str, *, kind: str, layout: LayoutLike | None = None) -> None:
@@ -114,22 +113,10 @@ def register_module(cls: type | str, *, kind: str, layout: LayoutLike | None = N
     every class of a module's MRO) as ``kind``, their kernel stored in ``layout`` (default:
     ``flax``, (*k, in, out)). As ``initspec_torch.register_module``; ``BackendError`` for an
     unknown kind or layout."""
-    from initspec.errors import BackendError
-    from initspec.layout import resolve_layout
+    from initspec.backend import module_registration
 
-    name = cls if isinstance(cls, str) else getattr(cls, "__name__", None)
-    if not isinstance(name, str) or not name:
-        raise BackendError(f"register_module: expected a class or a class name, got {cls!r}")
-    if kind not in KINDS:
-        raise BackendError(
-            f"register_module({name!r}): kind {kind!r} is not one of {', '.join(KINDS)}"
-        )
-    if layout is not None:
-        try:
-            resolve_layout(layout)
-        except InitSpecError as exc:
-            raise BackendError(f"register_module({name!r}): {exc}") from None
-    _REGISTERED[name] = (kind, layout)
+    name, description = module_registration(cls, kind, layout)
+    _REGISTERED[name] = description
 
 
 def _registered(module: Any) -> tuple[str, LayoutLike | None] | None:

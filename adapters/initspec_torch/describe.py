@@ -59,8 +59,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from initspec.backend import module_registration
 from initspec.errors import BackendError, InitSpecError
-from initspec.layout import LayoutLike, fans, resolve_layout
+from initspec.layout import LayoutLike, fans
 from initspec.resolve import ParamInfo, ResolutionError
 from initspec.specs import PlanContext
 from initspec_torch.casting import dtype_name
@@ -90,8 +91,6 @@ class TorchParam:
     magnitude: tuple[torch.Tensor, int] | None = None
 
 
-KINDS = ("linear", "conv", "conv_transpose", "embedding", "norm", "attention", "rnn", "other")
-
 # Classes outside torch.nn with a known description: (kind, layout of their weight), by the
 # qualified name of a class in the module's MRO.
 _BUILTIN: dict[str, tuple[str, LayoutLike | None]] = {
@@ -106,19 +105,8 @@ def register_module(cls: type | str, *, kind: str, layout: LayoutLike | None = N
     class of a module's MRO) as ``kind``, their weight stored in ``layout`` (default: the
     kind's, e.g. ``torch`` (out, in, *k) for linear and conv). Replaces an earlier
     registration of the same name; ``BackendError`` for an unknown kind or layout."""
-    name = cls if isinstance(cls, str) else getattr(cls, "__name__", None)
-    if not isinstance(name, str) or not name:
-        raise BackendError(f"register_module: expected a class or a class name, got {cls!r}")
-    if kind not in KINDS:
-        raise BackendError(
-            f"register_module({name!r}): kind {kind!r} is not one of {', '.join(KINDS)}"
-        )
-    if layout is not None:
-        try:
-            resolve_layout(layout)
-        except InitSpecError as exc:
-            raise BackendError(f"register_module({name!r}): {exc}") from None
-    _REGISTERED[name] = (kind, layout)
+    name, description = module_registration(cls, kind, layout)
+    _REGISTERED[name] = description
     _description.cache_clear()
 
 
