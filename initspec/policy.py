@@ -128,18 +128,17 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return compile_glob(pattern)
 
 
+Globs = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=MAX_PATTERN)]], Field(max_length=MAX_LIST)
+]
+
+
 class Match(BaseModel):
     """All given conditions must hold; a list means any of its values."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    path: (
-        Annotated[
-            list[Annotated[str, Field(min_length=1, max_length=MAX_PATTERN)]],
-            Field(max_length=MAX_LIST),
-        ]
-        | None
-    ) = None
+    path: Globs | None = None
     regex: Annotated[str, Field(min_length=1, max_length=MAX_PATTERN)] | None = None
     kind: Annotated[list[ModuleKind], Field(max_length=MAX_LIST)] | None = None
     module: (
@@ -154,13 +153,7 @@ class Match(BaseModel):
     )
     # An enclosing module (the owner included): a glob over its class names (bases
     # included, "*Attention", "BasicBlock") or over its canonical path ("layers.*.attn").
-    within: (
-        Annotated[
-            list[Annotated[str, Field(min_length=1, max_length=MAX_PATTERN)]],
-            Field(max_length=MAX_LIST),
-        ]
-        | None
-    ) = None
+    within: Globs | None = None
 
     _listed = field_validator("path", "kind", "module", "role", "ndim", "within", mode="before")(
         classmethod(lambda cls, v: _listify(v))
