@@ -416,9 +416,14 @@ class Report:
 
     @property
     def warnings(self) -> list[str]:
+        """The rules that matched no parameter, as the ``InitSpecWarning`` names them (not
+        the optional ones; ``unmatched`` counts the parameters no rule matched)."""
+        rules = self.resolution.policy.rules
+        optional = {r.label(i) for i, r in enumerate(rules) if r.optional}
         return [
             f"rule {printable(label)} matched no parameter"
             for label in self.resolution.unused_rules
+            if label not in optional
         ]
 
     def rows(self) -> list[dict[str, Any]]:

@@ -216,7 +216,8 @@ def test_optional_rules_are_not_reported() -> None:
     ]}  # fmt: skip
     with pytest.warns(InitSpecWarning, match="1 rule\\(s\\) matched no parameter: #1"):
         report = initspec_torch.apply(policy, nn.Linear(3, 2))
-    assert report.resolution.unused_rules == ["#0", "#1"]  # the report still lists both
+    assert report.resolution.unused_rules == ["#0", "#1"]  # the resolution lists both
+    assert report.warnings == ["rule #1 matched no parameter"]  # the report warns of one
 
 
 def test_within_on_a_flax_twin() -> None:
