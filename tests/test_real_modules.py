@@ -182,6 +182,10 @@ def test_weight_norm_writes_v_and_sets_g_to_its_norm() -> None:
         seed=1,
     )
     assert {r["path"] for r in report.rows()} == {"weight", "bias"}
+    framework = {r["path"]: r["framework_path"] for r in report.rows()}
+    assert framework["weight"] == (
+        "parametrizations.weight.original1 (and parametrizations.weight.original0 = its norm)"
+    )
     v = lin.parametrizations.weight.original1.detach()
     assert torch.allclose(lin.weight.detach(), v, rtol=1e-6, atol=1e-7)
     # 3072 draws: the std's standard error is 0.5 / sqrt(2 * 3072) = 0.0064; 5 SE = 0.032

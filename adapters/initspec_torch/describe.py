@@ -261,7 +261,11 @@ def describe(module: nn.Module) -> list[TorchParam]:
             shared_with=tuple(a.path for a in aliases),
             aliases=tuple(aliases),
         )
-        out.append(TorchParam(info, tensor, weight_norm_magnitude(owners, path)))
+        magnitude = weight_norm_magnitude(owners, path)
+        if magnitude is not None:  # g is written too: the report says so
+            g_path = path.rpartition(".")[0] + ".original0"
+            info = replace(info, framework_path=f"{path} (and {g_path} = its norm)")
+        out.append(TorchParam(info, tensor, magnitude))
     return out
 
 
