@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.initspec-installed
 
-.PHONY: test demo lint fuzz docs conformance bench clean
+.PHONY: test test-slow demo lint fuzz docs conformance bench clean
 
 $(STAMP): pyproject.toml initspec/_stream.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,8 +25,12 @@ $(STAMP): pyproject.toml initspec/_stream.c
 	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/timm-torchvision timm==1.0.31 torchvision==0.28.0
 	touch $(STAMP)
 
+# `slow` cases (multi-process and whole-zoo runs that take minutes) run in a target of their own.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
