@@ -80,6 +80,8 @@ T_co = TypeVar("T_co", covariant=True)
 TargetT = TypeVar("TargetT", contravariant=True)
 
 Rng = Literal["native", "portable"]
+"""``"native"``: the framework's own generator; ``"portable"``: the counter-based stream
+shared by NumPy, torch and JAX (docs/portable-random.md)."""
 RNGS: tuple[Rng, ...] = ("native", "portable")
 
 

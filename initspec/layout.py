@@ -101,8 +101,14 @@ LAYOUTS: dict[str, Layout] = {
     "flax_transposed": _named("flax_transposed", (-1,), (-2,)),
     "embedding": _named("embedding", (1,), (0,)),
 }
+"""The named layouts: which axes are "in" and "out" (the rest are receptive field).
+``torch`` ``(out, in, *k)``; ``torch_transposed`` ``(in, out, *k)``, torch's ConvTranspose;
+``flax`` / ``keras`` ``(*k, in, out)``; ``flax_transposed`` ``(*k, out, in)``, Flax's
+``transpose_kernel=True``; ``embedding`` (vocab, features): fan_in = features, fan_out = vocab."""
 
 LayoutLike = str | Layout | dict[str, Any]
+"""A layout name (a key of ``LAYOUTS``), a ``Layout``, or explicit axes
+``{"in": [0], "out": [1, 2]}``."""
 
 
 def resolve_layout(layout: LayoutLike) -> Layout:

@@ -18,6 +18,7 @@ from initspec.errors import BackendError
 from initspec.plans import Plan
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+"""The dtypes initspec writes; any other dtype is refused."""
 
 DTYPE_MAX = {
     "float16": 65504.0,

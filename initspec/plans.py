@@ -137,6 +137,8 @@ class _Base:
 
 @dataclass(frozen=True)
 class ConstantPlan(_Base):
+    """Every element ``value`` (variance 0)."""
+
     value: float
 
     @property
@@ -160,6 +162,8 @@ class ConstantPlan(_Base):
 
 @dataclass(frozen=True)
 class UniformPlan(_Base):
+    """U[low, high): mean ``(low + high) / 2``, variance ``(high - low)**2 / 12``."""
+
     low: float
     high: float
 
@@ -208,6 +212,8 @@ class UniformPlan(_Base):
 
 @dataclass(frozen=True)
 class NormalPlan(_Base):
+    """N(loc, scale**2), untruncated."""
+
     loc: float
     scale: float
 
@@ -485,6 +491,8 @@ class OrthogonalPlan(_Structural):
 
 @dataclass(frozen=True)
 class IdentityPlan(_Base):
+    """``gain`` times the identity matrix (torch ``eye_``, keras ``Identity``; 2-D only)."""
+
     gain: float
 
     def _ones(self) -> int:
@@ -645,3 +653,4 @@ Plan = (
     | DiracPlan
     | SparsePlan
 )
+"""The closed set of primitives a backend samples; ``plan.draw(sampler)`` dispatches."""

@@ -641,4 +641,5 @@ def preset(name: str) -> Policy:
 
 
 def policy_schema() -> dict[str, Any]:
+    """The JSON Schema of a policy (``initspec schema policy`` prints it)."""
     return Policy.model_json_schema()

@@ -66,6 +66,9 @@ class ParamInfo:
 
 @dataclass
 class ResolvedParam:
+    """One parameter after resolution: its ``status`` (init, skip, keep, meta, ...), the
+    rule that decided it (``rule_index``, ``rule``), the spec, the plan and the seed."""
+
     info: ParamInfo
     status: Status
     rule_index: int | None = None
@@ -91,6 +94,9 @@ class ResolutionError(InitSpecError):
 
 @dataclass
 class Resolution:
+    """A policy resolved against a model's parameters (``resolve``), before sampling:
+    ``to_sample()`` is what a backend writes, ``report()`` what the user sees."""
+
     policy: Policy
     seed: int
     params: list[ResolvedParam]

@@ -1020,7 +1020,9 @@ if TYPE_CHECKING:
     Spec: TypeAlias = SpecBase
 else:
     Spec = Annotated[functools.reduce(operator.or_, _KINDS), Field(discriminator="kind")]
+"""Any spec: the union of the spec classes, discriminated by ``"kind"``."""
 _sealed = True
 
 SPEC_CLASSES: dict[str, type[SpecBase]] = {cls.model_fields["kind"].default: cls for cls in _KINDS}
+"""Every spec class by its canonical kind name."""
 __all__ = ["Spec", "SpecBase", "SPEC_CLASSES", "PlanContext", "SpecError", "TRUNC_STD_2SIGMA"]
