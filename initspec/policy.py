@@ -136,24 +136,34 @@ Globs = Annotated[
 class Match(BaseModel):
     """All given conditions must hold; a list means any of its values."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, use_attribute_docstrings=True)
 
     path: Globs | None = None
+    """Globs over the whole canonical path (``*`` and ``?`` cross dots, ``[...]`` as
+    ``fnmatch``): ``["*.attn.c_proj.weight"]``."""
     regex: Annotated[str, Field(min_length=1, max_length=MAX_PATTERN)] | None = None
+    """An RE2 pattern the whole canonical path must match (linear time; no lookaround or
+    backreferences): ``"h\\.[0-9]+\\.mlp\\..*"``."""
     kind: Annotated[list[ModuleKind], Field(max_length=MAX_LIST)] | None = None
+    """Neutral module kinds: ``["linear", "conv"]``."""
     module: (
         Annotated[
             list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=MAX_LIST)
         ]
         | None
     ) = None
+    """Class names of the owning module or one of its base classes: ``["LayerNorm"]``."""
     role: Annotated[list[Role], Field(max_length=MAX_LIST)] | None = None
+    """What the parameter is to its module: ``["kernel"]``, ``["bias"]``."""
     ndim: Annotated[list[Annotated[int, Field(ge=0, le=64)]], Field(max_length=MAX_LIST)] | None = (
         None
     )
+    """Numbers of dimensions: ``[2]`` (a Linear weight), ``[4]`` (a Conv2d kernel)."""
     # An enclosing module (the owner included): a glob over its class names (bases
     # included, "*Attention", "BasicBlock") or over its canonical path ("layers.*.attn").
     within: Globs | None = None
+    """Globs over an enclosing module (the owner included): its class names (bases included)
+    or its canonical path: ``["*Attention"]``, ``["layers.*.attn"]``."""
 
     _listed = field_validator("path", "kind", "module", "role", "ndim", "within", mode="before")(
         classmethod(lambda cls, v: _listify(v))
@@ -234,12 +244,21 @@ def _check_n_layers(value: Any) -> Any:
 class DepthScale(BaseModel):
     """Multiply the distribution by ``1 / sqrt(factor * n)`` (see the module docstring)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, allow_inf_nan=False, use_attribute_docstrings=True
+    )
 
     factor: Annotated[float, Field(gt=0)] = 2.0
+    """The ``factor`` of ``1 / sqrt(factor * n)``."""
     n_layers: Annotated[int | str | None, BeforeValidator(_check_n_layers)] = None
+    """A fixed ``n`` (an integer from 1), or ``"count:h.*"``: ``n`` is the number of distinct
+    values the last ``*`` takes over the model's paths. Exactly one of ``n_layers`` and
+    ``layer_id``."""
     layer_id: Annotated[str, Field(max_length=MAX_PATTERN)] | None = None
+    """A glob with ``{layer_id}`` once (``"layers.{layer_id}.*"``): ``n = layer_id + offset``,
+    the layer id read from each matched path."""
     offset: Annotated[int, Field(ge=0, le=MAX_LAYERS)] = 1
+    """Added to the layer id read by ``layer_id`` (torchtitan: 1, so the first layer is 1)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> DepthScale:
@@ -317,10 +336,13 @@ class ModuleDescription(BaseModel):
     their ``kind``, and the ``layout`` their weight is stored in (default: the
     framework's own for that kind)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, use_attribute_docstrings=True)
 
     kind: ModuleKind
+    """The neutral kind the modules of this class are."""
     layout: LayoutField = None
+    """The layout their weight is stored in (a name of ``initspec.LAYOUTS`` or explicit
+    axes); default: the framework's own for that kind."""
 
 
 class Rule(BaseModel):
@@ -328,20 +350,33 @@ class Rule(BaseModel):
     ``layout`` (optional) is how the matched parameters' axes are read, instead of the
     layout their module's description gives."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, allow_inf_nan=False, use_attribute_docstrings=True
+    )
 
     name: Annotated[str, Field(max_length=200)] | None = None
+    """A label shown in reports and errors."""
     match: Match = Match()
+    """Which parameters the rule is for; every given condition must hold; ``{}`` matches all."""
     init: Spec | None = None
+    """The spec the matched parameters are drawn from (any kind of the spec catalog):
+    ``{"kind": "normal", "std": 0.02}``."""
     skip: bool = False
+    """``true``: leave the matched parameters as they are (instead of ``init``)."""
     gain: Annotated[float, Field(gt=0)] = 1.0
+    """A constant factor on the distribution (the std, and a uniform's bounds)."""
     depth_scale: DepthScale | None = None
+    """Scale the distribution by ``1 / sqrt(factor * n)``, ``n`` from the number of
+    layers or each parameter's layer id."""
     layout: LayoutField = None
+    """How the matched parameters' axes are read, instead of their module's layout."""
     # A rule a model may have nothing for (a generic preset's RNN rule on a CNN): matching
     # nothing is then no warning, and no error under strict.
     optional: bool = False
+    """Matching nothing is neither a warning nor (under ``strict``) an error."""
     # torch's Embedding(padding_idx=...) and HF models zero that row after sampling.
     zero_padding_row: bool = False
+    """Zero an embedding's ``padding_idx`` row after sampling, as torch and HF do."""
 
     @model_validator(mode="after")
     def _init_or_skip(self) -> Rule:
@@ -375,21 +410,33 @@ def _check_seed(value: Any) -> Any:
 class Policy(BaseModel):
     """A versioned, ordered list of rules (see the module docstring)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, use_attribute_docstrings=True)
 
     # required: the version of the policy format
     initspec: Annotated[Literal[1], BeforeValidator(_check_version)]
+    """The version of the policy format: the integer 1."""
     name: Annotated[str, Field(max_length=200)] = ""
+    """A name, shown in reports."""
     description: Annotated[str, Field(max_length=10_000)] = ""
+    """Free text."""
     seed: Annotated[int | None, BeforeValidator(_check_seed)] = None
+    """The run's seed when ``apply`` is given none (default 0): an integer in
+    ``[-2**63, 2**64)``."""
     extends: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+    """A preset's name or a ``.json`` file (relative to this file's folder, inside it) whose
+    rules come after this policy's."""
     unmatched: Literal["keep", "error"] = "keep"
+    """``"keep"`` leaves parameters no rule matches as they are (and warns);
+    ``"error"`` refuses to apply."""
     strict: bool = False
+    """Rules that match nothing and parameters left unmatched are an error, not a warning."""
     modules: Annotated[
         dict[Annotated[str, Field(min_length=1, max_length=200)], ModuleDescription],
         Field(max_length=MAX_LIST),
     ] = {}
+    """Classes the adapters do not know, by class name: ``{"MyProj": {"kind": "linear"}}``."""
     rules: Annotated[list[Rule], Field(max_length=MAX_RULES)] = []
+    """The rules, in order: the first rule matching a parameter decides it."""
 
 
 # Loading ---------------------------------------------------------------------------------
