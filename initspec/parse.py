@@ -73,8 +73,9 @@ def _normalize(data: dict[str, Any], loc: tuple[str | int, ...]) -> dict[str, An
 def parse(obj: Any, loc: tuple[str | int, ...] = _ROOT) -> SpecBase:
     """A spec from a dict, a JSON string or a spec; raises ``SpecError`` naming the location.
 
-    >>> parse('{"kind": "kaiming_normal_", "nonlinearity": "relu"}').kind
-    'kaiming_normal'
+    ```python
+    parse('{"kind": "kaiming_normal_", "nonlinearity": "relu"}').kind   # 'kaiming_normal'
+    ```
     """
     if isinstance(obj, SpecBase):
         return obj

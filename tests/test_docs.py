@@ -65,6 +65,17 @@ def test_mkdocs_builds_strict(tmp_path) -> None:
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert res.returncode == 0, res.stdout + res.stderr
+    # No docstring or generated page means emphasis: an <em> or <strong> there is a `*` or
+    # `_` Markdown took for markup ("(out, in, *k) ... (*k, in, out)", "gain**2").
+    site = tmp_path / "site"
+    pages = [*site.glob("api/*/index.html"), site / "catalog/index.html", site / "policy/index.html"]
+    assert len(pages) >= 6
+    for html in pages:
+        text = html.read_text()
+        found = re.findall(r"<(em|strong)>(.{0,60}?)</\1>", text)
+        assert not found, f"{html.relative_to(site)}: emphasis from unescaped markup: {found[:3]}"
+        # A doctest's ">>>" is a nested blockquote in Markdown: docstrings use fenced code.
+        assert "<blockquote>" not in text, f"{html.relative_to(site)}: a '>>>' block"
 
 
 def test_readme_error_text_is_the_real_one() -> None:

@@ -107,8 +107,10 @@ def initializer(
     ``rng="portable"`` and the same seed and path, in any layout (the elements are indexed
     in the layout's canonical order) and under any sharding.
 
-    >>> import jax, flax.linen as nn
-    >>> dense = nn.Dense(10, kernel_init=initializer({"kind": "kaiming_normal"}))
+    ```python
+    import flax.linen as nn
+    dense = nn.Dense(10, kernel_init=initializer({"kind": "kaiming_normal"}))
+    ```
     """
     check_rng(rng, stream)
     derive_seed(seed, path)  # validates the seed
