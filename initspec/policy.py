@@ -143,7 +143,7 @@ class Match(BaseModel):
     ``fnmatch``): ``["*.attn.c_proj.weight"]``."""
     regex: Annotated[str, Field(min_length=1, max_length=MAX_PATTERN)] | None = None
     """An RE2 pattern the whole canonical path must match (linear time; no lookaround or
-    backreferences): ``"h\\.[0-9]+\\.mlp\\..*"``."""
+    backreferences): ``h\\.[0-9]+\\.mlp\\..*`` (in JSON text each ``\\`` is written twice)."""
     kind: Annotated[list[ModuleKind], Field(max_length=MAX_LIST)] | None = None
     """Neutral module kinds: ``["linear", "conv"]``."""
     module: (

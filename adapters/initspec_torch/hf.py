@@ -1,7 +1,7 @@
 """Hugging Face ``transformers`` models built from a config and initialized once, by a policy.
 
-``cls.from_config(cfg)`` followed by ``initspec_torch.apply(policy, model)`` initializes every
-weight three times: torch's ``reset_parameters`` in each layer's constructor, then HF's
+``AutoModel.from_config(cfg)`` (or ``Model(cfg)``) followed by ``initspec_torch.apply(policy,
+model)`` initializes every weight three times: torch's ``reset_parameters`` in each layer's constructor, then HF's
 ``_init_weights`` (``PreTrainedModel.post_init`` -> ``init_weights`` ->
 ``initialize_weights``), then the policy. ``from_config`` here builds the model inside HF's
 own skip-init context, ``transformers.initialization.no_init_weights()``, which replaces
@@ -104,7 +104,7 @@ def from_config(
     ``cls``: a ``PreTrainedModel`` subclass (``GPT2LMHeadModel``) or an Auto class
     (``AutoModelForCausalLM``); ``kwargs`` go to its ``from_config`` (``dtype=``,
     ``attn_implementation=``). ``policy``, ``seed``, ``rng``, ``stream``, ``strict``: as
-    ``initspec_torch.apply``; the values equal ``apply(policy, cls.from_config(config),
+    ``initspec_torch.apply``; the values equal ``apply(policy, cls(config),
     seed)`` on a model built the usual way, without the two initializations before it.
 
     Tied weights (``lm_head.weight`` and the input embeddings with
