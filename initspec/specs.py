@@ -1018,9 +1018,9 @@ class Sparse(SpecBase):
 # Built from the registered classes, in the order of this module (the schema's order).
 if TYPE_CHECKING:
     Spec: TypeAlias = SpecBase
+    """Any spec: the union of the spec classes, discriminated by ``"kind"``."""
 else:
     Spec = Annotated[functools.reduce(operator.or_, _KINDS), Field(discriminator="kind")]
-"""Any spec: the union of the spec classes, discriminated by ``"kind"``."""
 _sealed = True
 
 SPEC_CLASSES: dict[str, type[SpecBase]] = {cls.model_fields["kind"].default: cls for cls in _KINDS}
