@@ -3,6 +3,7 @@ and mkdocs builds them with --strict (broken links fail)."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import pathlib
@@ -81,6 +82,14 @@ def test_mkdocs_builds_strict(tmp_path) -> None:
         assert not found, f"{html.relative_to(site)}: emphasis from unescaped markup: {found[:3]}"
         # A doctest's ">>>" is a nested blockquote in Markdown: docstrings use fenced code.
         assert "<blockquote>" not in text, f"{html.relative_to(site)}: a '>>>' block"
+    # Every public name has an entry (a function named like its submodule is read as the
+    # module unless its page names it from the submodule: see docs/api/*.md).
+    for module, page in [("initspec", "initspec"), ("initspec.backend", "backend"),
+                         ("initspec_torch", "initspec_torch"), ("initspec_jax", "initspec_jax")]:
+        text = (site / "api" / page / "index.html").read_text()
+        ids = {i.rsplit(".", 1)[-1] for i in re.findall(r'<h[23] id="([^"]+)"', text)}
+        missing = sorted(set(importlib.import_module(module).__all__) - ids)
+        assert not missing, f"api/{page}: no entry for {module}.{', '.join(missing)}"
 
 
 def test_readme_error_text_is_the_real_one() -> None:
