@@ -13,13 +13,13 @@ import json
 import pathlib
 import re
 import sys
+import typing
 from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel
 
 import initspec
-from initspec.policy import DepthScale, ModuleDescription
 
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
 
@@ -202,14 +202,41 @@ def catalog() -> str:
     return "\n".join(lines) + "\n"
 
 
-# The policy's models, in the order a policy nests them, with the JSON key that holds each.
-MODELS: list[tuple[type[BaseModel], str]] = [
-    (initspec.Policy, "a policy (the top-level object)"),
-    (initspec.Rule, "an item of `rules`"),
-    (initspec.Match, "a rule's `match`"),
-    (DepthScale, "a rule's `depth_scale`"),
-    (ModuleDescription, "a value of `modules`"),
-]
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    """The pydantic models an annotation holds (through lists, dicts, unions, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in typing.get_args(annotation):
+        yield from _models_in(arg)
+
+
+def _holder(annotation: Any) -> str:
+    """How a field holds its model: ``an item of`` a list, ``a value of`` a dict, ``the
+    value of`` the field itself."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _holder(args[0])
+    if origin in (list, tuple):
+        return "an item of"
+    if origin is dict:
+        return "a value of"
+    if origin is not None:  # a union, optional: what its other member holds
+        holders = {_holder(a) for a in args if a is not type(None)}
+        return holders.pop() if len(holders) == 1 else "the value of"
+    return "the value of"
+
+
+def policy_models() -> list[tuple[type[BaseModel], str]]:
+    """Every model a policy is made of, found from ``Policy``'s fields, outermost first,
+    each with where it appears; specs are left out (the catalog documents them)."""
+    found: list[tuple[type[BaseModel], str]] = [(initspec.Policy, "a policy (the top-level object)")]
+    for cls, _ in found:  # grows while it is read: breadth first
+        for name, info in cls.model_fields.items():
+            for sub in _models_in(info.annotation):
+                if issubclass(sub, initspec.SpecBase) or any(sub is c for c, _ in found):
+                    continue
+                found.append((sub, f"{_holder(info.annotation)} `{name}` in a {cls.__name__}"))
+    return found
 
 
 def _instances(policy: initspec.Policy) -> Iterator[BaseModel]:
@@ -264,7 +291,8 @@ def _default_text(info: Any) -> str:
 def policy() -> str:
     schema = initspec.policy_schema()
     defs = schema["$defs"]
-    anchors = {cls.__name__: cls.__name__.lower() for cls, _ in MODELS}
+    models = policy_models()
+    anchors = {cls.__name__: cls.__name__.lower() for cls, _ in models}
     links = {name: f"[{name}](#{anchor})" for name, anchor in anchors.items()}
     links["Spec"] = "a spec ([catalog](catalog.md))"
     examples = preset_examples()
@@ -285,7 +313,7 @@ def policy() -> str:
         "Every object refuses keys it does not define. Examples come from the built-in presets",
         "(named in parentheses) where one sets the field.",
     ]
-    for cls, where in MODELS:
+    for cls, where in models:
         props = schema["properties"] if cls is initspec.Policy else defs[cls.__name__]["properties"]
         listed = _listed_fields(cls)
         lines += [

@@ -110,3 +110,21 @@ def test_docs_link_nothing_outside_the_repository() -> None:
                 continue
             path = (page.parent / link.split("#")[0]).resolve()
             assert path.is_relative_to(REPO), f"{_page_id(page)} links {link}, outside the repository"
+
+
+def test_every_policy_field_is_described() -> None:
+    """The policy reference's "meaning" column is each field's attribute docstring: a field
+    added without one would show an empty cell."""
+    spec = importlib.util.spec_from_file_location("gen_docs", REPO / "scripts" / "gen_docs.py")
+    assert spec is not None and spec.loader is not None
+    gen_docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen_docs)
+    models = gen_docs.policy_models()
+    assert {cls.__name__ for cls, _ in models} >= {"Policy", "Rule", "Match", "DepthScale"}
+    bare = [
+        f"{cls.__name__}.{name}"
+        for cls, _ in models
+        for name, info in cls.model_fields.items()
+        if not info.description
+    ]
+    assert not bare, f"policy fields without a docstring (initspec/policy.py): {bare}"
