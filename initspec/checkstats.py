@@ -277,9 +277,9 @@ def elementwise(flat: np.ndarray, dtype: str, exp: Expected, label: str = "") ->
         )
         out.tests.append(Test(f"{prefix}variance".strip(), p_var))
     out.tests.insert(0, Test(f"{prefix}mean".strip(), p_mean))
-    d, n_ks = _ks(flat, dtype, exp)
-    p_ks = kolmogorov_sf(math.sqrt(n_ks) * d)
-    ev.update(ks_d=d, ks_n=n_ks, ks_p=p_ks, mean_p=p_mean)
+    ks_d, n_ks = _ks(flat, dtype, exp)
+    p_ks = kolmogorov_sf(math.sqrt(n_ks) * ks_d)
+    ev.update(ks_d=ks_d, ks_n=n_ks, ks_p=p_ks, mean_p=p_mean)
     if var_y > 0:
         ev["variance_p"] = out.tests[1].p
     out.tests.append(Test(f"{prefix}ks".strip(), p_ks))
@@ -337,11 +337,6 @@ def _orthogonal(m: np.ndarray, gain: float, dtype: str, out: Outcome, what: str)
             f"{what}: {side} differs from gain^2 I = {_g(gain * gain)} I by up to {_g(err)} "
             f"(tolerance {_g(tol)} for {dtype})"
         )
-
-
-def _canonical(values: np.ndarray, plan: OrthogonalPlan | SparsePlan | DiracPlan) -> np.ndarray:
-    arr = values.reshape(plan.shape).transpose(plan.perm)
-    return arr.reshape(plan.canonical_shape)
 
 
 def sparse(values: np.ndarray, dtype: str, plan: SparsePlan) -> Outcome:

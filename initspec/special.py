@@ -91,7 +91,7 @@ def kolmogorov_sf(lam: float) -> float:
     if not lam > 0:
         return 1.0
     if lam >= 1.0:
-        total = sum((-1) ** (k - 1) * math.exp(-2.0 * k * k * lam * lam) for k in range(1, 9))
+        total = math.fsum((-1.0) ** (k - 1) * math.exp(-2.0 * k * k * lam * lam) for k in range(1, 9))
         return min(1.0, max(0.0, 2.0 * total))
     s = sum(math.exp(-((2 * k - 1) ** 2) * math.pi**2 / (8.0 * lam * lam)) for k in range(1, 9))
     return min(1.0, max(0.0, 1.0 - math.sqrt(2.0 * math.pi) / lam * s))

@@ -316,9 +316,10 @@ def _check_param(rp: ResolvedParam, tensor: StoredTensor) -> ParamCheck:
     values = tensor.load().reshape(tensor.shape)
     outcome = Outcome()
     plan = rp.plan
-    if rp.zero_row is not None and isinstance(plan, ELEMENTWISE) and values.shape[0]:
+    rows = tensor.shape[0] if tensor.shape else 0
+    if rp.zero_row is not None and isinstance(plan, ELEMENTWISE) and rows:
         # the padding row is exactly zero; the other rows follow the plan
-        row = rp.zero_row % values.shape[0]
+        row = rp.zero_row % rows
         nonzero = int((float64(values[row], tensor.dtype) != 0).sum())
         if nonzero:
             outcome.problems.append(f"the padding row {row} has {nonzero} nonzero value(s)")
@@ -355,8 +356,9 @@ def check(
 ) -> CheckReport:
     """Check ``tensors`` (name -> NumPy array or ``StoredTensor``) against ``policy``.
 
-    ``params``: the parameters' descriptions (from an adapter; their ``path`` are the keys
-    of ``tensors``), else ``describe_tensors(..., layout)`` from names and shapes.
+    ``params``: descriptions of some or all of the tensors (from an adapter; each
+    ``framework_path``, else ``path``, is a key of ``tensors``); the others are described
+    from their names and shapes (``describe_tensors(..., layout)``).
     ``alpha``: the probability that a correctly initialized model is reported with a
     mismatch (Holm over every p-value). ``strict``: unmatched parameters and rules that
     match nothing make the report fail. Tensors are loaded one at a time.
@@ -367,8 +369,17 @@ def check(
     if not (isinstance(alpha, float | int) and 0 < alpha < 1):
         raise InitSpecError(f"alpha must be a probability in (0, 1), got {alpha!r}")
     stored = {str(k): as_stored(v) for k, v in tensors.items()}
-    if params is None:
-        params = describe_tensors({k: (t.shape, t.dtype) for k, t in stored.items()}, layout)
+    params = list(params or ())
+    described = {p.framework_path or p.path for p in params}
+    missing = [p.framework_path or p.path for p in params if (p.framework_path or p.path) not in stored]
+    if missing:
+        raise InitSpecError(
+            f"{len(missing)} described parameter(s) have no tensor"
+            + (f" in {source}" if source else "")
+            + f": {', '.join(printable(m) for m in missing[:5])}"
+        )
+    rest = {k: (t.shape, t.dtype) for k, t in stored.items() if k not in described}
+    params += describe_tensors(rest, layout)
     pol = load_policy(policy)
     with warnings.catch_warnings():  # the report names unmatched parameters and rules
         warnings.simplefilter("ignore", InitSpecWarning)
