@@ -75,17 +75,19 @@ class ParamCheck:
         parts += [
             f"{t.name} p={t.p:.2g} (Holm {t.adjusted:.2g})" for t in self.tests if t.rejected
         ]
+        measured = ""
+        if "std_ratio" in ev and math.isfinite(ev["std_ratio"]):
+            measured = f"std x{ev['std_ratio']:.4f} mean {ev['mean']:+.3g}"
+            if "ks_p" in ev and not parts:
+                measured += f" KS p={ev['ks_p']:.2g}"
+        elif "orthogonality_error" in ev:
+            measured = f"|W W^T - g^2 I| {ev['orthogonality_error']:.2g}"
         if parts:
-            return "; ".join(parts)
+            return "; ".join(([measured] if measured else []) + parts)
         if self.verdict in ("unmatched", "skipped"):
             return "no rule (not checked)" if self.verdict == "unmatched" else "skip rule"
-        if "std_ratio" in ev and math.isfinite(ev["std_ratio"]):
-            text = f"std x{ev['std_ratio']:.4f} mean {ev['mean']:+.3g}"
-            if "ks_p" in ev:
-                text += f" KS p={ev['ks_p']:.2g}"
-            return text
-        if "orthogonality_error" in ev:
-            return f"|W W^T - g^2 I| {ev['orthogonality_error']:.2g}"
+        if measured:
+            return measured
         return "exact" if self.verdict == "ok" else ""
 
 
