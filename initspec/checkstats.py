@@ -201,7 +201,8 @@ def _ks(flat: np.ndarray, dtype: str, exp: Expected) -> tuple[float, int]:
     if exp.clip is not None:
         low = np.where(x <= exp.clip[0], -np.inf, low)
         high = np.where(x >= exp.clip[1], np.inf, high)
-    f_low, f_high = exp.cdf(low), exp.cdf(high)
+    both = exp.cdf(np.concatenate((low, high)))  # one call: the CDF's setup is per call
+    f_low, f_high = both[:n], both[n:]
     i = np.arange(1, n + 1, dtype=np.float64)
     d = max(float(np.max(i / n - f_high)), float(np.max(f_low - (i - 1) / n)), 0.0)
     return d, n
@@ -219,16 +220,23 @@ def elementwise(flat: np.ndarray, dtype: str, exp: Expected, label: str = "") ->
     lo, hi = math.inf, -math.inf
     bad = 0
     for x in float64_chunks(flat, dtype):
-        finite = np.isfinite(x)
-        if not finite.all():
-            bad += int(x.size - finite.sum())
-            x = x[finite]
-        if not x.size:
-            continue
-        lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
         d = x - exp.mean  # a new array: float64 input chunks are views of the caller's
         s1 += float(d.sum())
-        s2 += float(np.dot(d, d))
+        # squared in place and summed (pairwise): not np.dot, whose BLAS threads can stall
+        # for milliseconds on a busy machine
+        s2 += float(np.square(d, out=d).sum())
+        lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+    if not (math.isfinite(s1) and math.isfinite(s2)):  # a NaN or an infinity somewhere
+        bad, s1, s2, lo, hi = 0, 0.0, 0.0, math.inf, -math.inf
+        for x in float64_chunks(flat, dtype):
+            finite = np.isfinite(x)
+            bad += int(x.size - finite.sum())
+            x = x[finite]
+            if x.size:
+                d = x - exp.mean
+                s1 += float(d.sum())
+                s2 += float(np.square(d, out=d).sum())
+                lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
     ev = out.evidence
     prefix = f"{label} " if label else ""
     ev["n"] = n

@@ -21,7 +21,7 @@ import numpy as np
 from initspec.errors import BackendError
 from initspec.numeric import FLOAT_DTYPES
 
-CHUNK = 1 << 20  # elements widened to float64 at a time: 8 MB
+CHUNK = 1 << 18  # elements widened to float64 at a time: 2 MB, within the caches
 
 # Significand digits (the implicit bit included) and the smallest subnormal of each dtype.
 DIGITS = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
