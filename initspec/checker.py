@@ -29,7 +29,7 @@ from initspec.errors import InitSpecError, InitSpecWarning, printable
 from initspec.layout import fans
 from initspec.plans import NormalPlan, TruncatedNormalPlan, UniformPlan
 from initspec.policy import load_policy
-from initspec.resolve import ParamInfo, ResolvedParam, resolve
+from initspec.resolve import ParamInfo, ResolutionError, ResolvedParam, resolve
 from initspec.special import holm
 from initspec.specs import PlanContext
 from initspec.stored import StoredTensor, as_stored, check_float, float64
@@ -52,6 +52,17 @@ class InitCheckError(InitSpecError, AssertionError):
             f"{len(bad)} of {len(report.params)} parameter(s) do not match the policy "
             f"{report.policy!r}:\n{report.table(only_failed=True)}"
         )
+
+
+class CheckResolutionError(ResolutionError):
+    """Tensors the policy cannot be checked against (a shape its spec cannot plan, a
+    non-float tensor a rule matches); ``problems`` lists them all."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems)
+        shown = "\n  ".join(self.problems[:20])
+        more = f"\n  ... and {len(self.problems) - 20} more" if len(self.problems) > 20 else ""
+        self.args = (f"{len(self.problems)} tensor(s) cannot be checked against the policy:\n  {shown}{more}",)
 
 
 @dataclass
@@ -385,7 +396,10 @@ def check(
     pol = load_policy(policy)
     with warnings.catch_warnings():  # the report names unmatched parameters and rules
         warnings.simplefilter("ignore", InitSpecWarning)
-        resolution = resolve(pol, list(params), strict=False)
+        try:
+            resolution = resolve(pol, list(params), strict=False)
+        except ResolutionError as exc:
+            raise CheckResolutionError(exc.problems) from None
     if stored and not any(p.status != "unmatched" for p in resolution.params):
         raise InitSpecError(
             f"policy {pol.name!r} matches none of the {len(stored)} tensor(s)"
