@@ -52,7 +52,7 @@ def _leaves(tree: Mapping[Any, Any]) -> Any:
             yield value
 
 
-def check_model(model: Any, policy: Any, **kwargs: Any) -> CheckReport:
+def check_model(model: Any, policy: Any, /, **kwargs: Any) -> CheckReport:
     """``check`` of any supported model through its framework's adapter (module docstring)."""
     framework = _framework(model)
     if framework == "numpy":
@@ -62,7 +62,7 @@ def check_model(model: Any, policy: Any, **kwargs: Any) -> CheckReport:
     return report
 
 
-def assert_initialized_like(model: Any, policy: Any, **kwargs: Any) -> CheckReport:
+def assert_initialized_like(model: Any, policy: Any, /, **kwargs: Any) -> CheckReport:
     """Fail (``InitCheckError``, an ``AssertionError``) unless every parameter of ``model``
     looks initialized as ``policy`` says; return the report when it does. ``kwargs`` go to
     the check: ``alpha`` (default 1e-4: the chance that a correct model fails), ``strict``,
