@@ -50,6 +50,7 @@ from initspec.stored import (
     float64,
     float64_chunks,
     rounding_cell,
+    value_chunks,
 )
 
 MIN_ELEMENTS = 100
@@ -219,13 +220,16 @@ def elementwise(flat: np.ndarray, dtype: str, exp: Expected, label: str = "") ->
     s1 = s2 = 0.0
     lo, hi = math.inf, -math.inf
     bad = 0
-    for x in float64_chunks(flat, dtype):
-        d = x - exp.mean  # a new array: float64 input chunks are views of the caller's
-        s1 += float(d.sum())
-        # squared in place and summed (pairwise): not np.dot, whose BLAS threads can stall
-        # for milliseconds on a busy machine
-        s2 += float(np.square(d, out=d).sum())
+    for x in value_chunks(flat, dtype):
+        # min and max in the stored precision; sums of x - mu and its square in float64 (a
+        # copy: float64 chunks are views of the caller's array), pairwise-summed, not
+        # np.dot, whose BLAS threads can stall for milliseconds on a busy machine
         lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+        d = x.astype(np.float64)
+        if exp.mean:
+            d -= exp.mean
+        s1 += float(d.sum())
+        s2 += float(np.square(d, out=d).sum())
     if not (math.isfinite(s1) and math.isfinite(s2)):  # a NaN or an infinity somewhere
         bad, s1, s2, lo, hi = 0, 0.0, 0.0, math.inf, -math.inf
         for x in float64_chunks(flat, dtype):

@@ -87,6 +87,14 @@ def float64_chunks(flat: np.ndarray, dtype: str) -> Iterator[np.ndarray]:
         yield float64(flat[start : start + CHUNK], dtype)
 
 
+def value_chunks(flat: np.ndarray, dtype: str) -> Iterator[np.ndarray]:
+    """The flat stored values as NumPy floats (bfloat16 widened to float32, exactly; the
+    others as stored, views), ``CHUNK`` elements at a time."""
+    for start in range(0, flat.size, CHUNK):
+        part = flat[start : start + CHUNK]
+        yield bf16_to_float32(part) if dtype == "bfloat16" else part
+
+
 def check_float(dtype: str, where: str) -> None:
     if dtype not in FLOAT_DTYPES:
         raise BackendError(

@@ -239,3 +239,12 @@ def test_names_and_shapes_describe_a_checkpoint() -> None:
     assert flax["params.Dense_0.kernel"].layout == "flax"
     fc_bias = next(p for p in describe_tensors(entries) if p.path == "h.0.fc.bias")
     assert fc_bias.context.weight_fans == (8, 16)
+
+
+@pytest.mark.slow
+def test_the_family_wise_false_alarm_rate_is_at_most_alpha() -> None:
+    # 100 clean 304-parameter models (1024 elements per random one, all four dtypes) at
+    # alpha = 0.05, so the rate is measurable: Holm bounds P(a model fails) by alpha, so
+    # the failures are at most Binomial(100, 0.05): P(X >= 14) = 6e-4.
+    failures = sum(not check(model(38, seed=1000 + r, shape=(32, 32)), POLICY, alpha=0.05).ok for r in range(100))
+    assert failures <= 13, failures
