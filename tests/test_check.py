@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import ml_dtypes
 import numpy as np
 import pytest
 
@@ -39,6 +38,8 @@ POLICY = {
         {"match": {"path": "*.d.weight"}, "init": {"kind": "dirac"}},
     ],
 }
+
+ml_dtypes = pytest.importorskip("ml_dtypes")  # bfloat16 in NumPy (installed with JAX)
 
 
 def draw(spec: dict, shape: tuple[int, ...], dtype: str, seed: int) -> np.ndarray:

@@ -10,14 +10,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from safetensors.numpy import save_file as save_numpy
-from safetensors.torch import save_file as save_torch
 
 from initspec.checker import check
 from initspec.checkpoint import read_checkpoint
 from initspec.cli import main
 
 transformers = pytest.importorskip("transformers")
+save_numpy = pytest.importorskip("safetensors.numpy").save_file
+save_torch = pytest.importorskip("safetensors.torch").save_file
 
 
 def gpt2_state(seed: int = 0, broken: bool = False, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
