@@ -201,7 +201,7 @@ def _safetensors_loader(
         try:
             with open(p, "rb", buffering=0) as fh:
                 fh.seek(offset)
-                got = fh.readinto(memoryview(values).cast("B")) if count else 0
+                got = fh.readinto(values.data.cast("B")) if count else 0
         except OSError as exc:
             raise CheckpointError(f"{_name(p)}: tensor {printable(key)!r} cannot be read: {exc}") from None
         if got != values.nbytes:
