@@ -112,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
             "5. portable vs native stream, elements/s",
             lambda: bench_portable.table(args.scale),
         )
+    if device == "cpu":
+        from benchmarks import bench_check
+
+        run(
+            "7",
+            "7. check: a GPT-2-small safetensors checkpoint vs reading it with safetensors + NumPy mean/std",
+            lambda: bench_check.table(args.scale, max(3, r)),
+        )
     if args.sections:
         pathlib.Path(args.sections).write_text("\n".join(sections))
     if args.write or args.out:
@@ -131,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-ORDER = ("1", "2", "3", "6", "4", "5")
+ORDER = ("1", "2", "3", "6", "4", "5", "7")
 
 
 def _isolated(args: argparse.Namespace, only: set[str], device: str) -> list[str]:

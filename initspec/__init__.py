@@ -11,6 +11,7 @@ parameters) lives in ``initspec.backend``; the portable stream's constants in
 ``initspec.stream``.
 """
 
+from initspec.checker import CheckReport, InitCheckError, check
 from initspec.errors import (
     BackendError,
     InitSpecError,
@@ -35,6 +36,8 @@ __all__ = [
     "LAYOUTS",
     "SPEC_CLASSES",
     "BackendError",
+    "CheckReport",
+    "InitCheckError",
     "InitSpecError",
     "InitSpecWarning",
     "KerasSeedWarning",
@@ -50,6 +53,7 @@ __all__ = [
     "SpecBase",
     "SpecError",
     "calculate_gain",
+    "check",
     "derive_seed",
     "fans",
     "from_keras",

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
+from initspec import special as _special
 from initspec.errors import SpecError
 
 if TYPE_CHECKING:
@@ -59,13 +60,9 @@ def normal_mass(alpha: float, beta: float) -> float:
     return 0.5 * (math.erf(beta / _SQRT2) - math.erf(alpha / _SQRT2))
 
 
-_erf = np.frompyfunc(math.erf, 1, 1)
-_erfc = np.frompyfunc(math.erfc, 1, 1)
-
-
 def normal_cdf(x: np.ndarray) -> np.ndarray:
-    erf = np.asarray(_erf(np.asarray(x, dtype=np.float64) / _SQRT2), dtype=np.float64)
-    return np.asarray(0.5 * (1.0 + erf))
+    """Phi(x), vectorized (``initspec.special``), accurate in both tails."""
+    return _special.normal_cdf(x)
 
 
 @dataclass(frozen=True)
@@ -312,7 +309,11 @@ class TruncatedNormalPlan(_Base):
         return sampler.truncated_normal(self)
 
     def _raw_moments(self) -> tuple[float, float, float, float]:
-        """E[X^k], k = 1..4, of the standard normal truncated to [alpha, beta].
+        m = self.standard_raw_moments(4)
+        return m[1], m[2], m[3], m[4]
+
+    def standard_raw_moments(self, order: int) -> list[float]:
+        """[E[X^0], ..., E[X^order]] of the standard normal truncated to [alpha, beta].
 
         Recurrence E[X^k] = (k-1) E[X^(k-2)] + (a^(k-1) phi(a) - b^(k-1) phi(b)) / Z.
         """
@@ -326,9 +327,9 @@ class TruncatedNormalPlan(_Base):
             return x ** (k - 1) * px if px > 0.0 else 0.0
 
         m = [1.0, (pa - pb) / z]
-        for k in range(2, 5):
+        for k in range(2, order + 1):
             m.append((k - 1) * m[k - 2] + (edge(a, pa, k) - edge(b, pb, k)) / z)
-        return m[1], m[2], m[3], m[4]
+        return m
 
     @property
     def mean(self) -> float:
@@ -358,9 +359,9 @@ class TruncatedNormalPlan(_Base):
         z = (np.clip(np.asarray(x, np.float64), self.low, self.high) - self.loc) / self.scale
         mass = normal_mass(a, b)
         if a >= 0:  # upper tail: Phi(z) - Phi(a) = (erfc(a/sqrt2) - erfc(z/sqrt2)) / 2
-            num = 0.5 * (math.erfc(a / _SQRT2) - np.asarray(_erfc(z / _SQRT2), dtype=np.float64))
+            num = 0.5 * (math.erfc(a / _SQRT2) - _special.erfc(z / _SQRT2))
         elif b <= 0:  # lower tail: (erfc(-z/sqrt2) - erfc(-a/sqrt2)) / 2
-            num = 0.5 * (np.asarray(_erfc(-z / _SQRT2), dtype=np.float64) - math.erfc(-a / _SQRT2))
+            num = 0.5 * (_special.erfc(-z / _SQRT2) - math.erfc(-a / _SQRT2))
         else:
             num = normal_cdf(z) - 0.5 * (1.0 + math.erf(a / _SQRT2))
         return np.asarray(np.clip(num / mass, 0.0, 1.0))

@@ -18,6 +18,7 @@ Flax is imported on first use of a policy function; the rest needs JAX only.
 
 from __future__ import annotations
 
+from initspec_jax.check import check
 from initspec_jax.describe import register_module
 from initspec_jax.explain import explain
 from initspec_jax.initializer import SpecInitializer, initializer
@@ -29,6 +30,7 @@ __all__ = [
     "SpecInitializer",
     "apply",
     "apply_nnx",
+    "check",
     "describe_linen",
     "describe_nnx",
     "explain",
