@@ -24,6 +24,7 @@ from initspec.keras import KerasSeedWarning, from_keras, to_keras
 from initspec.layout import LAYOUTS, fans
 from initspec.numpy_backend import sample
 from initspec.parse import parse, schema, to_json
+from initspec.pathmap import GlobalShard
 from initspec.policy import Match, Policy, Rule, load_policy, policy_schema, preset, presets
 from initspec.resolve import Report, ResolutionError
 from initspec.seeding import derive_seed
@@ -35,6 +36,7 @@ __all__ = [
     "LAYOUTS",
     "SPEC_CLASSES",
     "BackendError",
+    "GlobalShard",
     "InitSpecError",
     "InitSpecWarning",
     "KerasSeedWarning",

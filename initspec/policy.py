@@ -34,6 +34,33 @@ layout for what it matches.
 ``GPT2Attention``, ``LlamaAttention``, ...); ``{"path": ["*.bn2.weight"], "within":
 ["BasicBlock"]}`` is timm's zero-init of a ResNet BasicBlock's last norm.
 
+Fused parameters. A rule's ``blocks`` splits what it matches along one axis into named
+logical blocks, each planned on its own shape (so with its own fans) with its own spec:
+GPT-2's fused ``c_attn`` (HF ``Conv1D``, stored (in, 3 * d)) as ``{"blocks": {"axis":
+"out", "split": ["q", "k", "v"]}}``, torchtitan's ``wqkv`` with grouped-query sizes as
+``"split": [["q", 512], ["k", 128], ["v", 128]]``, a Llama ``w13`` as ``["gate", "up"]``,
+stacked experts (E, out, in) as ``{"experts": E}``. The axis is named by what it means,
+``"out"`` or ``"in"`` in the parameter's layout, so one rule splits torch's (3 * d, d)
+``Linear`` weight, HF's (d, 3 * d) ``Conv1D`` weight and Flax's (d, 3 * d) ``Dense``
+kernel alike (a stored axis index works too). Each block is keyed in the portable stream by
+``<parameter path>.<block>`` (``h.0.attn.c_attn.weight.q``): with ``rng="portable"`` a
+fused parameter equals, bit for bit, the concatenation of the separate parameters of the
+unfused model when those are named so (``path_map``, below). A rule's ``slices`` are ranges
+written over its values with their own spec, keyed the same way: an LSTM's forget-gate bias
+set to 1 is ``{"name": "forget", "part": [1, 4], "init": {"kind": "constant", "value":
+1.0}}``. The report has a row per block and slice (``block_of`` names the parameter).
+Errors name the rule, the parameter and the numbers: sizes that do not add up to the axis,
+an axis that does not divide evenly, a slice outside the tensor, a block spec that needs
+more dimensions than the block has.
+
+Parts of a model. ``apply(..., path_map=...)`` (torch and Flax) maps a pipeline stage's
+local names to the whole model's, and with an ``initspec.GlobalShard`` says which part of
+a global tensor a local one is (experts ``[a, b)`` of a stack): rules match the global
+names and seeds and streams are keyed by them, so a model initialized stage by stage, or
+expert shard by expert shard, gets exactly the values of the whole model
+(``initspec.pathmap``). A ``depth_scale`` with ``n_layers: "count:..."`` counts the layers
+the call sees, so a stage needs the whole model's ``n_layers`` as a number.
+
 Patterns. ``path`` is a list of globs (``*`` and ``?`` cross dots, ``[...]`` / ``[!...]``
 as ``fnmatch``), matched against the whole canonical path. ``regex`` is matched against the
 whole path by RE2 (google-re2), an engine that never backtracks: every accepted pattern
@@ -323,6 +350,129 @@ class ModuleDescription(BaseModel):
     layout: LayoutField = None
 
 
+MAX_BLOCKS = 4096  # blocks (or experts) one rule may split a parameter into
+BlockName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_]+$")]
+Axis = Literal["out", "in"] | Annotated[int, Field(ge=-64, le=63)]
+
+
+def _pairs(value: Any) -> Any:
+    # JSON gives [name, size] pairs as lists; strict validation wants the stored tuples.
+    if isinstance(value, list):
+        return [tuple(v) if isinstance(v, list) else v for v in value]
+    return value
+
+
+class Blocks(BaseModel):
+    """Split what the rule matches along one axis into named logical blocks, each planned
+    on its own shape (its own fans) with its own spec and keyed in the portable stream by
+    ``<parameter path>.<block name>`` (``h.0.attn.c_attn.weight.q``).
+
+    ``axis`` (default ``"out"``; 0 with ``experts``): ``"out"`` or ``"in"``, the
+    parameter's output or input axis in its layout
+    (so one policy splits torch's (3*d, d) ``Linear`` weight, HF's (d, 3*d) ``Conv1D``
+    weight and Flax's (d, 3*d) ``Dense`` kernel alike; a 1-D parameter, a bias, has its
+    output features on axis 0), or a stored axis index (negatives count from the end).
+    Exactly one of:
+
+    - ``split``: ``[["q", 768], ["k", 256], ["v", 256]]`` (names and sizes, which must add
+      up to the axis), ``["i", "f", "g", "o"]`` (equal parts, named), or ``4`` (equal
+      parts named ``"0"`` .. ``"3"``);
+    - ``experts``: ``E``, a stacked expert dimension: ``E`` blocks named ``"0"`` ..
+      ``"E-1"``, each one expert's tensor without that axis (its layout is the
+      parameter's with the axis removed, so fans are per expert).
+
+    ``init``: a spec per block name; a block not named takes the rule's ``init``. The
+    rule's ``gain`` and ``depth_scale`` apply to every block.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    axis: Axis | None = None  # default: "out" for split, 0 for experts
+    split: Annotated[
+        Annotated[int, Field(ge=1, le=MAX_BLOCKS)]
+        | Annotated[list[BlockName], Field(min_length=1, max_length=MAX_BLOCKS)]
+        | Annotated[
+            list[tuple[BlockName, Annotated[int, Field(ge=0)]]],
+            Field(min_length=1, max_length=MAX_BLOCKS),
+        ]
+        | None,
+        BeforeValidator(_pairs),
+    ] = None
+    experts: Annotated[int, Field(ge=1, le=MAX_BLOCKS)] | None = None
+    init: Annotated[dict[BlockName, Spec], Field(max_length=MAX_BLOCKS)] = {}
+
+    @model_validator(mode="after")
+    def _one_split(self) -> Blocks:
+        if (self.split is None) == (self.experts is None):
+            raise ValueError("give exactly one of split (named or equal blocks) and experts")
+        names = self.names()
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"block names must be distinct; repeated: {', '.join(dup)}")
+        unknown = sorted(set(self.init) - set(names))
+        if unknown:
+            raise ValueError(
+                f"init names block(s) {', '.join(unknown)} that the split does not have; "
+                f"blocks: {', '.join(names[:20])}"
+            )
+        return self
+
+    def names(self) -> list[str]:
+        """The block names, in order along the axis."""
+        if self.experts is not None:
+            return [str(e) for e in range(self.experts)]
+        if isinstance(self.split, int):
+            return [str(e) for e in range(self.split)]
+        assert self.split is not None
+        return [p if isinstance(p, str) else p[0] for p in self.split]
+
+    def sizes(self) -> list[int] | None:
+        """The sizes along the axis, or None for equal parts."""
+        if isinstance(self.split, list) and self.split and not isinstance(self.split[0], str):
+            return [p[1] for p in self.split if not isinstance(p, str)]
+        return None
+
+
+class Slice(BaseModel):
+    """A range along one axis written with its own spec over what the rule's ``init`` (or
+    its blocks) wrote, planned on the range's shape and keyed ``<parameter path>.<name>``:
+    the forget-gate bias of an LSTM set to 1 (``{"name": "forget", "part": [1, 4],
+    "init": {"kind": "constant", "value": 1.0}}``: the second of four equal parts of
+    torch's (i, f, g, o) gates, whatever the hidden size).
+
+    ``axis`` as in ``Blocks``; the range is ``[start, stop)`` or ``part: [k, n]``, the
+    ``k``-th (from 0) of ``n`` equal parts of the axis.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    name: BlockName
+    axis: Axis = "out"
+    start: Annotated[int, Field(ge=0)] | None = None
+    stop: Annotated[int, Field(ge=0)] | None = None
+    part: (
+        Annotated[
+            tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=1, le=MAX_BLOCKS)]],
+            BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v),
+        ]
+        | None
+    ) = None
+    init: Spec
+
+    @model_validator(mode="after")
+    def _one_range(self) -> Slice:
+        if self.part is not None:
+            if self.start is not None or self.stop is not None:
+                raise ValueError("give either part or start and stop, not both")
+            if self.part[0] >= self.part[1]:
+                raise ValueError(f"part [k, n] needs k < n, got {list(self.part)}")
+        elif self.start is None or self.stop is None:
+            raise ValueError("give start and stop (a range [start, stop)), or part: [k, n]")
+        elif self.start >= self.stop:
+            raise ValueError(f"start must be below stop, got [{self.start}, {self.stop})")
+        return self
+
+
 class Rule(BaseModel):
     """``match`` -> ``init`` (a spec), or ``skip``: leave the parameter as it is.
     ``layout`` (optional) is how the matched parameters' axes are read, instead of the
@@ -342,11 +492,31 @@ class Rule(BaseModel):
     optional: bool = False
     # torch's Embedding(padding_idx=...) and HF models zero that row after sampling.
     zero_padding_row: bool = False
+    # A fused parameter's logical blocks (q, k, v; gates; experts), each its own spec.
+    blocks: Blocks | None = None
+    # Ranges written over the rule's values with their own spec (a forget-gate bias).
+    slices: Annotated[list[Slice], Field(max_length=MAX_BLOCKS)] | None = None
 
     @model_validator(mode="after")
     def _init_or_skip(self) -> Rule:
-        if self.skip == (self.init is not None):
-            raise ValueError("a rule has either 'init' (a spec) or 'skip': true")
+        covered = self.blocks is not None and set(self.blocks.names()) <= set(self.blocks.init)
+        if self.skip:
+            if self.init is not None or self.blocks is not None or self.slices:
+                raise ValueError(
+                    "a rule has either 'init' (a spec) or 'skip': true (and a skip rule no "
+                    "blocks or slices)"
+                )
+        elif self.init is None and not covered:
+            more = "; blocks without an init for every block need the rule's init"
+            raise ValueError(
+                "a rule has either 'init' (a spec) or 'skip': true" + (more if self.blocks else "")
+            )
+        if self.zero_padding_row and (self.blocks is not None or self.slices):
+            raise ValueError("zero_padding_row applies to a whole table, not with blocks or slices")
+        names = [s.name for s in self.slices or ()]
+        blocks = set(self.blocks.names() if self.blocks else ())
+        if len(set(names)) != len(names) or set(names) & blocks:
+            raise ValueError("slice names must be distinct, and distinct from the block names")
         return self
 
     def label(self, index: int) -> str:
@@ -438,8 +608,38 @@ def _prepare(data: Any) -> Any:
                 rule = {**rule, "init": _normalize(rule["init"], ("rules", i, "init"))}
             except SpecError as exc:
                 raise PolicyError(exc.loc, exc.value, exc.allowed) from None
+        if isinstance(rule, dict):
+            rule = _prepare_parts(rule, i)
         out_rules.append(rule)
     return {**data, "rules": out_rules}
+
+
+def _prepare_parts(rule: dict[str, Any], i: int) -> dict[str, Any]:
+    """Spec aliases normalized inside a rule's ``blocks.init`` and ``slices[j].init``."""
+    try:
+        blocks = rule.get("blocks")
+        if isinstance(blocks, dict) and isinstance(blocks.get("init"), dict):
+            specs = {
+                name: _normalize(spec, ("rules", i, "blocks", "init", name))
+                if isinstance(spec, dict)
+                else spec
+                for name, spec in blocks["init"].items()
+            }
+            rule = {**rule, "blocks": {**blocks, "init": specs}}
+        slices = rule.get("slices")
+        if isinstance(slices, list):
+            rule = {
+                **rule,
+                "slices": [
+                    {**s, "init": _normalize(s["init"], ("rules", i, "slices", j, "init"))}
+                    if isinstance(s, dict) and isinstance(s.get("init"), dict)
+                    else s
+                    for j, s in enumerate(slices)
+                ],
+            }
+    except SpecError as exc:
+        raise PolicyError(exc.loc, exc.value, exc.allowed) from None
+    return rule
 
 
 def _check_regex_budget(rules: list[Rule], loc: tuple[str | int, ...]) -> None:

@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from initspec.blocks import ResolvedBlock, block_layout, regions, slice_region
 from initspec.errors import InitSpecError, InitSpecWarning, printable
 from initspec.layout import LayoutLike, fans, resolve_layout
 from initspec.numeric import FLOAT_DTYPES
@@ -62,6 +63,9 @@ class ParamInfo:
     shared_with: tuple[str, ...] = ()
     aliases: tuple[ParamInfo, ...] = ()
     ancestors: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # The local tensor is this part (one slice per dimension) of the parameter of global
+    # ``shape`` (``path_map`` with an ``initspec.GlobalShard``: an expert shard).
+    shard: tuple[slice, ...] | None = None
 
 
 @dataclass
@@ -74,6 +78,8 @@ class ResolvedParam:
     plan: Plan | None = None
     seed: int = 0
     zero_row: int | None = None  # a padding row to zero after sampling (embeddings)
+    # A rule's blocks (plan None: the blocks cover the parameter) and slices, in order.
+    blocks: list[ResolvedBlock] = field(default_factory=list)
 
 
 class ResolutionError(InitSpecError):
@@ -227,6 +233,35 @@ def _base_plan(memo: dict[Any, Plan], index: int, rule: Rule, info: ParamInfo) -
     return plan
 
 
+def _parts(rule: Rule, info: ParamInfo, factor: float, seed: int) -> list[ResolvedBlock]:
+    """The rule's blocks and then its slices on ``info``, each planned on its own shape
+    (errors name the block, its spec and the numbers)."""
+    found = []
+    if rule.blocks is not None:
+        for region in regions(rule.blocks, info.shape, info.layout):
+            spec = rule.blocks.init.get(region.name, rule.init)
+            assert spec is not None
+            found.append((region, spec))
+    for sl in rule.slices or ():
+        found.append((slice_region(sl, info.shape, info.layout), sl.init))
+    out = []
+    for region, spec in found:
+        what = "slice" if region.overlay else "block"
+        try:
+            layout = block_layout(info.layout, region)
+            base = plan = spec.plan(region.block_shape, layout, info.context)
+            if factor != 1.0:
+                plan = plan.scaled(factor)
+            _check_spread(base, plan, factor, info.dtype)
+        except InitSpecError as exc:
+            raise InitSpecError(
+                f"{what} {region.name!r} (shape {region.block_shape}, {spec.kind_name()}): {exc}"
+            ) from None
+        key = region.key_path(info.path)
+        out.append(ResolvedBlock(region, layout, spec, plan, derive_seed(seed, key)))
+    return out
+
+
 def _where(info: ParamInfo) -> str:
     return printable(f"{info.path} (shape {tuple(info.shape)}, {info.kind}/{info.role})")
 
@@ -329,9 +364,7 @@ def resolve(
                 f"only {', '.join(FLOAT_DTYPES)} can be initialized (add a skip rule for it)"
             )
             continue
-        assert rule.init is not None
         try:
-            base = plan = _base_plan(plans, index, rule, info)
             factor = rule.gain
             if rule.depth_scale is not None:
                 n = rule.depth_scale.n_for(matched, all_paths)
@@ -348,17 +381,34 @@ def resolve(
                         f"is not a finite float64"
                     )
                 factor /= math.sqrt(denominator)
-            if factor != 1.0:
-                plan = plan.scaled(factor)
-            if info.dtype in FLOAT_DTYPES:
+            plan: Plan | None = None
+            if rule.blocks is None:
+                assert rule.init is not None
+                base = plan = _base_plan(plans, index, rule, info)
+                if factor != 1.0:
+                    plan = plan.scaled(factor)
                 _check_spread(base, plan, factor, info.dtype)
         except InitSpecError as exc:
-            problems.append(f"{_where(info)}: rule {label} ({rule.init.kind_name()}): {exc}")
+            kind = rule.init.kind_name() if rule.init is not None else "blocks"
+            problems.append(f"{_where(info)}: rule {label} ({kind}): {exc}")
+            continue
+        try:
+            parts = _parts(rule, info, factor, seed)
+        except InitSpecError as exc:
+            problems.append(f"{_where(info)}: rule {label}: {exc}")
             continue
         zero_row = info.context.padding_idx if rule.zero_padding_row else None
         out.append(
             ResolvedParam(
-                info, "init", index, rule, rule.init, plan, derive_seed(seed, info.path), zero_row
+                info,
+                "init",
+                index,
+                rule,
+                rule.init,
+                plan,
+                derive_seed(seed, info.path),
+                zero_row,
+                parts,
             )
         )
     unused = [r.label(i) for i, r in enumerate(pol.rules) if i not in used]
@@ -402,6 +452,38 @@ def _caller_level() -> int:
     ):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _block_rows(row: dict[str, Any], p: ResolvedParam) -> list[dict[str, Any]]:
+    """A row per block and slice of a parameter, after its own: ``path`` is the key path
+    (``h.0.attn.c_attn.weight.q``), ``block_of`` the parameter, ``region`` where it lies."""
+    out = []
+    for b in p.blocks:
+        r = b.region
+        try:
+            fan: list[int] | None = list(fans(r.block_shape, b.layout))
+        except InitSpecError:
+            fan = None
+        out.append(
+            {
+                **row,
+                "path": r.key_path(p.info.path),
+                "framework_path": f"{row['framework_path']}.{r.name}",
+                "shape": list(r.block_shape),
+                "fans": fan,
+                "spec": b.spec.model_dump(mode="json"),
+                "plan": b.plan.describe(),
+                "block_of": p.info.path,
+                "region": {
+                    "axis": r.axis,
+                    "start": r.start,
+                    "stop": r.stop,
+                    "squeeze": r.squeeze,
+                    "overlay": r.overlay,
+                },
+            }
+        )
+    return out
 
 
 class Report:
@@ -458,6 +540,7 @@ class Report:
                     "names": list(match_names(info)),
                 }
             )
+            rows.extend(_block_rows(rows[-1], p))
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -483,7 +566,7 @@ class Report:
                 else f"#{r['rule_index']}" + (f" {r['rule_name']}" if r["rule_name"] else "")
             )
             what = {
-                "init": r["plan"],
+                "init": r["plan"] or "blocks (below)",
                 "skip": "skipped (kept)",
                 "unmatched": "no rule (kept)",
                 "meta": f"meta, not written: {r['plan']}",
@@ -499,7 +582,12 @@ class Report:
             for row in [head, *body]
         ]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        lines.append(f"{len(body)} parameters, {self.unmatched} unmatched")
+        blocks = sum(1 for r in self.rows() if "block_of" in r)
+        lines.append(
+            f"{len(body) - blocks} parameters"
+            + (f" ({blocks} blocks)" if blocks else "")
+            + f", {self.unmatched} unmatched"
+        )
         lines.extend(f"warning: {printable(w)}" for w in self.warnings)
         return "\n".join(lines)
 

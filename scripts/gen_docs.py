@@ -95,6 +95,8 @@ def policy() -> str:
         ("Rule", defs["Rule"]["properties"], initspec.Rule.__doc__),
         ("Match", defs["Match"]["properties"], initspec.Match.__doc__),
         ("DepthScale", defs["DepthScale"]["properties"], initspec.policy.DepthScale.__doc__),
+        ("Blocks", defs["Blocks"]["properties"], initspec.policy.Blocks.__doc__),
+        ("Slice", defs["Slice"]["properties"], initspec.policy.Slice.__doc__),
     ]:
         lines += [
             f"## {title}",

@@ -102,6 +102,9 @@ class TorchBackend:
             target[row].zero_()
             return values
 
+        if job.region is not None:
+            self._draw_block(target, job)
+            return
         with torch.no_grad():
             if job.rng == "portable":
                 portable.write_(target, job.plan, job.key, job.perm, job.index)
@@ -115,3 +118,27 @@ class TorchBackend:
                 gen = torch.Generator(device=target.device)
                 gen.manual_seed(job.seed)
             draw(job, TorchNative(target, gen), zero_row)
+
+    def _draw_block(self, target: torch.Tensor, job: Job) -> None:
+        """One block of a parameter (``job.region``): the part the local tensor holds (a
+        DTensor's shard, or the shard ``job.index`` of a plain tensor), drawn from the
+        block's own key and its global indices inside the block."""
+        assert job.region is not None
+        shard = portable.dtensor_shard(target)
+        local, index = shard if shard is not None else (target, job.index)
+        placed = job.region.locate(index)
+        if placed is None:
+            return
+        where, inside = placed
+        with torch.no_grad():
+            view = local[where]
+            if view.numel() == 0:
+                return
+            if job.rng == "portable":
+                portable.write_(view, job.plan, job.key, job.perm, inside)
+                return
+            gen = self.generator
+            if gen is SEEDED:
+                gen = torch.Generator(device=view.device)
+                gen.manual_seed(job.seed)
+            draw(job, TorchNative(view, gen), lambda values, row: values)
