@@ -61,6 +61,15 @@ expert shard by expert shard, gets exactly the values of the whole model
 (``initspec.pathmap``). A ``depth_scale`` with ``n_layers: "count:..."`` counts the layers
 the call sees, so a stage needs the whole model's ``n_layers`` as a number.
 
+Width (muP). A policy's ``width`` holds the base model's shapes (``{"width": {"base":
+report_of_base.shapes()}}``); dimensions that differ from the base are width dimensions, and
+the rules' inits are scaled as ``mup.set_base_shapes`` scales a torch-default model: output
+(readout) weights and their biases, and other Linear / Conv biases, by ``sqrt(m_in)``;
+hidden and input weights as they are. ``report.lr_multipliers(optimizer="adam" | "sgd")``
+gives the per-parameter learning-rate and weight-decay factors of ``mup``'s ``MuAdam`` /
+``MuSGD`` and the output multiplier of ``MuReadout`` (``initspec.width`` has the rules; the
+``Width`` section below the fields).
+
 Patterns. ``path`` is a list of globs (``*`` and ``?`` cross dots, ``[...]`` / ``[!...]``
 as ``fnmatch``), matched against the whole canonical path. ``regex`` is matched against the
 whole path by RE2 (google-re2), an engine that never backtracks: every accepted pattern
@@ -542,6 +551,42 @@ def _check_seed(value: Any) -> Any:
     return value
 
 
+class Width(BaseModel):
+    """muP (Yang et al. 2021, "Tensor Programs V"; the ``mup`` package): the model's
+    shapes relative to a base model's, as ``mup.set_base_shapes`` takes them.
+
+    ``base``: each parameter's shape in the base model (its canonical path, either leaf
+    spelling, -> the stored shape; ``initspec_torch.explain(policy, base_model)`` /
+    ``report.shapes()`` writes it). A dimension whose size differs from the base's is a
+    width dimension with multiplier ``m = size / base`` (a whole multiple or a whole
+    fraction of the base: anything else is refused). What each rule gives is then scaled
+    as ``set_base_shapes(..., rescale_params=True)`` does, which assumes a fan_in-scaled
+    init (torch's defaults, kaiming, lecun):
+
+    - output weights (a Linear / Dense kernel whose input axis is a width dimension and
+      output axis is not: ``MuReadout``) and their biases: x ``sqrt(m_in)``, so their
+      variance is the base model's (with ``readout_zero_init``: zeros, as
+      ``MuReadout(readout_zero_init=True)``); the forward multiplier ``1 / m_in`` that
+      ``MuReadout`` applies to its input is in the report (``output_mult``);
+    - other Linear / Conv biases: x ``sqrt(m_in)`` of their weight (``rescale_linear_bias``);
+    - hidden and input weights, embeddings, norms: unchanged (1 / fan_in is muP there).
+
+    ``report.lr_multipliers(optimizer="adam" | "sgd")`` gives ``MuAdam`` / ``MuSGD``'s
+    per-parameter learning-rate and weight-decay factors.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    base: Annotated[
+        dict[
+            Annotated[str, Field(min_length=1, max_length=MAX_PATTERN * 2)],
+            Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=64)],
+        ],
+        Field(max_length=1_000_000),
+    ]
+    readout_zero_init: bool = False
+
+
 class Policy(BaseModel):
     """A versioned, ordered list of rules (see the module docstring)."""
 
@@ -560,6 +605,7 @@ class Policy(BaseModel):
         Field(max_length=MAX_LIST),
     ] = {}
     rules: Annotated[list[Rule], Field(max_length=MAX_RULES)] = []
+    width: Width | None = None
 
 
 # Loading ---------------------------------------------------------------------------------
@@ -828,6 +874,7 @@ def _load(source: Any, base_dir: Any, chain: tuple[str, ...]) -> Policy:
             "unmatched": policy.unmatched if "unmatched" in fields else parent.unmatched,
             "strict": policy.strict if "strict" in fields else parent.strict,
             "modules": {**parent.modules, **policy.modules},
+            "width": policy.width if policy.width is not None else parent.width,
             "description": policy.description or parent.description,
         }
     )

@@ -19,10 +19,11 @@ from initspec.blocks import ResolvedBlock, block_layout, regions, slice_region
 from initspec.errors import InitSpecError, InitSpecWarning, printable
 from initspec.layout import LayoutLike, fans, resolve_layout
 from initspec.numeric import FLOAT_DTYPES
-from initspec.plans import NormalPlan, Plan, UniformPlan
+from initspec.plans import ConstantPlan, NormalPlan, Plan, UniformPlan
 from initspec.policy import Policy, Rule, load_policy
 from initspec.seeding import FLAX_TO_TORCH_LEAF, derive_seed
 from initspec.specs import PlanContext, SpecBase
+from initspec.width import WidthInfo, width_info
 
 # The smallest positive normal number of each dtype: a random plan whose std is below it
 # would write (mostly) zeros and subnormals, so resolve refuses it.
@@ -101,6 +102,8 @@ class Resolution:
     seed: int
     params: list[ResolvedParam]
     unused_rules: list[str] = field(default_factory=list)
+    # muP (the policy's ``width``): each parameter's width dimensions and multipliers
+    width: dict[str, WidthInfo] = field(default_factory=dict)
 
     def to_sample(self) -> list[ResolvedParam]:
         return [p for p in self.params if p.status == "init"]
@@ -262,6 +265,27 @@ def _parts(rule: Rule, info: ParamInfo, factor: float, seed: int) -> list[Resolv
     return out
 
 
+def _width(pol: Policy, info: ParamInfo, by_path: dict[str, ParamInfo]) -> WidthInfo:
+    """muP for ``info`` (``initspec.width``): a bias is read with its sibling weight."""
+    assert pol.width is not None
+    sibling = None
+    if info.role == "bias":
+        head = info.path.rpartition(".")[0]
+        weight = by_path.get(f"{head}.weight") or by_path.get(f"{head}.kernel")
+        if weight is not None:
+            sibling = (match_names(weight), tuple(weight.shape), weight.layout)
+    return width_info(
+        pol.width,
+        info.path,
+        match_names(info),
+        tuple(info.shape),
+        info.layout,
+        info.kind,
+        info.role,
+        sibling,
+    )
+
+
 def _where(info: ParamInfo) -> str:
     return printable(f"{info.path} (shape {tuple(info.shape)}, {info.kind}/{info.role})")
 
@@ -333,8 +357,17 @@ def resolve(
     used: set[int] = set()
     finder = _RuleFinder(pol)
     plans: dict[Any, Plan] = {}
+    widths: dict[str, WidthInfo] = {}
+    by_path = {p.path: p for p in params}
     for info in params:
         found = finder.find(info)
+        if pol.width is not None:
+            label = printable(found[1].label(found[0])) if found is not None else "(none)"
+            try:
+                widths[info.path] = _width(pol, info, by_path)
+            except InitSpecError as exc:
+                problems.append(f"{_where(info)}: rule {label}: {exc}")
+                continue
         if found is None:
             if pol.unmatched == "error":
                 problems.append(
@@ -381,11 +414,19 @@ def resolve(
                         f"is not a finite float64"
                     )
                 factor /= math.sqrt(denominator)
+            wi = widths.get(info.path)
+            zero = wi is not None and pol.width is not None and pol.width.readout_zero_init
+            zero = zero and wi is not None and wi.kind in ("output", "output_bias")
+            if wi is not None:
+                factor *= wi.init_factor
             plan: Plan | None = None
             if rule.blocks is None:
                 assert rule.init is not None
                 base = plan = _base_plan(plans, index, rule, info)
-                if factor != 1.0:
+                if zero:  # MuReadout(readout_zero_init=True)
+                    base = plan = ConstantPlan(tuple(info.shape), 0.0, fans=plan.fans)
+                    factor = 1.0
+                elif factor != 1.0:
                     plan = plan.scaled(factor)
                 _check_spread(base, plan, factor, info.dtype)
         except InitSpecError as exc:
@@ -421,7 +462,7 @@ def resolve(
     if problems:
         raise ResolutionError(problems)
     _warn(loud, kept)
-    return Resolution(pol, seed, out, unused)
+    return Resolution(pol, seed, out, unused, widths)
 
 
 def _warn(unused: list[str], kept: list[str]) -> None:
@@ -542,6 +583,28 @@ class Report:
             )
             rows.extend(_block_rows(rows[-1], p))
         return rows
+
+    def shapes(self) -> dict[str, list[int]]:
+        """Each parameter's canonical path -> its stored shape: the ``width.base`` of a
+        muP policy when this is the report of the base model."""
+        return {p.info.path: list(p.info.shape) for p in self.resolution.params}
+
+    def lr_multipliers(self, optimizer: str = "adam") -> dict[str, dict[str, float | None]]:
+        """muP's per-parameter factors (the policy's ``width``), as ``mup``'s ``MuAdam``
+        (``optimizer="adam"``, AdamW alike) or ``MuSGD`` (``"sgd"``) apply them: path ->
+        ``{"lr": ..., "weight_decay": ..., "output_mult": ...}`` (the base learning rate
+        and weight decay times these; ``output_mult``: the factor ``MuReadout`` applies to
+        an output layer's input, None for other parameters). ``initspec.width`` gives the
+        rules."""
+        if optimizer not in ("adam", "sgd"):
+            raise InitSpecError(f"optimizer {optimizer!r} is not known; allowed: adam, sgd")
+        if self.resolution.policy.width is None:
+            raise InitSpecError("lr_multipliers need a policy with a 'width' section (muP)")
+        out: dict[str, dict[str, float | None]] = {}
+        for path, w in self.resolution.width.items():
+            lr, wd = (w.lr_adam, w.wd_adam) if optimizer == "adam" else (w.lr_sgd, w.wd_sgd)
+            out[path] = {"lr": lr, "weight_decay": wd, "output_mult": w.output_mult}
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         res = self.resolution

@@ -97,6 +97,7 @@ def policy() -> str:
         ("DepthScale", defs["DepthScale"]["properties"], initspec.policy.DepthScale.__doc__),
         ("Blocks", defs["Blocks"]["properties"], initspec.policy.Blocks.__doc__),
         ("Slice", defs["Slice"]["properties"], initspec.policy.Slice.__doc__),
+        ("Width", defs["Width"]["properties"], initspec.policy.Width.__doc__),
     ]:
         lines += [
             f"## {title}",
