@@ -538,3 +538,26 @@ def test_policy_shapes_of_blocks_are_validated_on_load() -> None:
         )
     )
     assert ok.rules[0].blocks is not None and ok.rules[0].init is None
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_a_failure_while_writing_a_block_leaves_the_model_as_it_was(k: int) -> None:
+    """The atomicity pattern of tests/test_atomicity.py on a blocked parameter: the k-th
+    block write (of q, k, v) fails after writing half of its block; the fused weight and
+    every other tensor are bit-identical to before, and the failure reaches the caller."""
+    from test_atomicity import FailOn, caused_by_injection
+
+    model = nn.Module()
+    model.qkv = nn.Linear(8, 24)
+    with torch.no_grad():
+        for t in model.parameters():
+            t.copy_(torch.randn(t.shape, generator=torch.Generator().manual_seed(3)))
+    before = snapshot(model)
+    failing = FailOn(initspec_torch.portable.write_, k=k, midway=True)
+    policy = _rule(init={"kind": "normal"}, blocks={"split": ["q", "k", "v"]})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(initspec_torch.portable, "write_", failing)
+        with pytest.raises(BaseException) as err:
+            quiet(initspec_torch.apply, policy, model, rng="portable")
+    assert failing.fired and caused_by_injection(err.value)
+    assert snapshot(model) == before
