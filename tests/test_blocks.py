@@ -10,6 +10,7 @@ the parameter and the numbers, nothing written).
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from typing import Any
@@ -124,6 +125,9 @@ def test_gpt2_c_attn_equals_its_separate_qkv_twin_and_has_per_block_fans() -> No
     # xavier_normal per block: sqrt(2 / (D + D)); on the fused fans it would be sqrt(2 / 4D)
     assert q["plan"].startswith(f"normal(mean=0, std={math.sqrt(2 / (2 * D)):.4g})")
     assert rows["h.1.attn.c_attn.bias.v"]["region"]["start"] == 2 * D
+    parsed = json.loads(report.to_json())["parameters"]
+    assert [r["path"] for r in parsed] == [r["path"] for r in report.rows()]
+    assert "2 parameters" not in report.table() and "(12 blocks)" in report.table()
 
 
 def test_gpt2_c_attn_in_flax_equals_torch() -> None:

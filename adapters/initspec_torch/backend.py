@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from initspec.backend import Job, draw
+from initspec.errors import BackendError
 from initspec_torch import portable
 from initspec_torch.casting import dtype_name
 from initspec_torch.sampler import Generator, TorchNative
@@ -125,6 +126,11 @@ class TorchBackend:
         block's own key and its global indices inside the block."""
         assert job.region is not None
         shard = portable.dtensor_shard(target)
+        if shard is not None and job.rng != "portable":
+            raise BackendError(
+                f"{job.path!r}: block {job.region.name!r} of a DTensor needs rng='portable' "
+                f"(the native stream is not shardable)"
+            )
         local, index = shard if shard is not None else (target, job.index)
         placed = job.region.locate(index)
         if placed is None:
