@@ -391,7 +391,11 @@ class Blocks(BaseModel):
       parameter's with the axis removed, so fans are per expert).
 
     ``init``: a spec per block name; a block not named takes the rule's ``init``. The
-    rule's ``gain`` and ``depth_scale`` apply to every block.
+    rule's ``gain``, ``depth_scale`` and muP ``width`` factor apply to every block. A stack
+    of experts needs a layout that does not name the expert axis as ``in`` or ``out`` (it
+    may be ``batch``): give the rule one, e.g. ``"layout": {"in": [2], "out": [1],
+    "batch": [0]}`` for torch's (E, out, in), ``{"in": [1], "out": [2], "batch": [0]}``
+    for Flax's (E, in, out).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
