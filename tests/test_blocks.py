@@ -565,3 +565,15 @@ def test_a_failure_while_writing_a_block_leaves_the_model_as_it_was(k: int) -> N
             quiet(initspec_torch.apply, policy, model, rng="portable")
     assert failing.fired and caused_by_injection(err.value)
     assert snapshot(model) == before
+
+
+def test_a_fused_parameter_is_copied_once_for_atomicity() -> None:
+    """One job per block, one copy per parameter (the first job's, restored last)."""
+    backend = initspec_torch.backend.TorchBackend()
+    w = torch.zeros(6, 2)
+    first, again = backend.snapshot(w), backend.snapshot(w)
+    assert first is not None and again is None
+    w.fill_(5.0)
+    backend.restore(w, again)
+    backend.restore(w, first)
+    assert not w.any()

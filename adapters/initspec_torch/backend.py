@@ -63,6 +63,9 @@ class TorchBackend:
         self.generator, self.atomic = generator, atomic
         # weight_norm: id(v) -> (g, dim); g is set to the norm of v after v is written
         self.magnitudes = magnitudes or {}
+        # tensors already copied: a fused parameter's blocks are one job each, and one
+        # copy (the first, restored last) gives the parameter back
+        self._copied: set[int] = set()
 
     def dtype(self, target: torch.Tensor) -> str:
         return dtype_name(target.dtype)
@@ -74,8 +77,9 @@ class TorchBackend:
         return bool(target.is_meta)
 
     def snapshot(self, target: torch.Tensor) -> Any:
-        if not self.atomic:
+        if not self.atomic or id(target) in self._copied:
             return None
+        self._copied.add(id(target))
         derived = self.magnitudes.get(id(target))
         with torch.no_grad():
             g = derived[0].detach().clone() if derived is not None else None
