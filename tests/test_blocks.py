@@ -577,3 +577,41 @@ def test_a_fused_parameter_is_copied_once_for_atomicity() -> None:
     backend.restore(w, again)
     backend.restore(w, first)
     assert not w.any()
+
+
+def test_native_stream_blocks_use_their_own_fans_in_torch_and_flax() -> None:
+    """xavier_uniform per block: bound sqrt(6 / (D + D)); on the fused (3D, D) fans it would
+    be sqrt(6 / 4D), 0.707 times smaller. All D * D values of a block lie inside the block
+    bound, and some lie outside the fused one (a block drawn on the fused fans would have
+    all D * D = 256 inside with probability 0.707**256 < 1e-38)."""
+    policy = {
+        "initspec": 1,
+        "rules": [
+            {
+                "match": {"path": ["qkv.weight"]},
+                "init": {"kind": "xavier_uniform"},
+                "blocks": {"split": ["q", "k", "v"]},
+            },
+            {"match": {}, "skip": True},
+        ],
+    }
+    block, fused = math.sqrt(6 / (2 * D)), math.sqrt(6 / (4 * D))
+    model = nn.Module()
+    model.qkv = nn.Linear(D, 3 * D)
+    initspec_torch.apply(policy, model, SEED)
+    again = nn.Module()
+    again.qkv = nn.Linear(D, 3 * D)
+    initspec_torch.apply(policy, again, SEED)
+    w = model.qkv.weight.detach()
+    assert torch.equal(w, again.qkv.weight)  # reproducible
+    parts = [w[i * D : (i + 1) * D].numpy() for i in range(3)]
+    pytest.importorskip("flax")
+    import initspec_jax
+
+    tree = {"qkv": {"kernel": np.zeros((D, 3 * D), np.float32)}}
+    new, _ = initspec_jax.apply(policy, tree, SEED)
+    kernel = np.asarray(new["qkv"]["kernel"])
+    parts += [kernel[:, i * D : (i + 1) * D] for i in range(3)]
+    for p in parts:
+        assert np.abs(p).max() <= block and np.abs(p).max() > fused
+    assert not np.array_equal(parts[0], parts[1])  # each block its own key
