@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml initspec/_stream.c
 	# stack no test uses; datasets would also downgrade huggingface_hub). What its model code
 	# imports is in the dev extras; tests/real_packages.py says how it imports without triton.
 	$(BIN)/pip install -q --no-deps torchtitan==0.3.0
+	# mup (tests/test_mup.py checks muP against it) without its declared dependencies: it
+	# requires torchvision, which pip resolves to a CUDA torch; `import mup` needs torch and
+	# pyyaml only (pandas for its coord_check, which no test uses).
+	$(BIN)/pip install -q --no-deps mup==1.0.0
 	# timm and torchvision in a folder of their own, off the import path: PyPI's torchvision is
 	# linked against CUDA torch, its operators do not load beside this CPU torch, and an
 	# importable torchvision that fails breaks `import transformers` (which imports it when

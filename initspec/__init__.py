@@ -25,6 +25,7 @@ from initspec.keras import KerasSeedWarning, from_keras, to_keras
 from initspec.layout import LAYOUTS, fans
 from initspec.numpy_backend import sample
 from initspec.parse import parse, schema, to_json
+from initspec.pathmap import GlobalShard
 from initspec.policy import Match, Policy, Rule, load_policy, policy_schema, preset, presets
 from initspec.resolve import Report, ResolutionError
 from initspec.seeding import derive_seed
@@ -38,6 +39,7 @@ __all__ = [
     "BackendError",
     "CheckReport",
     "InitCheckError",
+    "GlobalShard",
     "InitSpecError",
     "InitSpecWarning",
     "KerasSeedWarning",

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
+from initspec.blocks import Region
 from initspec.errors import BackendError, InitSpecError
 from initspec.layout import Layout, LayoutLike, resolve_layout
 from initspec.numeric import FLOAT_DTYPES, check_fits, inward_bounds
@@ -118,6 +119,10 @@ class Job:
     (``key``), and the element counters run in the layout's canonical order (``perm``),
     over the whole tensor or the shard ``index``. ``zero_row``: a row set to zero after
     sampling (an embedding's padding row).
+
+    ``region``: the job writes one block of the parameter (``initspec.blocks.Region``),
+    ``plan`` is the block's; ``index`` is then the shard of the *parameter* the target
+    holds, and ``region.locate(index)`` says which part of the target and of the block.
     """
 
     path: str
@@ -128,6 +133,7 @@ class Job:
     stream: int = 1
     index: tuple[slice, ...] | None = None
     zero_row: int | None = None
+    region: Region | None = None
 
     @property
     def key(self) -> tuple[int, int]:
@@ -139,7 +145,19 @@ class Job:
 
     @property
     def block(self) -> Block:
-        return block(self.plan.shape, self.perm, self.index)
+        """The counters of what the job draws: the shard ``index`` of the plan, or, for a
+        block, the part of it in the shard (empty if the shard holds none)."""
+        if self.region is None:
+            return block(self.plan.shape, self.perm, self.index)
+        placed = self.region.locate(self.index)
+        if placed is None:
+            return block(self.plan.shape, self.perm, tuple(slice(0, 0) for _ in self.plan.shape))
+        return block(self.plan.shape, self.perm, placed[1])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The (global) shape of the parameter the job writes into."""
+        return self.region.shape if self.region is not None else self.plan.shape
 
 
 class Backend(Protocol[TargetT]):

@@ -16,6 +16,7 @@ from initspec.backend import Backend, Job, Rng, check_rng
 from initspec.errors import BackendError, InitSpecError, ShapeError
 from initspec.layout import LayoutLike
 from initspec.numeric import FLOAT_DTYPES, check_fits
+from initspec.pathmap import PathMap, map_paths
 from initspec.resolve import ParamInfo, Resolution, ResolutionError, resolve
 from initspec.seeding import derive_seed
 from initspec.specs import PlanContext, SpecBase
@@ -75,6 +76,8 @@ def problem(job: Job, dtype: str, backend: Backend[T], target: T) -> str | None:
             job.block  # noqa: B018 - validates the shard against the shape
     except BackendError as exc:
         return str(exc)
+    if job.index is not None and job.rng != "portable":
+        return "a shard (path_map with a GlobalShard) needs rng='portable'"
     rows = job.plan.shape[0] if job.plan.shape else 0
     if job.zero_row is not None and not -rows <= job.zero_row < rows:
         return f"the padding row {job.zero_row} lies outside the {rows} rows"
@@ -92,12 +95,20 @@ def run_one(backend: Backend[T], job: Job, target: T) -> None:
 
 
 def jobs(resolution: Resolution, rng: Rng = "native", stream: int = 1) -> list[Job]:
-    """One job per parameter the resolution initializes."""
+    """One job per parameter the resolution initializes, or, for a rule with blocks or
+    slices, one per block and slice after the parameter's own (``initspec.blocks``), each
+    with the parameter's shard (``ParamInfo.shard``) as its ``index``."""
     out = []
     for rp in resolution.to_sample():
-        assert rp.plan is not None
         info = rp.info
-        out.append(Job(info.path, rp.plan, info.layout, rp.seed, rng, stream, None, rp.zero_row))
+        if rp.plan is not None:
+            out.append(
+                Job(info.path, rp.plan, info.layout, rp.seed, rng, stream, info.shard, rp.zero_row)
+            )
+        for b in rp.blocks:
+            out.append(
+                Job(info.path, b.plan, b.layout, b.seed, rng, stream, info.shard, region=b.region)
+            )
     return out
 
 
@@ -112,17 +123,21 @@ def run_policy(
     stream: int = 1,
     write: bool = True,
     strict: bool | None = None,
+    path_map: PathMap | None = None,
 ) -> Resolution:
     """Apply ``policy`` to described parameters (``targets``: the backend's target of each
     canonical path), all or nothing; ``write=False`` stops after the checks (``explain``).
     ``strict``: rules matching nothing and kept parameters are errors (``resolve``).
+    ``path_map``: local names (and shards) of a part of a model mapped to the whole
+    model's (``initspec.pathmap``), before anything is resolved.
 
     Raises one ``ResolutionError`` listing every parameter that cannot be handled, before
     anything is written; if a write fails, every parameter written gets its values back
     (``write_all``).
     """
     check_rng(rng, stream)
-    resolution = resolve(policy, list(params), seed, strict)
+    params, targets = map_paths(list(params), targets, path_map)
+    resolution = resolve(policy, params, seed, strict)
     todo = jobs(resolution, rng, stream)
     by_path = {rp.info.path: rp for rp in resolution.to_sample()}
     problems = []
@@ -133,9 +148,10 @@ def run_policy(
             rp = by_path[job.path]
             assert rp.rule is not None and rp.rule_index is not None
             info = rp.info
+            part = f"block {job.region.name!r}: " if job.region is not None else ""
             problems.append(
                 f"{info.path} (shape {info.shape}, {info.kind}/{info.role}): "
-                f"rule {rp.rule.label(rp.rule_index)}: {found}"
+                f"rule {rp.rule.label(rp.rule_index)}: {part}{found}"
             )
     if problems:
         raise ResolutionError(problems)

@@ -34,6 +34,42 @@ layout for what it matches.
 ``GPT2Attention``, ``LlamaAttention``, ...); ``{"path": ["*.bn2.weight"], "within":
 ["BasicBlock"]}`` is timm's zero-init of a ResNet BasicBlock's last norm.
 
+Fused parameters. A rule's ``blocks`` splits what it matches along one axis into named
+logical blocks, each planned on its own shape (so with its own fans) with its own spec:
+GPT-2's fused ``c_attn`` (HF ``Conv1D``, stored (in, 3 * d)) as ``{"blocks": {"axis":
+"out", "split": ["q", "k", "v"]}}``, torchtitan's ``wqkv`` with grouped-query sizes as
+``"split": [["q", 512], ["k", 128], ["v", 128]]``, a Llama ``w13`` as ``["gate", "up"]``,
+stacked experts (E, out, in) as ``{"experts": E}``. The axis is named by what it means,
+``"out"`` or ``"in"`` in the parameter's layout, so one rule splits torch's (3 * d, d)
+``Linear`` weight, HF's (d, 3 * d) ``Conv1D`` weight and Flax's (d, 3 * d) ``Dense``
+kernel alike (a stored axis index works too). Each block is keyed in the portable stream by
+``<parameter path>.<block>`` (``h.0.attn.c_attn.weight.q``): with ``rng="portable"`` a
+fused parameter equals, bit for bit, the concatenation of the separate parameters of the
+unfused model when those are named so (``path_map``, below). A rule's ``slices`` are ranges
+written over its values with their own spec, keyed the same way: an LSTM's forget-gate bias
+set to 1 is ``{"name": "forget", "part": [1, 4], "init": {"kind": "constant", "value":
+1.0}}``. The report has a row per block and slice (``block_of`` names the parameter).
+Errors name the rule, the parameter and the numbers: sizes that do not add up to the axis,
+an axis that does not divide evenly, a slice outside the tensor, a block spec that needs
+more dimensions than the block has.
+
+Parts of a model. ``apply(..., path_map=...)`` (torch and Flax) maps a pipeline stage's
+local names to the whole model's, and with an ``initspec.GlobalShard`` says which part of
+a global tensor a local one is (experts ``[a, b)`` of a stack): rules match the global
+names and seeds and streams are keyed by them, so a model initialized stage by stage, or
+expert shard by expert shard, gets exactly the values of the whole model
+(``initspec.pathmap``). A ``depth_scale`` with ``n_layers: "count:..."`` counts the layers
+the call sees, so a stage needs the whole model's ``n_layers`` as a number.
+
+Width (muP). A policy's ``width`` holds the base model's shapes (``{"width": {"base":
+report_of_base.shapes()}}``); dimensions that differ from the base are width dimensions, and
+the rules' inits are scaled as ``mup.set_base_shapes`` scales a torch-default model: output
+(readout) weights and their biases, and other Linear / Conv biases, by ``sqrt(m_in)``;
+hidden and input weights as they are. ``report.lr_multipliers(optimizer="adam" | "sgd")``
+gives the per-parameter learning-rate and weight-decay factors of ``mup``'s ``MuAdam`` /
+``MuSGD`` and the output multiplier of ``MuReadout`` (``initspec.width`` has the rules; the
+``Width`` section below the fields).
+
 Patterns. ``path`` is a list of globs (``*`` and ``?`` cross dots, ``[...]`` / ``[!...]``
 as ``fnmatch``), matched against the whole canonical path. ``regex`` is matched against the
 whole path by RE2 (google-re2), an engine that never backtracks: every accepted pattern
@@ -345,6 +381,145 @@ class ModuleDescription(BaseModel):
     axes); default: the framework's own for that kind."""
 
 
+MAX_BLOCKS = 4096  # blocks (or experts) one rule may split a parameter into
+BlockName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_]+$")]
+Axis = Literal["out", "in"] | Annotated[int, Field(ge=-64, le=63)]
+
+
+def _pairs(value: Any) -> Any:
+    # JSON gives [name, size] pairs as lists; strict validation wants the stored tuples.
+    if isinstance(value, list):
+        return [tuple(v) if isinstance(v, list) else v for v in value]
+    return value
+
+
+class Blocks(BaseModel):
+    """Split what the rule matches along one axis into named logical blocks, each planned
+    on its own shape (its own fans) with its own spec and keyed in the portable stream by
+    ``<parameter path>.<block name>`` (``h.0.attn.c_attn.weight.q``).
+
+    ``axis`` (default ``"out"``; 0 with ``experts``): ``"out"`` or ``"in"``, the
+    parameter's output or input axis in its layout
+    (so one policy splits torch's (3*d, d) ``Linear`` weight, HF's (d, 3*d) ``Conv1D``
+    weight and Flax's (d, 3*d) ``Dense`` kernel alike; a 1-D parameter, a bias, has its
+    output features on axis 0), or a stored axis index (negatives count from the end).
+    Exactly one of:
+
+    - ``split``: ``[["q", 768], ["k", 256], ["v", 256]]`` (names and sizes, which must add
+      up to the axis), ``["i", "f", "g", "o"]`` (equal parts, named), or ``4`` (equal
+      parts named ``"0"`` .. ``"3"``);
+    - ``experts``: ``E``, a stacked expert dimension: ``E`` blocks named ``"0"`` ..
+      ``"E-1"``, each one expert's tensor without that axis (its layout is the
+      parameter's with the axis removed, so fans are per expert).
+
+    ``init``: a spec per block name; a block not named takes the rule's ``init``. The
+    rule's ``gain``, ``depth_scale`` and muP ``width`` factor apply to every block. A stack
+    of experts needs a layout that does not name the expert axis as ``in`` or ``out`` (it
+    may be ``batch``): give the rule one, e.g. ``"layout": {"in": [2], "out": [1],
+    "batch": [0]}`` for torch's (E, out, in), ``{"in": [1], "out": [2], "batch": [0]}``
+    for Flax's (E, in, out).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, use_attribute_docstrings=True)
+
+    axis: Axis | None = None
+    """``"out"``, ``"in"`` (in the parameter's layout) or a stored axis index; default
+    ``"out"`` for ``split``, 0 for ``experts``."""
+    split: Annotated[
+        Annotated[int, Field(ge=1, le=MAX_BLOCKS)]
+        | Annotated[list[BlockName], Field(min_length=1, max_length=MAX_BLOCKS)]
+        | Annotated[
+            list[tuple[BlockName, Annotated[int, Field(ge=0)]]],
+            Field(min_length=1, max_length=MAX_BLOCKS),
+        ]
+        | None,
+        BeforeValidator(_pairs),
+    ] = None
+    """Named sizes (``[["q", 768], ["k", 256], ["v", 256]]``, adding up to the axis),
+    names of equal parts (``["i", "f", "g", "o"]``), or a count of equal parts."""
+    experts: Annotated[int, Field(ge=1, le=MAX_BLOCKS)] | None = None
+    """A stacked expert dimension of this size: one block per expert, without that axis."""
+    init: Annotated[dict[BlockName, Spec], Field(max_length=MAX_BLOCKS)] = {}
+    """A spec per block name; blocks not named take the rule's ``init``."""
+
+    @model_validator(mode="after")
+    def _one_split(self) -> Blocks:
+        if (self.split is None) == (self.experts is None):
+            raise ValueError("give exactly one of split (named or equal blocks) and experts")
+        names = self.names()
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"block names must be distinct; repeated: {', '.join(dup)}")
+        unknown = sorted(set(self.init) - set(names))
+        if unknown:
+            raise ValueError(
+                f"init names block(s) {', '.join(unknown)} that the split does not have; "
+                f"blocks: {', '.join(names[:20])}"
+            )
+        return self
+
+    def names(self) -> list[str]:
+        """The block names, in order along the axis."""
+        if self.experts is not None:
+            return [str(e) for e in range(self.experts)]
+        if isinstance(self.split, int):
+            return [str(e) for e in range(self.split)]
+        assert self.split is not None
+        return [p if isinstance(p, str) else p[0] for p in self.split]
+
+    def sizes(self) -> list[int] | None:
+        """The sizes along the axis, or None for equal parts."""
+        if isinstance(self.split, list) and self.split and not isinstance(self.split[0], str):
+            return [p[1] for p in self.split if not isinstance(p, str)]
+        return None
+
+
+class Slice(BaseModel):
+    """A range along one axis written with its own spec over what the rule's ``init`` (or
+    its blocks) wrote, planned on the range's shape and keyed ``<parameter path>.<name>``:
+    the forget-gate bias of an LSTM set to 1 (``{"name": "forget", "part": [1, 4],
+    "init": {"kind": "constant", "value": 1.0}}``: the second of four equal parts of
+    torch's (i, f, g, o) gates, whatever the hidden size).
+
+    ``axis`` as in ``Blocks``; the range is ``[start, stop)`` or ``part: [k, n]``, the
+    ``k``-th (from 0) of ``n`` equal parts of the axis.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, use_attribute_docstrings=True)
+
+    name: BlockName
+    """The slice's name: its stream key is ``<parameter path>.<name>``."""
+    axis: Axis = "out"
+    """``"out"``, ``"in"`` or a stored axis index, as in ``Blocks``."""
+    start: Annotated[int, Field(ge=0)] | None = None
+    """First index of the range (with ``stop``)."""
+    stop: Annotated[int, Field(ge=0)] | None = None
+    """One past the last index of the range (with ``start``)."""
+    part: (
+        Annotated[
+            tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=1, le=MAX_BLOCKS)]],
+            BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v),
+        ]
+        | None
+    ) = None
+    """``[k, n]``: the ``k``-th (from 0) of ``n`` equal parts of the axis."""
+    init: Spec
+    """The spec written over the range."""
+
+    @model_validator(mode="after")
+    def _one_range(self) -> Slice:
+        if self.part is not None:
+            if self.start is not None or self.stop is not None:
+                raise ValueError("give either part or start and stop, not both")
+            if self.part[0] >= self.part[1]:
+                raise ValueError(f"part [k, n] needs k < n, got {list(self.part)}")
+        elif self.start is None or self.stop is None:
+            raise ValueError("give start and stop (a range [start, stop)), or part: [k, n]")
+        elif self.start >= self.stop:
+            raise ValueError(f"start must be below stop, got [{self.start}, {self.stop})")
+        return self
+
+
 class Rule(BaseModel):
     """``match`` -> ``init`` (a spec), or ``skip``: leave the parameter as it is.
     ``layout`` (optional) is how the matched parameters' axes are read, instead of the
@@ -377,11 +552,33 @@ class Rule(BaseModel):
     # torch's Embedding(padding_idx=...) and HF models zero that row after sampling.
     zero_padding_row: bool = False
     """Zero an embedding's ``padding_idx`` row after sampling, as torch and HF do."""
+    blocks: Blocks | None = None
+    """A fused parameter's logical blocks (q, k, v; gates; experts), each its own spec and
+    its own fans, keyed ``<path>.<block>`` in the portable stream."""
+    slices: Annotated[list[Slice], Field(max_length=MAX_BLOCKS)] | None = None
+    """Ranges written over the rule's values with their own spec (an LSTM forget-gate
+    bias set to 1)."""
 
     @model_validator(mode="after")
     def _init_or_skip(self) -> Rule:
-        if self.skip == (self.init is not None):
-            raise ValueError("a rule has either 'init' (a spec) or 'skip': true")
+        covered = self.blocks is not None and set(self.blocks.names()) <= set(self.blocks.init)
+        if self.skip:
+            if self.init is not None or self.blocks is not None or self.slices:
+                raise ValueError(
+                    "a rule has either 'init' (a spec) or 'skip': true (and a skip rule no "
+                    "blocks or slices)"
+                )
+        elif self.init is None and not covered:
+            more = "; blocks without an init for every block need the rule's init"
+            raise ValueError(
+                "a rule has either 'init' (a spec) or 'skip': true" + (more if self.blocks else "")
+            )
+        if self.zero_padding_row and (self.blocks is not None or self.slices):
+            raise ValueError("zero_padding_row applies to a whole table, not with blocks or slices")
+        names = [s.name for s in self.slices or ()]
+        blocks = set(self.blocks.names() if self.blocks else ())
+        if len(set(names)) != len(names) or set(names) & blocks:
+            raise ValueError("slice names must be distinct, and distinct from the block names")
         return self
 
     def label(self, index: int) -> str:
@@ -405,6 +602,44 @@ def _check_seed(value: Any) -> Any:
     if not SEED_MIN <= value < SEED_MAX:
         raise ValueError("must be an integer from -2**63 to 2**64 - 1")
     return value
+
+
+class Width(BaseModel):
+    """muP (Yang et al. 2021, "Tensor Programs V"; the ``mup`` package): the model's
+    shapes relative to a base model's, as ``mup.set_base_shapes`` takes them.
+
+    ``base``: each parameter's shape in the base model (its canonical path, either leaf
+    spelling, -> the stored shape; ``initspec_torch.explain(policy, base_model)`` /
+    ``report.shapes()`` writes it). A dimension whose size differs from the base's is a
+    width dimension with multiplier ``m = size / base`` (a whole multiple or a whole
+    fraction of the base: anything else is refused). What each rule gives is then scaled
+    as ``set_base_shapes(..., rescale_params=True)`` does, which assumes a fan_in-scaled
+    init (torch's defaults, kaiming, lecun):
+
+    - output weights (a Linear / Dense kernel whose input axis is a width dimension and
+      output axis is not: ``MuReadout``) and their biases: x ``sqrt(m_in)``, so their
+      variance is the base model's (with ``readout_zero_init``: zeros, as
+      ``MuReadout(readout_zero_init=True)``); the forward multiplier ``1 / m_in`` that
+      ``MuReadout`` applies to its input is in the report (``output_mult``);
+    - other Linear / Conv biases: x ``sqrt(m_in)`` of their weight (``rescale_linear_bias``);
+    - hidden and input weights, embeddings, norms: unchanged (1 / fan_in is muP there).
+
+    ``report.lr_multipliers(optimizer="adam" | "sgd")`` gives ``MuAdam`` / ``MuSGD``'s
+    per-parameter learning-rate and weight-decay factors.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, use_attribute_docstrings=True)
+
+    base: Annotated[
+        dict[
+            Annotated[str, Field(min_length=1, max_length=MAX_PATTERN * 2)],
+            Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=64)],
+        ],
+        Field(max_length=1_000_000),
+    ]
+    """The base model's shape of each parameter, by path."""
+    readout_zero_init: bool = False
+    """Output (readout) weights are zeros, as ``MuReadout(readout_zero_init=True)``."""
 
 
 class Policy(BaseModel):
@@ -437,6 +672,8 @@ class Policy(BaseModel):
     """Classes the adapters do not know, by class name: ``{"MyProj": {"kind": "linear"}}``."""
     rules: Annotated[list[Rule], Field(max_length=MAX_RULES)] = []
     """The rules, in order: the first rule matching a parameter decides it."""
+    width: Width | None = None
+    """muP: scale init by each parameter's width relative to a base model's shapes."""
 
 
 # Loading ---------------------------------------------------------------------------------
@@ -485,8 +722,38 @@ def _prepare(data: Any) -> Any:
                 rule = {**rule, "init": _normalize(rule["init"], ("rules", i, "init"))}
             except SpecError as exc:
                 raise PolicyError(exc.loc, exc.value, exc.allowed) from None
+        if isinstance(rule, dict):
+            rule = _prepare_parts(rule, i)
         out_rules.append(rule)
     return {**data, "rules": out_rules}
+
+
+def _prepare_parts(rule: dict[str, Any], i: int) -> dict[str, Any]:
+    """Spec aliases normalized inside a rule's ``blocks.init`` and ``slices[j].init``."""
+    try:
+        blocks = rule.get("blocks")
+        if isinstance(blocks, dict) and isinstance(blocks.get("init"), dict):
+            specs = {
+                name: _normalize(spec, ("rules", i, "blocks", "init", name))
+                if isinstance(spec, dict)
+                else spec
+                for name, spec in blocks["init"].items()
+            }
+            rule = {**rule, "blocks": {**blocks, "init": specs}}
+        slices = rule.get("slices")
+        if isinstance(slices, list):
+            rule = {
+                **rule,
+                "slices": [
+                    {**s, "init": _normalize(s["init"], ("rules", i, "slices", j, "init"))}
+                    if isinstance(s, dict) and isinstance(s.get("init"), dict)
+                    else s
+                    for j, s in enumerate(slices)
+                ],
+            }
+    except SpecError as exc:
+        raise PolicyError(exc.loc, exc.value, exc.allowed) from None
+    return rule
 
 
 def _check_regex_budget(rules: list[Rule], loc: tuple[str | int, ...]) -> None:
@@ -675,6 +942,7 @@ def _load(source: Any, base_dir: Any, chain: tuple[str, ...]) -> Policy:
             "unmatched": policy.unmatched if "unmatched" in fields else parent.unmatched,
             "strict": policy.strict if "strict" in fields else parent.strict,
             "modules": {**parent.modules, **policy.modules},
+            "width": policy.width if policy.width is not None else parent.width,
             "description": policy.description or parent.description,
         }
     )

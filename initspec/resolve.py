@@ -15,13 +15,15 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from initspec.blocks import ResolvedBlock, block_layout, regions, slice_region
 from initspec.errors import InitSpecError, InitSpecWarning, printable
 from initspec.layout import LayoutLike, fans, resolve_layout
 from initspec.numeric import FLOAT_DTYPES
-from initspec.plans import NormalPlan, Plan, UniformPlan
+from initspec.plans import ConstantPlan, NormalPlan, Plan, UniformPlan
 from initspec.policy import Policy, Rule, load_policy
 from initspec.seeding import FLAX_TO_TORCH_LEAF, derive_seed
 from initspec.specs import PlanContext, SpecBase
+from initspec.width import WidthInfo, width_info
 
 # The smallest positive normal number of each dtype: a random plan whose std is below it
 # would write (mostly) zeros and subnormals, so resolve refuses it.
@@ -62,6 +64,9 @@ class ParamInfo:
     shared_with: tuple[str, ...] = ()
     aliases: tuple[ParamInfo, ...] = ()
     ancestors: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # The local tensor is this part (one slice per dimension) of the parameter of global
+    # ``shape`` (``path_map`` with an ``initspec.GlobalShard``: an expert shard).
+    shard: tuple[slice, ...] | None = None
 
 
 @dataclass
@@ -77,6 +82,8 @@ class ResolvedParam:
     plan: Plan | None = None
     seed: int = 0
     zero_row: int | None = None  # a padding row to zero after sampling (embeddings)
+    # A rule's blocks (plan None: the blocks cover the parameter) and slices, in order.
+    blocks: list[ResolvedBlock] = field(default_factory=list)
 
 
 class ResolutionError(InitSpecError):
@@ -101,6 +108,8 @@ class Resolution:
     seed: int
     params: list[ResolvedParam]
     unused_rules: list[str] = field(default_factory=list)
+    # muP (the policy's ``width``): each parameter's width dimensions and multipliers
+    width: dict[str, WidthInfo] = field(default_factory=dict)
 
     def to_sample(self) -> list[ResolvedParam]:
         return [p for p in self.params if p.status == "init"]
@@ -233,6 +242,56 @@ def _base_plan(memo: dict[Any, Plan], index: int, rule: Rule, info: ParamInfo) -
     return plan
 
 
+def _parts(rule: Rule, info: ParamInfo, factor: float, seed: int) -> list[ResolvedBlock]:
+    """The rule's blocks and then its slices on ``info``, each planned on its own shape
+    (errors name the block, its spec and the numbers)."""
+    found = []
+    if rule.blocks is not None:
+        for region in regions(rule.blocks, info.shape, info.layout):
+            spec = rule.blocks.init.get(region.name, rule.init)
+            assert spec is not None
+            found.append((region, spec))
+    for sl in rule.slices or ():
+        found.append((slice_region(sl, info.shape, info.layout), sl.init))
+    out = []
+    for region, spec in found:
+        what = "slice" if region.overlay else "block"
+        try:
+            layout = block_layout(info.layout, region)
+            base = plan = spec.plan(region.block_shape, layout, info.context)
+            if factor != 1.0:
+                plan = plan.scaled(factor)
+            _check_spread(base, plan, factor, info.dtype)
+        except InitSpecError as exc:
+            raise InitSpecError(
+                f"{what} {region.name!r} (shape {region.block_shape}, {spec.kind_name()}): {exc}"
+            ) from None
+        key = region.key_path(info.path)
+        out.append(ResolvedBlock(region, layout, spec, plan, derive_seed(seed, key)))
+    return out
+
+
+def _width(pol: Policy, info: ParamInfo, by_path: dict[str, ParamInfo]) -> WidthInfo:
+    """muP for ``info`` (``initspec.width``): a bias is read with its sibling weight."""
+    assert pol.width is not None
+    sibling = None
+    if info.role == "bias":
+        head = info.path.rpartition(".")[0]
+        weight = by_path.get(f"{head}.weight") or by_path.get(f"{head}.kernel")
+        if weight is not None:
+            sibling = (match_names(weight), tuple(weight.shape), weight.layout)
+    return width_info(
+        pol.width,
+        info.path,
+        match_names(info),
+        tuple(info.shape),
+        info.layout,
+        info.kind,
+        info.role,
+        sibling,
+    )
+
+
 def _where(info: ParamInfo) -> str:
     return printable(f"{info.path} (shape {tuple(info.shape)}, {info.kind}/{info.role})")
 
@@ -304,8 +363,17 @@ def resolve(
     used: set[int] = set()
     finder = _RuleFinder(pol)
     plans: dict[Any, Plan] = {}
+    widths: dict[str, WidthInfo] = {}
+    by_path = {p.path: p for p in params}
     for info in params:
         found = finder.find(info)
+        if pol.width is not None:
+            label = printable(found[1].label(found[0])) if found is not None else "(none)"
+            try:
+                widths[info.path] = _width(pol, info, by_path)
+            except InitSpecError as exc:
+                problems.append(f"{_where(info)}: rule {label}: {exc}")
+                continue
         if found is None:
             if pol.unmatched == "error":
                 problems.append(
@@ -335,9 +403,7 @@ def resolve(
                 f"only {', '.join(FLOAT_DTYPES)} can be initialized (add a skip rule for it)"
             )
             continue
-        assert rule.init is not None
         try:
-            base = plan = _base_plan(plans, index, rule, info)
             factor = rule.gain
             if rule.depth_scale is not None:
                 n = rule.depth_scale.n_for(matched, all_paths)
@@ -354,17 +420,42 @@ def resolve(
                         f"is not a finite float64"
                     )
                 factor /= math.sqrt(denominator)
-            if factor != 1.0:
-                plan = plan.scaled(factor)
-            if info.dtype in FLOAT_DTYPES:
+            wi = widths.get(info.path)
+            zero = wi is not None and pol.width is not None and pol.width.readout_zero_init
+            zero = zero and wi is not None and wi.kind in ("output", "output_bias")
+            if wi is not None:
+                factor *= wi.init_factor
+            plan: Plan | None = None
+            if rule.blocks is None:
+                assert rule.init is not None
+                base = plan = _base_plan(plans, index, rule, info)
+                if zero:  # MuReadout(readout_zero_init=True)
+                    base = plan = ConstantPlan(tuple(info.shape), 0.0, fans=plan.fans)
+                    factor = 1.0
+                elif factor != 1.0:
+                    plan = plan.scaled(factor)
                 _check_spread(base, plan, factor, info.dtype)
         except InitSpecError as exc:
-            problems.append(f"{_where(info)}: rule {label} ({rule.init.kind_name()}): {exc}")
+            kind = rule.init.kind_name() if rule.init is not None else "blocks"
+            problems.append(f"{_where(info)}: rule {label} ({kind}): {exc}")
+            continue
+        try:
+            parts = _parts(rule, info, factor, seed)
+        except InitSpecError as exc:
+            problems.append(f"{_where(info)}: rule {label}: {exc}")
             continue
         zero_row = info.context.padding_idx if rule.zero_padding_row else None
         out.append(
             ResolvedParam(
-                info, "init", index, rule, rule.init, plan, derive_seed(seed, info.path), zero_row
+                info,
+                "init",
+                index,
+                rule,
+                rule.init,
+                plan,
+                derive_seed(seed, info.path),
+                zero_row,
+                parts,
             )
         )
     unused = [r.label(i) for i, r in enumerate(pol.rules) if i not in used]
@@ -377,7 +468,7 @@ def resolve(
     if problems:
         raise ResolutionError(problems)
     _warn(loud, kept)
-    return Resolution(pol, seed, out, unused)
+    return Resolution(pol, seed, out, unused, widths)
 
 
 def _warn(unused: list[str], kept: list[str]) -> None:
@@ -408,6 +499,38 @@ def _caller_level() -> int:
     ):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _block_rows(row: dict[str, Any], p: ResolvedParam) -> list[dict[str, Any]]:
+    """A row per block and slice of a parameter, after its own: ``path`` is the key path
+    (``h.0.attn.c_attn.weight.q``), ``block_of`` the parameter, ``region`` where it lies."""
+    out = []
+    for b in p.blocks:
+        r = b.region
+        try:
+            fan: list[int] | None = list(fans(r.block_shape, b.layout))
+        except InitSpecError:
+            fan = None
+        out.append(
+            {
+                **row,
+                "path": r.key_path(p.info.path),
+                "framework_path": f"{row['framework_path']}.{r.name}",
+                "shape": list(r.block_shape),
+                "fans": fan,
+                "spec": b.spec.model_dump(mode="json"),
+                "plan": b.plan.describe(),
+                "block_of": p.info.path,
+                "region": {
+                    "axis": r.axis,
+                    "start": r.start,
+                    "stop": r.stop,
+                    "squeeze": r.squeeze,
+                    "overlay": r.overlay,
+                },
+            }
+        )
+    return out
 
 
 class Report:
@@ -464,7 +587,30 @@ class Report:
                     "names": list(match_names(info)),
                 }
             )
+            rows.extend(_block_rows(rows[-1], p))
         return rows
+
+    def shapes(self) -> dict[str, list[int]]:
+        """Each parameter's canonical path -> its stored shape: the ``width.base`` of a
+        muP policy when this is the report of the base model."""
+        return {p.info.path: list(p.info.shape) for p in self.resolution.params}
+
+    def lr_multipliers(self, optimizer: str = "adam") -> dict[str, dict[str, float | None]]:
+        """muP's per-parameter factors (the policy's ``width``), as ``mup``'s ``MuAdam``
+        (``optimizer="adam"``, AdamW alike) or ``MuSGD`` (``"sgd"``) apply them: path ->
+        ``{"lr": ..., "weight_decay": ..., "output_mult": ...}`` (the base learning rate
+        and weight decay times these; ``output_mult``: the factor ``MuReadout`` applies to
+        an output layer's input, None for other parameters). ``initspec.width`` gives the
+        rules."""
+        if optimizer not in ("adam", "sgd"):
+            raise InitSpecError(f"optimizer {optimizer!r} is not known; allowed: adam, sgd")
+        if self.resolution.policy.width is None:
+            raise InitSpecError("lr_multipliers need a policy with a 'width' section (muP)")
+        out: dict[str, dict[str, float | None]] = {}
+        for path, w in self.resolution.width.items():
+            lr, wd = (w.lr_adam, w.wd_adam) if optimizer == "adam" else (w.lr_sgd, w.wd_sgd)
+            out[path] = {"lr": lr, "weight_decay": wd, "output_mult": w.output_mult}
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         res = self.resolution
@@ -489,7 +635,7 @@ class Report:
                 else f"#{r['rule_index']}" + (f" {r['rule_name']}" if r["rule_name"] else "")
             )
             what = {
-                "init": r["plan"],
+                "init": r["plan"] or "blocks (below)",
                 "skip": "skipped (kept)",
                 "unmatched": "no rule (kept)",
                 "meta": f"meta, not written: {r['plan']}",
@@ -505,7 +651,12 @@ class Report:
             for row in [head, *body]
         ]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        lines.append(f"{len(body)} parameters, {self.unmatched} unmatched")
+        blocks = sum(1 for r in self.rows() if "block_of" in r)
+        lines.append(
+            f"{len(body) - blocks} parameters"
+            + (f" ({blocks} blocks)" if blocks else "")
+            + f", {self.unmatched} unmatched"
+        )
         lines.extend(f"warning: {printable(w)}" for w in self.warnings)
         return "\n".join(lines)
 

@@ -120,7 +120,10 @@ def type_text(prop: dict[str, Any], links: dict[str, str]) -> str:
 
 
 def _list_text(prop: dict[str, Any], links: dict[str, str]) -> str:
-    """``list of strings (1 to 512 characters each; at most 1,000)``, ``list of "a", "b"``."""
+    """``list of strings (1 to 512 characters each; at most 1,000)``, ``list of "a", "b"``,
+    ``[string, integer]`` for a fixed-length pair."""
+    if "prefixItems" in prop:
+        return "[" + ", ".join(type_text(p, links) for p in prop["prefixItems"]) + "]"
     items = prop["items"]
     most = f"at most {prop['maxItems']:,}" if "maxItems" in prop else ""
     if "enum" in items:

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from initspec.pathmap import PathMap
 from initspec.resolve import Report
 from initspec_jax.policy_apply import _Backend, _run
 from initspec_jax.traverse import describe_linen, describe_nnx
 
 
 def explain(
-    policy: Any, model: Any, seed: int | None = None, *, strict: bool | None = None
+    policy: Any,
+    model: Any,
+    seed: int | None = None,
+    *,
+    strict: bool | None = None,
+    path_map: PathMap | None = None,
 ) -> Report:
     """What ``apply`` / ``apply_nnx`` would give each parameter, without sampling anything;
     raises the same ``InitSpecError`` as they would (dtype checks included).
 
     ``model``: an ``nnx.Module``; a ``(linen_module, params)`` pair; or a linen parameter
-    tree alone (kinds then come from the parameter names).
+    tree alone (kinds then come from the parameter names). ``path_map`` as in ``apply``.
     """
     from flax import nnx
 
@@ -27,4 +33,6 @@ def explain(
         params = describe_linen(tree, module)
     else:
         params = describe_linen(model)
-    return _run(policy, params, seed, _Backend(), "native", 1, write=False, strict=strict).report()
+    return _run(
+        policy, params, seed, _Backend(), "native", 1, write=False, strict=strict, path_map=path_map
+    ).report()

@@ -11,6 +11,7 @@ stream's values for that key (``initspec_jax.portable``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import jax
@@ -20,6 +21,7 @@ import numpy as np
 from initspec.backend import Job, Rng, draw
 from initspec.engine import run_policy
 from initspec.numeric import FLOAT_DTYPES
+from initspec.pathmap import PathMap
 from initspec.resolve import Report, Resolution, resolve
 from initspec_jax import portable
 from initspec_jax.checks import check_dtype, stored_dtype
@@ -81,6 +83,13 @@ def sample_like(job: Job, like: Any) -> jax.Array:
     return out
 
 
+def _indexed_shape(shape: tuple[int, ...], where: tuple[slice | int, ...]) -> tuple[int, ...]:
+    """The shape of ``x[where]`` for an array of ``shape`` (an int index drops its axis)."""
+    return tuple(
+        len(range(*w.indices(n))) for w, n in zip(where, shape, strict=True) if isinstance(w, slice)
+    )
+
+
 class _Backend:
     """Flax parameters for the engine: a target is ``(path, value)``; new values are
     collected in ``new`` (linen) or assigned to the nnx variable (``apply_nnx``)."""
@@ -103,11 +112,30 @@ class _Backend:
         return target[1]  # jax arrays are immutable: the old value is its own snapshot
 
     def write(self, target: tuple[str, Any], job: Job) -> None:
-        value = sample_like(job, target[1])
+        value = sample_like(job, target[1]) if job.region is None else self._block(target, job)
+        self.new[target[0]] = value
         if self.variables is not None:
             self.variables[target[0]].set_value(value)
-        else:
-            self.new[target[0]] = value
+
+    def _block(self, target: tuple[str, Any], job: Job) -> jax.Array:
+        """The parameter with one block (``job.region``) written: the block's part in the
+        local value (the shard ``job.index`` of the parameter, or all of it) drawn from the
+        block's key and global indices, set into the value written so far (or the old
+        value; zeros for a ``ShapeDtypeStruct``), placed on the old value's sharding."""
+        assert job.region is not None
+        path, like = target
+        current = self.new.get(path, like)
+        if not isinstance(current, jax.Array):
+            current = jnp.zeros(like.shape, like.dtype)
+        placed = job.region.locate(job.index)
+        if placed is None:
+            return current
+        where, inside = placed
+        part = jax.ShapeDtypeStruct(_indexed_shape(current.shape, where), like.dtype)
+        values = sample_like(replace(job, index=inside, region=None), part)
+        out = current.at[where].set(values)
+        sharding = getattr(like, "sharding", None)
+        return out if sharding is None else jax.device_put(out, sharding)
 
     def restore(self, target: tuple[str, Any], snapshot: Any) -> None:
         if self.variables is not None:
@@ -129,11 +157,21 @@ def _run(
     stream: int,
     write: bool = True,
     strict: bool | None = None,
+    path_map: PathMap | None = None,
 ) -> Resolution:
     targets = {p.info.path: (p.info.path, p.value) for p in described}
     infos = [p.info for p in described]
     return run_policy(
-        backend, policy, infos, targets, seed, rng=rng, stream=stream, write=write, strict=strict
+        backend,
+        policy,
+        infos,
+        targets,
+        seed,
+        rng=rng,
+        stream=stream,
+        write=write,
+        strict=strict,
+        path_map=path_map,
     )
 
 
@@ -171,6 +209,7 @@ def apply(
     rng: Rng = "native",
     stream: int = 1,
     strict: bool | None = None,
+    path_map: PathMap | None = None,
 ) -> tuple[Any, Report]:
     """Initialize a Flax linen parameter tree from ``policy``: ``(new_params, report)``.
 
@@ -189,12 +228,18 @@ def apply(
     (docs/portable-random.md), keyed by (seed, canonical path): the same values as NumPy and
     torch for the same seed and path, whatever the sharding.
 
+    ``path_map``: the tree is a part of a larger model (a pipeline stage, an expert
+    shard): local canonical paths mapped to the model's (``initspec.pathmap``), as in
+    ``initspec_torch.apply``.
+
     Raises an ``InitSpecError`` naming every parameter that cannot be handled; nothing is
     sampled then.
     """
     described = describe_linen(params, model, model_args=model_args)
     backend = _Backend()
-    resolution = _run(policy, described, seed, backend, rng, stream, strict=strict)
+    resolution = _run(
+        policy, described, seed, backend, rng, stream, strict=strict, path_map=path_map
+    )
     new = backend.new
     tree, has_collections = split_collections(params)
     boxed = dict(walk(tree))
@@ -226,6 +271,7 @@ def apply_nnx(
     rng: Rng = "native",
     stream: int = 1,
     strict: bool | None = None,
+    path_map: PathMap | None = None,
 ) -> Report:
     """Initialize an ``nnx.Module``'s ``nnx.Param`` variables in place from ``policy``.
 
@@ -235,8 +281,10 @@ def apply_nnx(
     ``InitSpecError`` naming every parameter that cannot be handled, and then writes nothing;
     if an assignment fails (an exception, a KeyboardInterrupt), every variable assigned so
     far gets its previous value back. ``rng="portable"``:
-    the portable stream ``stream``, as in ``apply``.
+    the portable stream ``stream``, as in ``apply``; ``path_map`` as in ``apply``.
     """
     described = describe_nnx(module)
     backend = _Backend({p.info.path: p.variable for p in described})
-    return _run(policy, described, seed, backend, rng, stream, strict=strict).report()
+    return _run(
+        policy, described, seed, backend, rng, stream, strict=strict, path_map=path_map
+    ).report()

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from initspec.backend import Job, draw
+from initspec.errors import BackendError
 from initspec_torch import portable
 from initspec_torch.casting import dtype_name
 from initspec_torch.sampler import Generator, TorchNative
@@ -62,6 +63,9 @@ class TorchBackend:
         self.generator, self.atomic = generator, atomic
         # weight_norm: id(v) -> (g, dim); g is set to the norm of v after v is written
         self.magnitudes = magnitudes or {}
+        # tensors already copied: a fused parameter's blocks are one job each, and one
+        # copy (the first, restored last) gives the parameter back
+        self._copied: set[int] = set()
 
     def dtype(self, target: torch.Tensor) -> str:
         return dtype_name(target.dtype)
@@ -73,8 +77,9 @@ class TorchBackend:
         return bool(target.is_meta)
 
     def snapshot(self, target: torch.Tensor) -> Any:
-        if not self.atomic:
+        if not self.atomic or id(target) in self._copied:
             return None
+        self._copied.add(id(target))
         derived = self.magnitudes.get(id(target))
         with torch.no_grad():
             g = derived[0].detach().clone() if derived is not None else None
@@ -102,6 +107,9 @@ class TorchBackend:
             target[row].zero_()
             return values
 
+        if job.region is not None:
+            self._draw_block(target, job)
+            return
         with torch.no_grad():
             if job.rng == "portable":
                 portable.write_(target, job.plan, job.key, job.perm, job.index)
@@ -115,3 +123,32 @@ class TorchBackend:
                 gen = torch.Generator(device=target.device)
                 gen.manual_seed(job.seed)
             draw(job, TorchNative(target, gen), zero_row)
+
+    def _draw_block(self, target: torch.Tensor, job: Job) -> None:
+        """One block of a parameter (``job.region``): the part the local tensor holds (a
+        DTensor's shard, or the shard ``job.index`` of a plain tensor), drawn from the
+        block's own key and its global indices inside the block."""
+        assert job.region is not None
+        shard = portable.dtensor_shard(target)
+        if shard is not None and job.rng != "portable":
+            raise BackendError(
+                f"{job.path!r}: block {job.region.name!r} of a DTensor needs rng='portable' "
+                f"(the native stream is not shardable)"
+            )
+        local, index = shard if shard is not None else (target, job.index)
+        placed = job.region.locate(index)
+        if placed is None:
+            return
+        where, inside = placed
+        with torch.no_grad():
+            view = local[where]
+            if view.numel() == 0:
+                return
+            if job.rng == "portable":
+                portable.write_(view, job.plan, job.key, job.perm, inside)
+                return
+            gen = self.generator
+            if gen is SEEDED:
+                gen = torch.Generator(device=view.device)
+                gen.manual_seed(job.seed)
+            draw(job, TorchNative(view, gen), lambda values, row: values)

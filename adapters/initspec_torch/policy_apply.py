@@ -12,6 +12,7 @@ from torch import nn
 
 from initspec.backend import Rng
 from initspec.engine import run_policy
+from initspec.pathmap import PathMap
 from initspec.resolve import Report
 from initspec_torch.backend import TorchBackend
 from initspec_torch.describe import describe
@@ -26,6 +27,7 @@ def apply(
     stream: int = 1,
     atomic: bool = True,
     strict: bool | None = None,
+    path_map: PathMap | None = None,
 ) -> Report:
     """Initialize ``module``'s parameters in place from ``policy``; return the report.
 
@@ -58,7 +60,11 @@ def apply(
 
     Tied parameters are initialized once and match a rule under any of their names (of
     the rules matching any name, the first in the policy wins); the report lists every
-    name. Meta parameters are resolved and reported as ``meta`` but not written: after
+    name. ``path_map``: the module is a part of a larger model (a pipeline stage, an
+    expert shard): its local names (and shards, ``initspec.GlobalShard``) mapped to the
+    model's, so each parameter gets the values it has in the whole model
+    (``initspec.pathmap``; with ``rng="portable"``, bit for bit). Rules blocks and slices
+    (``initspec.policy.Blocks``) write a fused parameter block by block. Meta parameters are resolved and reported as ``meta`` but not written: after
     ``module.to_empty(device=...)``, ``apply`` again initializes them fully.
     """
     params = describe(module)
@@ -73,5 +79,6 @@ def apply(
         rng=rng,
         stream=stream,
         strict=strict,
+        path_map=path_map,
     )
     return resolution.report()
