@@ -121,7 +121,7 @@ class Job:
     sampling (an embedding's padding row).
 
     ``region``: the job writes one block of the parameter (``initspec.blocks.Region``),
-    ``plan`` is the block's; ``index`` is then the shard of the *parameter* the target
+    ``plan`` is the block's; ``index`` is then the shard of the whole parameter the target
     holds, and ``region.locate(index)`` says which part of the target and of the block.
     """
 
