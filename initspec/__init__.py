@@ -19,6 +19,7 @@ from initspec.errors import (
     ShapeError,
     SpecError,
 )
+from initspec.fingerprints import Fingerprint, fingerprint
 from initspec.gain import calculate_gain
 from initspec.keras import KerasSeedWarning, from_keras, to_keras
 from initspec.layout import LAYOUTS, fans
@@ -35,6 +36,7 @@ __all__ = [
     "LAYOUTS",
     "SPEC_CLASSES",
     "BackendError",
+    "Fingerprint",
     "InitSpecError",
     "InitSpecWarning",
     "KerasSeedWarning",
@@ -52,6 +54,7 @@ __all__ = [
     "calculate_gain",
     "derive_seed",
     "fans",
+    "fingerprint",
     "from_keras",
     "load_policy",
     "parse",
