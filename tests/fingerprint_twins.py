@@ -41,16 +41,19 @@ def torch_model() -> Any:
 
 
 def nnx_model() -> Any:
-    """The Flax nnx twin of ``torch_model``."""
+    """The Flax nnx twin of ``torch_model``, built with zeros (a policy then initializes
+    it; Flax's own random initializers would only add compilation time)."""
     from flax import nnx
+
+    zeros = nnx.initializers.zeros
 
     class Block(nnx.Module):
         def __init__(self, rngs: nnx.Rngs) -> None:
-            self.embed = nnx.Embed(VOCAB, WIDTH, rngs=rngs)
+            self.embed = nnx.Embed(VOCAB, WIDTH, embedding_init=zeros, rngs=rngs)
             self.ln = nnx.LayerNorm(WIDTH, rngs=rngs)
-            self.fc1 = nnx.Linear(WIDTH, HIDDEN, rngs=rngs)
-            self.fc2 = nnx.Linear(HIDDEN, WIDTH, rngs=rngs)
-            self.conv = nnx.Conv(C_IN, C_OUT, (3, 3), rngs=rngs)
+            self.fc1 = nnx.Linear(WIDTH, HIDDEN, kernel_init=zeros, rngs=rngs)
+            self.fc2 = nnx.Linear(HIDDEN, WIDTH, kernel_init=zeros, rngs=rngs)
+            self.conv = nnx.Conv(C_IN, C_OUT, (3, 3), kernel_init=zeros, rngs=rngs)
 
     return Block(nnx.Rngs(0))
 
