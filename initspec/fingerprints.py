@@ -126,7 +126,7 @@ def _counters(blk: Block, start: int, stop: int) -> np.ndarray:
     """uint64 counters of the block's row-major elements ``start .. stop - 1``."""
     flat = np.arange(start, stop, dtype=np.uint64)
     if blk.dense:
-        return flat + np.uint64(blk.offset)
+        return np.asarray(flat + np.uint64(blk.offset))
     out = np.full(flat.shape, blk.offset, dtype=np.uint64)
     for n, m in zip(reversed(blk.shape), reversed(blk.mults), strict=True):
         if n > 1:
@@ -198,7 +198,9 @@ def combine(sums: Iterable[int]) -> int:
 # --- values, shapes and shards --------------------------------------------------------------
 
 
-def value_bits(values: Any, dtype: str | None = None, where: str = "tensor") -> tuple[np.ndarray, str]:
+def value_bits(
+    values: Any, dtype: str | None = None, where: str = "tensor"
+) -> tuple[np.ndarray, str]:
     """``(bits, dtype name)``: the elements of ``values`` as unsigned integers of their size.
 
     ``values``: a NumPy array of a float dtype of ``FLOAT_DTYPES`` (bfloat16: ml_dtypes',

@@ -213,7 +213,8 @@ def test_fingerprint_object_diff_table_and_dict() -> None:
     a = {"fc.weight": _array((4, 3), "float32"), "fc.bias": _array((4,), "float32")}
     b = {"fc.bias": a["fc.bias"], "fc.weight": a["fc.weight"].copy()}
     fa, fb = initspec.fingerprint(a), initspec.fingerprint(b)
-    assert fa == fb and fa.digest == str(fb) and fa.diff(fb) == []  # the mappings' order is not seen
+    # the mappings' order is not seen
+    assert fa == fb and fa.digest == str(fb) and fa.diff(fb) == []
     b["fc.weight"][1, 1] += 1.0
     b["head.weight"] = _array((2, 4), "float32")
     diff = fa.diff(initspec.fingerprint(b))
@@ -287,7 +288,9 @@ def test_jax_fingerprint_of_a_linen_tree_and_bad_values() -> None:
     kernel = _array((5, 3), "float32")
     tree = {"params": {"fc": {"kernel": jnp.asarray(kernel), "bias": jnp.zeros(3)}}}
     got = initspec_jax.fingerprint(tree)
-    want = initspec.fingerprint({"fc.weight": np.ascontiguousarray(kernel.T), "fc.bias": np.zeros(3, np.float32)})
+    want = initspec.fingerprint(
+        {"fc.weight": np.ascontiguousarray(kernel.T), "fc.bias": np.zeros(3, np.float32)}
+    )
     assert got == want
     abstract = {"fc": {"kernel": jax.ShapeDtypeStruct((5, 3), jnp.float32)}}
     with pytest.raises(initspec.BackendError, match="abstract"):

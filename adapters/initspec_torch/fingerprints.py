@@ -9,7 +9,7 @@ indices; the ranks' sums are added in one all-reduce, so no rank gathers a tenso
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -33,14 +33,14 @@ _UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 _M32 = 0xFFFFFFFF
 
 
-def _bits(tensor: torch.Tensor) -> np.ndarray:
+def _bits(tensor: torch.Tensor, path: str) -> np.ndarray:
     """The tensor's elements as unsigned integers of their size, on the host (contiguous)."""
     local = tensor.detach()
     if local.device.type != "cpu":
         local = local.cpu()
     size = local.element_size()
     if size not in _INT:
-        raise BackendError(f"a {local.dtype} tensor has no fingerprint")
+        raise BackendError(f"parameter {path!r}: a {local.dtype} tensor has no fingerprint")
     ints = local.contiguous().view(_INT[size])
     return np.asarray(ints.numpy().view(_UINT[size]))
 
@@ -91,7 +91,7 @@ def fingerprint(module: nn.Module, *, threads: int | None = None) -> Fingerprint
         name = dtype_name(tensor.dtype)
         if shard is None:
             total = shard_sum(
-                _bits(tensor), info.shape, info.layout, dtype=name, path=info.path,
+                _bits(tensor, info.path), info.shape, info.layout, dtype=name, path=info.path,
                 threads=nthreads,
             )  # fmt: skip
             local.append((info, total))
@@ -100,13 +100,14 @@ def fingerprint(module: nn.Module, *, threads: int | None = None) -> Fingerprint
         share = 0
         if _contributes(tensor):
             share = shard_sum(
-                _bits(values), info.shape, info.layout, index, dtype=name, path=info.path,
+                _bits(values, info.path), info.shape, info.layout, index, dtype=name, path=info.path,
                 threads=nthreads,
             )  # fmt: skip
         sharded.append((info, share))
-        meshes.append(tensor.device_mesh)
-    if sharded:
-        sharded = list(zip([i for i, _ in sharded], _all_reduce([s for _, s in sharded], meshes), strict=True))
+        meshes.append(cast(Any, tensor).device_mesh)
+    if sharded:  # one all-reduce for all of them
+        totals = _all_reduce([share for _, share in sharded], meshes)
+        sharded = [(info, total) for (info, _), total in zip(sharded, totals, strict=True)]
     out: list[ParamFingerprint] = [
         param_fingerprint(info.path, info.dtype, info.shape, info.layout, total)
         for info, total in local + sharded
