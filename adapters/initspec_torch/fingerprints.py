@@ -90,19 +90,19 @@ def fingerprint(module: nn.Module, *, threads: int | None = None) -> Fingerprint
             raise BackendError(f"parameter {info.path!r}: {exc}") from None
         name = dtype_name(tensor.dtype)
         if shard is None:
+            bits = _bits(tensor, info.path)
             total = shard_sum(
-                _bits(tensor, info.path), info.shape, info.layout, dtype=name, path=info.path,
-                threads=nthreads,
-            )  # fmt: skip
+                bits, info.shape, info.layout, dtype=name, path=info.path, threads=nthreads
+            )
             local.append((info, total))
             continue
         values, index = shard
         share = 0
         if _contributes(tensor):
+            bits = _bits(values, info.path)
             share = shard_sum(
-                _bits(values, info.path), info.shape, info.layout, index, dtype=name, path=info.path,
-                threads=nthreads,
-            )  # fmt: skip
+                bits, info.shape, info.layout, index, dtype=name, path=info.path, threads=nthreads
+            )
         sharded.append((info, share))
         meshes.append(cast(Any, tensor).device_mesh)
     if sharded:  # one all-reduce for all of them
