@@ -451,41 +451,63 @@ static inline uint64_t fp_mix(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-#define FP_SUM(name, type)                                                                   \
-    FP_CLONES static uint64_t name(const uint64_t *restrict ctr, const type *restrict v,    \
-                                   int n) {                                                  \
-        uint64_t acc = 0;                                                                    \
-        for (int i = 0; i < n; i++) acc += fp_mix(fp_mix((ctr[i] + 1) * FP_PHI) ^ (uint64_t)v[i]); \
-        return acc;                                                                          \
+/* The sum over a run of n elements whose counters are base, base + step, ... */
+#define FP_RUN(name, type)                                                                  \
+    FP_CLONES static uint64_t name(const type *restrict v, uint64_t base, uint64_t step,    \
+                                   int64_t n) {                                             \
+        uint64_t acc = 0;                                                                   \
+        for (int64_t j = 0; j < n; j++) {                                                   \
+            const uint64_t c = base + (uint64_t)j * step;                                   \
+            acc += fp_mix(fp_mix((c + 1) * FP_PHI) ^ (uint64_t)v[j]);                       \
+        }                                                                                   \
+        return acc;                                                                         \
     }
-FP_SUM(fp_sum8, uint8_t)
-FP_SUM(fp_sum16, uint16_t)
-FP_SUM(fp_sum32, uint32_t)
-FP_SUM(fp_sum64, uint64_t)
+FP_RUN(fp_run8, uint8_t)
+FP_RUN(fp_run16, uint16_t)
+FP_RUN(fp_run32, uint32_t)
+FP_RUN(fp_run64, uint64_t)
+
+static uint64_t fp_run(const char *v, int itemsize, uint64_t base, uint64_t step, int64_t n) {
+    if (itemsize == 1) return fp_run8((const uint8_t *)v, base, step, n);
+    if (itemsize == 2) return fp_run16((const uint16_t *)v, base, step, n);
+    if (itemsize == 4) return fp_run32((const uint32_t *)v, base, step, n);
+    return fp_run64((const uint64_t *)v, base, step, n);
+}
 
 /* The sum over elements start .. stop - 1 (row-major in the block) of the values in buf
-   (stop - start elements of itemsize bytes). */
+   (stop - start elements of itemsize bytes): runs along the last axis, carrying into the
+   earlier axes at the end of each (next_counters' walk); a dense block is one run. */
 static uint64_t fp_range(const char *buf, int itemsize, int64_t offset, int ndim,
                          const int64_t *shape, const int64_t *mults, int64_t start,
                          int64_t stop) {
-    uint64_t ctr[BLOCK];
     int64_t idx[MAX_DIMS];
     int64_t rem = start;
     int64_t c = offset;
     uint64_t acc = 0;
+    int dense = 1;
+    int64_t step = 1;
     for (int k = ndim - 1; k >= 0; k--) {
         idx[k] = rem % shape[k];
         rem /= shape[k];
         c += idx[k] * mults[k];
+        if (shape[k] > 1 && mults[k] != step) dense = 0;
+        step *= shape[k];
     }
-    for (int64_t pos = start; pos < stop; pos += BLOCK) {
-        const int n = (int)(stop - pos < BLOCK ? stop - pos : BLOCK);
-        const char *v = buf + (pos - start) * itemsize;
-        next_counters(ndim, shape, mults, idx, &c, ctr, n);
-        if (itemsize == 1) acc += fp_sum8(ctr, (const uint8_t *)v, n);
-        else if (itemsize == 2) acc += fp_sum16(ctr, (const uint16_t *)v, n);
-        else if (itemsize == 4) acc += fp_sum32(ctr, (const uint32_t *)v, n);
-        else acc += fp_sum64(ctr, (const uint64_t *)v, n);
+    if (ndim == 0 || dense) return fp_run(buf, itemsize, (uint64_t)c, 1, stop - start);
+    const int last = ndim - 1;
+    for (int64_t pos = start; pos < stop;) {
+        int64_t run = shape[last] - idx[last];
+        if (run > stop - pos) run = stop - pos;
+        acc += fp_run(buf + (pos - start) * itemsize, itemsize, (uint64_t)c,
+                      (uint64_t)mults[last], run);
+        pos += run;
+        idx[last] += run;
+        c += run * mults[last];
+        for (int k = last; k > 0 && idx[k] == shape[k]; k--) {
+            c += mults[k - 1] - shape[k] * mults[k];
+            idx[k] = 0;
+            idx[k - 1]++;
+        }
     }
     return acc;
 }
