@@ -112,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             "5. portable vs native stream, elements/s",
             lambda: bench_portable.table(args.scale),
         )
+    from benchmarks import bench_fingerprint
+
+    run(
+        "fingerprint",
+        "fingerprint: GB/s on one core, vs a NumPy sum of the same bytes",
+        lambda: bench_fingerprint.table(args.scale, r),
+    )
     if args.sections:
         pathlib.Path(args.sections).write_text("\n".join(sections))
     if args.write or args.out:
@@ -131,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-ORDER = ("1", "2", "3", "6", "4", "5")
+ORDER = ("1", "2", "3", "6", "4", "5", "fingerprint")
 
 
 def _isolated(args: argparse.Namespace, only: set[str], device: str) -> list[str]:
