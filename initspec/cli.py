@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from initspec import cli_fingerprint
 from initspec.errors import InitSpecError, LoadError, PolicyError, SpecError, printable
 from initspec.jsonload import loads, read_file
 from initspec.layout import fans
@@ -273,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     sa.add_argument("--json", action="store_true")
     sa.set_defaults(func=cmd_sample)
+    cli_fingerprint.add_parser(sub)
     return p
 
 

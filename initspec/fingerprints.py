@@ -162,6 +162,8 @@ def block_sum(
     if compiled and not COMPILED:
         raise BackendError("the compiled fingerprint kernel is not built in this install")
     flat = np.ascontiguousarray(bits).reshape(-1)
+    if not flat.flags.aligned:  # a file's bytes mapped at an odd offset: the kernel reads words
+        flat = flat.copy()
     if compiled is False or not COMPILED:
         return _sum_numpy(flat, blk, 0)
     return _sum_compiled(flat, blk, max(1, threads))
