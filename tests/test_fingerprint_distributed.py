@@ -38,7 +38,9 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
-    from torch.distributed.tensor import DTensor
+    from torch.distributed.tensor import DTensor, Partial
+
+    import initspec
 
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -85,6 +87,15 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     }
     if world == 4:
         results["hsdp_portable"] = sharded((2, 2), "portable")
+    # a Partial placement does not hold the values themselves: refused, naming the parameter
+    holder = torch.nn.Module()
+    mesh = init_device_mesh("cpu", (world,))
+    holder.w = torch.nn.Parameter(DTensor.from_local(torch.zeros(3, 3), mesh, [Partial()]))
+    try:
+        initspec_torch.fingerprint(holder)
+        results["partial"] = "accepted"
+    except initspec.BackendError as exc:
+        results["partial"] = str(exc)
     dist.barrier()
     dist.destroy_process_group()
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
@@ -186,6 +197,11 @@ def check_world(world: int) -> None:
     for name, n in numel.items():
         assert sum(lo[name] for lo in local) == n, name
         assert max(lo[name] for lo in local) < n, name
+    for res in ranks:
+        assert (
+            res["partial"].startswith("parameter 'w': ")
+            and "P(sum) is not supported" in res["partial"]
+        ), res
     # the native stream: torch's generator per shard, not the unsharded tensor's numbers
     native = {r["fsdp2_native"]["digest"] for r in ranks}
     assert len(native) == 1  # the ranks still agree on the fingerprint they computed together

@@ -86,8 +86,11 @@ def fingerprint(module: nn.Module, *, threads: int | None = None) -> Fingerprint
             )
         try:
             shard = dtensor_shard(tensor)
-        except BackendError as exc:
-            raise BackendError(f"parameter {info.path!r}: {exc}") from None
+        except BackendError as exc:  # dtensor_shard speaks of the stream's writes
+            reason = str(exc).removeprefix("portable stream: ")
+            raise BackendError(
+                f"parameter {info.path!r}: a fingerprint reads each rank's local shard: {reason}"
+            ) from None
         name = dtype_name(tensor.dtype)
         if shard is None:
             bits = _bits(tensor, info.path)
