@@ -13,6 +13,8 @@
  *   -ffp-contract=off so no multiply-add is fused. The result is written as float64, or
  *   rounded once (to nearest even, the C cast) to float32.
  *
+ * Also the fingerprint sums of initspec/fingerprints.py (fingerprint_sum, at the end).
+ *
  * The Threefry loop is compiled twice (AVX2 and baseline x86-64; the CPU picks at load
  * time) and vectorizes; ndtri is scalar, with the platform libm's log and sqrt as NumPy on
  * this platform. The GIL is released while a kernel runs, so callers may split a tensor
@@ -425,7 +427,7 @@ static PyObject *py_ndtri(PyObject *self, PyObject *arg) {
     return PyFloat_FromDouble(ndtri(p));
 }
 
-/* --- Fingerprints (initspec/fingerprint.py, docs/fingerprint.md) -------------------------
+/* --- Fingerprints (initspec/fingerprints.py, docs/fingerprint.md) -------------------------
  *
  * The sum mod 2**64, over the elements of a block, of h(c, v) = mix(mix((c + 1) * PHI) ^ v):
  * c the element's counter (its global index in the canonical order, as the stream's), v its
@@ -517,7 +519,7 @@ PyDoc_STRVAR(fingerprint_sum_doc,
              "The sum mod 2**64 of mix(mix((c + 1) * PHI) ^ v) over elements start..stop-1\n"
              "(row-major) of a block: v the bits of each element of `values`, a contiguous\n"
              "buffer of stop - start elements of 1, 2, 4 or 8 bytes (read as unsigned\n"
-             "integers), c = offset + sum(idx * mults) its counter (initspec.fingerprint).");
+             "integers), c = offset + sum(idx * mults) its counter (initspec.fingerprints).");
 
 static PyObject *py_fingerprint_sum(PyObject *self, PyObject *args) {
     (void)self;
@@ -578,7 +580,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "initspec._stream",
-    "The portable stream's elementwise kernels in C (optional; see initspec.portable).", -1,
+    "The portable stream's elementwise kernels and the fingerprint sums in C (optional; see "
+    "initspec.portable and initspec.fingerprints).", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 
