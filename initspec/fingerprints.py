@@ -209,7 +209,13 @@ def value_bits(
     as JAX gives it), or, with ``dtype`` naming the float dtype, its bits already as
     integers of that size (torch's bfloat16, which NumPy lacks). ``BackendError`` for other
     dtypes."""
-    arr = np.asarray(values)
+    try:
+        arr = np.asarray(values)
+    except Exception:  # a framework tensor NumPy cannot read (torch's bfloat16, a GPU tensor)
+        raise BackendError(
+            f"{where}: a {type(values).__name__} is not an array NumPy can read; the adapters "
+            f"(initspec_torch.fingerprint, initspec_jax.fingerprint) read their tensors"
+        ) from None
     name = arr.dtype.name if dtype is None else dtype
     if name not in _ITEMSIZE:
         raise BackendError(
@@ -404,9 +410,10 @@ def fingerprint(
     for path, values in tensors.items():
         if not isinstance(path, str):
             raise BackendError(f"parameter names must be strings, got {path!r}")
-        arr = np.asarray(values)
+        bits, name = value_bits(values, None, f"parameter {path!r}")
         lay = layouts.get(path, layout)
-        _, name = value_bits(arr, None, f"parameter {path!r}")
-        total = shard_sum(arr, arr.shape, lay, path=path, compiled=compiled, threads=threads)
-        out.append(param_fingerprint(path, name, arr.shape, lay, total))
+        total = shard_sum(
+            bits, bits.shape, lay, dtype=name, path=path, compiled=compiled, threads=threads
+        )
+        out.append(param_fingerprint(path, name, bits.shape, lay, total))
     return assemble(out)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-VOCAB, WIDTH, HIDDEN, C_IN, C_OUT = 50, 16, 40, 3, 6
+VOCAB, WIDTH, HIDDEN, C_IN, C_OUT = 51, 16, 40, 3, 6  # 51 rows: uneven shards on 2 ranks
 
 POLICY: dict[str, Any] = {
     "initspec": 1,

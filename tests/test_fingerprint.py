@@ -244,6 +244,9 @@ def test_bad_input_is_an_initspec_error() -> None:
         fpr.shard_sum(np.zeros((2, 3), np.float32), (4, 3), "torch", (slice(0, 3), slice(None)))
     with pytest.raises(initspec.BackendError, match="outside"):
         fpr.shard_sum(np.zeros((2, 3), np.float32), (4, 3), "torch", (slice(3, 5), slice(None)))
+    torch = pytest.importorskip("torch")
+    with pytest.raises(initspec.BackendError, match="'w': a Tensor is not an array NumPy"):
+        initspec.fingerprint({"w": torch.zeros(2, dtype=torch.bfloat16)})
     with pytest.raises(initspec.BackendError, match="not the bits"):
         fpr.shard_sum(np.zeros(3, np.uint32), (3,), dtype="float16")
 

@@ -1,9 +1,10 @@
 """torch.distributed: an FSDP2 model's fingerprint, computed shard-locally, is the unsharded one.
 
 gloo on 127.0.0.1. The model of ``fingerprint_twins`` is built on the meta device, sharded
-with ``fully_shard`` (``Shard(0)``: uneven shards, an empty one on 4 ranks for the 6-row
-conv weight), materialized and initialized per shard with ``rng="portable"``; then each rank
-fingerprints its local shards and one all-reduce (counted) adds the sums. On 4 processes also
+with ``fully_shard`` (``Shard(0)``: the 51-row embedding splits unevenly, and on 4 ranks the
+6-row conv weight leaves one rank an empty shard), materialized and initialized per shard
+with ``rng="portable"``; then each rank fingerprints its local shards and one all-reduce
+(counted) adds the sums. On 4 processes also
 HSDP (a 2 x 2 mesh: ``Replicate`` x ``Shard(0)``, each replica counted once). The digests must
 equal the fingerprint of the same model initialized whole on one process, and of its Flax
 twin (tests/test_fingerprint.py). The native stream (torch's generator, seeded per
