@@ -101,7 +101,8 @@ def _torch_case(scale: float, repeats: int) -> list[Case]:
         return []
     layers = max(1, round(12 * scale))
     vocab = max(1024, int(50257 * scale))
-    model = GPT2(n_layer=layers, vocab=vocab)
+    width = max(64, int(768 * min(1.0, scale)))
+    model = GPT2(n_layer=layers, d=width, vocab=vocab, n_pos=max(64, int(1024 * scale)))
     params = [p.detach().numpy().view(np.uint32) for p in dict(model.named_parameters()).values()]
     nbytes = sum(p.nbytes for p in params)
     n = sum(p.numel() for p in dict(model.named_parameters()).values())

@@ -135,11 +135,11 @@ def _counters(blk: Block, start: int, stop: int) -> np.ndarray:
     return out
 
 
-def _sum_numpy(flat: np.ndarray, blk: Block, start: int) -> int:
+def _sum_numpy(flat: np.ndarray, blk: Block) -> int:
     total = 0
     for lo in range(0, flat.size, CHUNK):
         part = flat[lo : lo + CHUNK]
-        h = element_hash(_counters(blk, start + lo, start + lo + part.size), part)
+        h = element_hash(_counters(blk, lo, lo + part.size), part)
         # NumPy's uint64 sum wraps modulo 2**64: exactly the sum we want
         total += int(h.sum(dtype=np.uint64))
     return total & M64
@@ -165,7 +165,7 @@ def block_sum(
     if not flat.flags.aligned:  # a file's bytes mapped at an odd offset: the kernel reads words
         flat = flat.copy()
     if compiled is False or not COMPILED:
-        return _sum_numpy(flat, blk, 0)
+        return _sum_numpy(flat, blk)
     return _sum_compiled(flat, blk, max(1, threads))
 
 
