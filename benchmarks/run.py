@@ -120,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
             "7. check: a GPT-2-small safetensors checkpoint vs reading it with safetensors + NumPy mean/std",
             lambda: bench_check.table(args.scale, max(3, r)),
         )
+    from benchmarks import bench_fingerprint
+
+    run(
+        "fingerprint",
+        "fingerprint: GB/s on one core, vs a NumPy sum of the same bytes",
+        lambda: bench_fingerprint.table(args.scale, r),
+    )
     if args.sections:
         pathlib.Path(args.sections).write_text("\n".join(sections))
     if args.write or args.out:
@@ -139,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-ORDER = ("1", "2", "3", "6", "4", "5", "7")
+ORDER = ("1", "2", "3", "6", "4", "5", "7", "fingerprint")
 
 
 def _isolated(args: argparse.Namespace, only: set[str], device: str) -> list[str]:

@@ -20,6 +20,7 @@ from initspec.errors import (
     ShapeError,
     SpecError,
 )
+from initspec.fingerprints import Fingerprint, fingerprint
 from initspec.gain import calculate_gain
 from initspec.keras import KerasSeedWarning, from_keras, to_keras
 from initspec.layout import LAYOUTS, fans
@@ -40,6 +41,7 @@ __all__ = [
     "CheckReport",
     "InitCheckError",
     "GlobalShard",
+    "Fingerprint",
     "InitSpecError",
     "InitSpecWarning",
     "KerasSeedWarning",
@@ -58,6 +60,7 @@ __all__ = [
     "check",
     "derive_seed",
     "fans",
+    "fingerprint",
     "from_keras",
     "load_policy",
     "parse",

@@ -13,6 +13,8 @@
  *   -ffp-contract=off so no multiply-add is fused. The result is written as float64, or
  *   rounded once (to nearest even, the C cast) to float32.
  *
+ * Also the fingerprint sums of initspec/fingerprints.py (fingerprint_sum, at the end).
+ *
  * The Threefry loop is compiled twice (AVX2 and baseline x86-64; the CPU picks at load
  * time) and vectorizes; ndtri is scalar, with the platform libm's log and sqrt as NumPy on
  * this platform. The GIL is released while a kernel runs, so callers may split a tensor
@@ -425,15 +427,162 @@ static PyObject *py_ndtri(PyObject *self, PyObject *arg) {
     return PyFloat_FromDouble(ndtri(p));
 }
 
+/* --- Fingerprints (initspec/fingerprints.py, docs/fingerprint.md) -------------------------
+ *
+ * The sum mod 2**64, over the elements of a block, of h(c, v) = mix(mix((c + 1) * PHI) ^ v):
+ * c the element's counter (its global index in the canonical order, as the stream's), v its
+ * value bits zero-extended to 64 bits, mix the SplitMix64 finalizer (Stafford's Mix13).
+ * Integer arithmetic only, so every clone and the NumPy reference agree bit for bit. Cloned
+ * for x86-64-v4 (AVX-512 has a 64-bit vector multiply; gcc 12 dispatches it by CPU features)
+ * beside AVX2 and baseline. */
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#if __GNUC__ >= 12
+#define FP_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define FP_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#else
+#define FP_CLONES
+#endif
+
+#define FP_PHI 0x9E3779B97F4A7C15ull
+
+static inline uint64_t fp_mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* The sum over a run of n elements whose counters are base, base + step, ...: the Weyl
+   word (c + 1) * PHI advances by step * PHI (mod 2**64, exactly the product), one multiply
+   fewer per element. */
+#define FP_RUN(name, type)                                                                  \
+    FP_CLONES static uint64_t name(const type *restrict v, uint64_t base, uint64_t step,    \
+                                   int64_t n) {                                             \
+        uint64_t acc = 0;                                                                   \
+        const uint64_t w0 = (base + 1) * FP_PHI, dw = step * FP_PHI;                        \
+        for (int64_t j = 0; j < n; j++)                                                     \
+            acc += fp_mix(fp_mix(w0 + (uint64_t)j * dw) ^ (uint64_t)v[j]);                  \
+        return acc;                                                                         \
+    }
+FP_RUN(fp_run8, uint8_t)
+FP_RUN(fp_run16, uint16_t)
+FP_RUN(fp_run32, uint32_t)
+FP_RUN(fp_run64, uint64_t)
+
+static uint64_t fp_run(const char *v, int itemsize, uint64_t base, uint64_t step, int64_t n) {
+    if (itemsize == 1) return fp_run8((const uint8_t *)v, base, step, n);
+    if (itemsize == 2) return fp_run16((const uint16_t *)v, base, step, n);
+    if (itemsize == 4) return fp_run32((const uint32_t *)v, base, step, n);
+    return fp_run64((const uint64_t *)v, base, step, n);
+}
+
+/* The sum over elements start .. stop - 1 (row-major in the block) of the values in buf
+   (stop - start elements of itemsize bytes): runs along the last axis, carrying into the
+   earlier axes at the end of each (next_counters' walk); a dense block is one run. */
+static uint64_t fp_range(const char *buf, int itemsize, int64_t offset, int ndim,
+                         const int64_t *shape, const int64_t *mults, int64_t start,
+                         int64_t stop) {
+    int64_t idx[MAX_DIMS];
+    int64_t rem = start;
+    int64_t c = offset;
+    uint64_t acc = 0;
+    int dense = 1;
+    int64_t step = 1;
+    for (int k = ndim - 1; k >= 0; k--) {
+        idx[k] = rem % shape[k];
+        rem /= shape[k];
+        c += idx[k] * mults[k];
+        if (shape[k] > 1 && mults[k] != step) dense = 0;
+        step *= shape[k];
+    }
+    if (ndim == 0 || dense) return fp_run(buf, itemsize, (uint64_t)c, 1, stop - start);
+    const int last = ndim - 1;
+    for (int64_t pos = start; pos < stop;) {
+        int64_t run = shape[last] - idx[last];
+        if (run > stop - pos) run = stop - pos;
+        acc += fp_run(buf + (pos - start) * itemsize, itemsize, (uint64_t)c,
+                      (uint64_t)mults[last], run);
+        pos += run;
+        idx[last] += run;
+        c += run * mults[last];
+        for (int k = last; k > 0 && idx[k] == shape[k]; k--) {
+            c += mults[k - 1] - shape[k] * mults[k];
+            idx[k] = 0;
+            idx[k - 1]++;
+        }
+    }
+    return acc;
+}
+
+PyDoc_STRVAR(fingerprint_sum_doc,
+             "fingerprint_sum(values, offset, shape, mults, start, stop) -> int\n\n"
+             "The sum mod 2**64 of mix(mix((c + 1) * PHI) ^ v) over elements start..stop-1\n"
+             "(row-major) of a block: v the bits of each element of `values`, a contiguous\n"
+             "buffer of stop - start elements of 1, 2, 4 or 8 bytes (read as unsigned\n"
+             "integers), c = offset + sum(idx * mults) its counter (initspec.fingerprints).");
+
+static PyObject *py_fingerprint_sum(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer values;
+    PyObject *values_obj, *shape_obj, *mults_obj;
+    long long offset, start, stop;
+    if (!PyArg_ParseTuple(args, "OLO!O!LL", &values_obj, &offset, &PyTuple_Type, &shape_obj,
+                          &PyTuple_Type, &mults_obj, &start, &stop))
+        return NULL;
+    if (PyObject_GetBuffer(values_obj, &values, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    PyObject *result = NULL;
+    int64_t shape[MAX_DIMS], mults[MAX_DIMS];
+    const int ndim = (int)PyTuple_GET_SIZE(shape_obj);
+    int64_t numel = 1;
+    uint64_t acc = 0;
+    const int itemsize = (int)values.itemsize;
+    if (ndim > MAX_DIMS || PyTuple_GET_SIZE(mults_obj) != ndim) {
+        PyErr_SetString(PyExc_ValueError, "shape and mults: equal lengths, at most 16");
+        goto done;
+    }
+    if (offset < 0) {
+        PyErr_SetString(PyExc_ValueError, "offset must be >= 0");
+        goto done;
+    }
+    if (read_ints(shape_obj, shape, ndim, "shape") || read_ints(mults_obj, mults, ndim, "mults"))
+        goto done;
+    for (int k = 0; k < ndim; k++) numel *= shape[k];
+    if (itemsize != 1 && itemsize != 2 && itemsize != 4 && itemsize != 8) {
+        PyErr_SetString(PyExc_TypeError, "values must have elements of 1, 2, 4 or 8 bytes");
+        goto done;
+    }
+    if (start < 0 || stop < start || stop > numel) {
+        PyErr_SetString(PyExc_ValueError, "need 0 <= start <= stop <= block size");
+        goto done;
+    }
+    if (values.len != (stop - start) * itemsize) {
+        PyErr_SetString(PyExc_ValueError, "values must hold stop - start elements");
+        goto done;
+    }
+    if (start < stop) {
+        Py_BEGIN_ALLOW_THREADS
+        acc = fp_range((const char *)values.buf, itemsize, offset, ndim, shape, mults, start,
+                       stop);
+        Py_END_ALLOW_THREADS
+    }
+    result = PyLong_FromUnsignedLongLong(acc);
+done:
+    PyBuffer_Release(&values);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"fill", py_fill, METH_VARARGS, fill_doc},
     {"ndtri", py_ndtri, METH_O, ndtri_doc},
+    {"fingerprint_sum", py_fingerprint_sum, METH_VARARGS, fingerprint_sum_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "initspec._stream",
-    "The portable stream's elementwise kernels in C (optional; see initspec.portable).", -1,
+    "The portable stream's elementwise kernels and the fingerprint sums in C (optional; see "
+    "initspec.portable and initspec.fingerprints).", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 

@@ -17,3 +17,11 @@ def fill(
     params: tuple[float, ...],
 ) -> None: ...
 def ndtri(p: float) -> float: ...
+def fingerprint_sum(
+    values: Any,
+    offset: int,
+    shape: tuple[int, ...],
+    mults: tuple[int, ...],
+    start: int,
+    stop: int,
+) -> int: ...

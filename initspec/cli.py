@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from initspec import check_cli
+from initspec import check_cli, cli_fingerprint
 from initspec.errors import InitSpecError, LoadError, PolicyError, SpecError, printable
 from initspec.jsonload import loads, read_file
 from initspec.layout import fans
@@ -275,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--json", action="store_true")
     sa.set_defaults(func=cmd_sample)
     check_cli.add_parser(sub, factory=_factory, out=out, err=err)
+    cli_fingerprint.add_parser(sub)
     return p
 
 

@@ -25,5 +25,5 @@ def test_every_scenario_runs_at_a_tiny_size(tmp_path: pathlib.Path) -> None:
     assert "| **" in res.stdout
     written = (tmp_path / "bench.md").read_text()
     assert "(a process per scenario)" in written
-    for n in ("1.", "2.", "3.", "4.", "5.", "6.", "7."):
+    for n in ("1.", "2.", "3.", "4.", "5.", "6.", "7.", "fingerprint:"):
         assert f"### {n}" in written, written[-2000:]

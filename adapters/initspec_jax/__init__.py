@@ -21,6 +21,7 @@ from __future__ import annotations
 from initspec_jax.check import check
 from initspec_jax.describe import register_module
 from initspec_jax.explain import explain
+from initspec_jax.fingerprints import fingerprint
 from initspec_jax.initializer import SpecInitializer, initializer
 from initspec_jax.policy_apply import apply, apply_nnx, resolve_params
 from initspec_jax.sampling import sample_plan
@@ -34,6 +35,7 @@ __all__ = [
     "describe_linen",
     "describe_nnx",
     "explain",
+    "fingerprint",
     "initializer",
     "register_module",
     "resolve_params",

@@ -12,7 +12,8 @@ primitives (``initspec_torch.sampler``, ``initspec_torch.portable``).
 from initspec_torch.check import check
 from initspec_torch.describe import describe, register_module
 from initspec_torch.explain import explain
+from initspec_torch.fingerprints import fingerprint
 from initspec_torch.policy_apply import apply
 from initspec_torch.tensor_init import init_, init_shard_
 
-__all__ = ["apply", "check", "describe", "explain", "init_", "init_shard_", "register_module"]
+__all__ = ["apply", "check", "describe", "explain", "fingerprint", "init_", "init_shard_", "register_module"]
