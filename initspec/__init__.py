@@ -25,6 +25,7 @@ from initspec.layout import LAYOUTS, fans
 from initspec.numpy_backend import sample
 from initspec.parse import parse, schema, to_json
 from initspec.policy import Match, Policy, Rule, load_policy, policy_schema, preset, presets
+from initspec.reporting import Comparison, compare
 from initspec.resolve import Report, ResolutionError
 from initspec.seeding import derive_seed
 from initspec.specs import SPEC_CLASSES, PlanContext, Spec, SpecBase
@@ -35,6 +36,7 @@ __all__ = [
     "LAYOUTS",
     "SPEC_CLASSES",
     "BackendError",
+    "Comparison",
     "InitSpecError",
     "InitSpecWarning",
     "KerasSeedWarning",
@@ -50,6 +52,7 @@ __all__ = [
     "SpecBase",
     "SpecError",
     "calculate_gain",
+    "compare",
     "derive_seed",
     "fans",
     "from_keras",

@@ -174,14 +174,13 @@ class LoadError(PolicyError):
 
 
 class MissingExtraError(ImportError):
-    """A framework an adapter or function needs is not installed; the message names the
-    extra that installs it (``pip install 'initspec[torch]'``)."""
+    """A framework or package a function needs is not installed; the message names the
+    extra that installs it (``pip install 'initspec[torch]'``), or the package."""
 
-    def __init__(self, what: str, module: str, extra: str) -> None:
+    def __init__(self, what: str, module: str, extra: str | None) -> None:
         self.module, self.extra = module, extra
-        super().__init__(
-            f"{what} needs {module}, which is not installed: pip install 'initspec[{extra}]'"
-        )
+        install = f"pip install 'initspec[{extra}]'" if extra else f"pip install {module}"
+        super().__init__(f"{what} needs {module}, which is not installed: {install}")
         self.name = module
 
 

@@ -18,8 +18,10 @@ from typing import Any, Literal
 from initspec.errors import InitSpecError, InitSpecWarning, printable
 from initspec.layout import LayoutLike, fans, resolve_layout
 from initspec.numeric import FLOAT_DTYPES
-from initspec.plans import NormalPlan, Plan, UniformPlan
+from initspec.plans import Plan
 from initspec.policy import Policy, Rule, load_policy
+from initspec.reporting import numbers
+from initspec.reporting import spread as _spread
 from initspec.seeding import FLAX_TO_TORCH_LEAF, derive_seed
 from initspec.specs import PlanContext, SpecBase
 
@@ -74,6 +76,11 @@ class ResolvedParam:
     plan: Plan | None = None
     seed: int = 0
     zero_row: int | None = None  # a padding row to zero after sampling (embeddings)
+    # The rule's scaling of the spec's plan: gain, and depth_scale's 1 / sqrt(factor * n)
+    # with the n found for this parameter (None without depth_scale).
+    gain: float = 1.0
+    depth_factor: float | None = None
+    depth_n: int | None = None
 
 
 class ResolutionError(InitSpecError):
@@ -231,26 +238,6 @@ def _where(info: ParamInfo) -> str:
     return printable(f"{info.path} (shape {tuple(info.shape)}, {info.kind}/{info.role})")
 
 
-def _spread(plan: Plan) -> tuple[float, float]:
-    """(mean, std) of ``plan``; NaN where float64 cannot hold them."""
-    try:
-        mean = float(plan.mean)
-    except (OverflowError, ValueError, ZeroDivisionError):
-        mean = math.nan
-    try:
-        if isinstance(plan, NormalPlan):  # std = sqrt(scale**2) underflows below 1e-154
-            std = abs(float(plan.scale))
-        elif isinstance(plan, UniformPlan):
-            std = (float(plan.high) - float(plan.low)) / math.sqrt(12.0)
-        else:
-            std = float(plan.std)
-    except ValueError:  # a variance rounded a hair below 0
-        std = 0.0
-    except (OverflowError, ZeroDivisionError):
-        std = math.nan
-    return mean, std
-
-
 def _check_spread(base: Plan, plan: Plan, factor: float, dtype: str) -> None:
     """Refuse a plan whose moments are not finite, or a random plan whose std underflowed
     (a gain of 5e-324, a depth_scale factor of 1e308) below what ``dtype`` can hold."""
@@ -333,6 +320,7 @@ def resolve(
         try:
             base = plan = _base_plan(plans, index, rule, info)
             factor = rule.gain
+            depth: tuple[float, int] | None = None
             if rule.depth_scale is not None:
                 n = rule.depth_scale.n_for(matched, all_paths)
                 if n is None or n < 1:
@@ -348,6 +336,7 @@ def resolve(
                         f"is not a finite float64"
                     )
                 factor /= math.sqrt(denominator)
+                depth = (1.0 / math.sqrt(denominator), n)
             if factor != 1.0:
                 plan = plan.scaled(factor)
             if info.dtype in FLOAT_DTYPES:
@@ -358,9 +347,12 @@ def resolve(
         zero_row = info.context.padding_idx if rule.zero_padding_row else None
         out.append(
             ResolvedParam(
-                info, "init", index, rule, rule.init, plan, derive_seed(seed, info.path), zero_row
+                info, "init", index, rule, rule.init, plan, derive_seed(seed, info.path), zero_row,
+                gain=rule.gain,
+                depth_factor=None if depth is None else depth[0],
+                depth_n=None if depth is None else depth[1],
             )
-        )
+        )  # fmt: skip
     unused = [r.label(i) for i, r in enumerate(pol.rules) if i not in used]
     loud = [r.label(i) for i, r in enumerate(pol.rules) if i not in used and not r.optional]
     kept = [p.info.path for p in out if p.status == "unmatched"]
@@ -427,6 +419,11 @@ class Report:
         ]
 
     def rows(self) -> list[dict[str, Any]]:
+        """One dict per parameter (``initspec.reporting.ROW_FIELDS`` describes every key):
+        both paths, shape, dtype, kind, role, layout, status, the rule, the plan as text and
+        as numbers: exact mean, std, low and high (bounded plans), fans, numel, the rule's
+        gain and depth factor ``1 / sqrt(factor * n)`` with its ``n``. Numbers that float64
+        cannot hold are None."""
         rows = []
         for p in self.resolution.params:
             info = p.info
@@ -456,6 +453,7 @@ class Report:
                     "plan": p.plan.describe() if p.plan else None,
                     "shared_with": list(info.shared_with),
                     "names": list(match_names(info)),
+                    **numbers(p),
                 }
             )
         return rows
@@ -471,7 +469,19 @@ class Report:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_pandas(self) -> Any:
+        """``rows()`` as a ``pandas.DataFrame``, one row per parameter (needs pandas)."""
+        from initspec.reporting import to_pandas
+
+        return to_pandas(self.rows())
+
+    def _repr_html_(self) -> str:
+        """The table in a notebook (Jupyter, VS Code): one row per parameter, escaped."""
+        from initspec.reporting import report_html
+
+        return report_html(self)
 
     def table(self) -> str:
         head = ("parameter", "shape", "dtype", "rule", "plan")
