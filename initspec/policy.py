@@ -393,6 +393,11 @@ class Policy(BaseModel):
     rules: Annotated[list[Rule], Field(max_length=MAX_RULES)] = []
 
 
+PolicyLike = Policy | dict[str, Any] | str | os.PathLike[str]
+"""What every function taking a policy accepts: a ``Policy``, its JSON as a dict or text, a
+preset's name, or a policy file (a ``pathlib.Path``, or a string with a path separator or
+ending in ``.json``); see ``load_policy``."""
+
 # Loading ---------------------------------------------------------------------------------
 
 
@@ -608,7 +613,7 @@ def _extends_target(ref: str, base: pathlib.Path | None) -> tuple[str, Any]:
     return real, pathlib.Path(real)
 
 
-def load_policy(source: Any, *, base_dir: str | os.PathLike[str] | None = None) -> Policy:
+def load_policy(source: PolicyLike, *, base_dir: str | os.PathLike[str] | None = None) -> Policy:
     """A validated policy from a ``Policy``, dict, JSON text, file path or preset name.
 
     A string is JSON text when it starts with ``{``; else a preset when it is a preset's

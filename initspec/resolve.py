@@ -19,7 +19,7 @@ from initspec.errors import InitSpecError, InitSpecWarning, printable
 from initspec.layout import LayoutLike, fans, resolve_layout
 from initspec.numeric import FLOAT_DTYPES
 from initspec.plans import Plan
-from initspec.policy import Policy, Rule, load_policy
+from initspec.policy import Policy, PolicyLike, Rule, load_policy
 from initspec.reporting import numbers
 from initspec.reporting import spread as _spread
 from initspec.seeding import FLAX_TO_TORCH_LEAF, derive_seed
@@ -259,7 +259,7 @@ def _check_spread(base: Plan, plan: Plan, factor: float, dtype: str) -> None:
 
 
 def resolve(
-    policy: Any, params: list[ParamInfo], seed: int | None = None, strict: bool | None = None
+    policy: PolicyLike, params: list[ParamInfo], seed: int | None = None, strict: bool | None = None
 ) -> Resolution:
     """Match every parameter to its rule and plan it; raise before anything is sampled.
 

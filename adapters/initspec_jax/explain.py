@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from initspec.errors import require
+from initspec.policy import PolicyLike
 from initspec.resolve import Report
 from initspec_jax.policy_apply import _Backend, _run
 from initspec_jax.traverse import describe_linen, describe_nnx
 
 
 def explain(
-    policy: Any, model: Any, seed: int | None = None, *, strict: bool | None = None
+    policy: PolicyLike, model: Any, seed: int | None = None, *, strict: bool | None = None
 ) -> Report:
     """What ``apply`` / ``apply_nnx`` would give each parameter, without sampling anything;
     raises the same ``InitSpecError`` as they would (dtype checks included).
@@ -18,7 +20,7 @@ def explain(
     ``model``: an ``nnx.Module``; a ``(linen_module, params)`` pair; or a linen parameter
     tree alone (kinds then come from the parameter names).
     """
-    from flax import nnx
+    nnx = require("flax.nnx", "flax", "initspec_jax.explain")
 
     if isinstance(model, nnx.Module):
         params = describe_nnx(model)

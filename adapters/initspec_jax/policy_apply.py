@@ -20,6 +20,8 @@ import numpy as np
 from initspec.backend import Job, Rng, draw
 from initspec.engine import run_policy
 from initspec.numeric import FLOAT_DTYPES
+from initspec.policy import PolicyLike
+from initspec.progress import ProgressLike
 from initspec.resolve import Report, Resolution, resolve
 from initspec_jax import portable
 from initspec_jax.checks import check_dtype, stored_dtype
@@ -114,14 +116,16 @@ class _Backend:
             self.variables[target[0]].set_value(snapshot)
 
 
-def resolve_params(policy: Any, params: list[FlaxParam], seed: int | None = None) -> Resolution:
+def resolve_params(
+    policy: PolicyLike, params: list[FlaxParam], seed: int | None = None
+) -> Resolution:
     """Resolve ``policy`` for described parameters without sampling anything: the report
     of what ``apply`` / ``apply_nnx`` would do (``resolution.report()``)."""
     return resolve(policy, [p.info for p in params], seed)
 
 
 def _run(
-    policy: Any,
+    policy: PolicyLike,
     described: list[FlaxParam],
     seed: int | None,
     backend: _Backend,
@@ -129,11 +133,21 @@ def _run(
     stream: int,
     write: bool = True,
     strict: bool | None = None,
+    progress: ProgressLike = None,
 ) -> Resolution:
     targets = {p.info.path: (p.info.path, p.value) for p in described}
     infos = [p.info for p in described]
     return run_policy(
-        backend, policy, infos, targets, seed, rng=rng, stream=stream, write=write, strict=strict
+        backend,
+        policy,
+        infos,
+        targets,
+        seed,
+        rng=rng,
+        stream=stream,
+        write=write,
+        strict=strict,
+        progress=progress,
     )
 
 
@@ -162,7 +176,7 @@ def _rebuild(tree: Mapping[str, Any], new: Mapping[Path, Any], prefix: Path = ()
 
 
 def apply(
-    policy: Any,
+    policy: PolicyLike,
     params: Any,
     seed: int | None = None,
     model: Any = None,
@@ -171,6 +185,7 @@ def apply(
     rng: Rng = "native",
     stream: int = 1,
     strict: bool | None = None,
+    progress: ProgressLike = None,
 ) -> tuple[Any, Report]:
     """Initialize a Flax linen parameter tree from ``policy``: ``(new_params, report)``.
 
@@ -190,11 +205,14 @@ def apply(
     torch for the same seed and path, whatever the sharding.
 
     Raises an ``InitSpecError`` naming every parameter that cannot be handled; nothing is
-    sampled then.
+    sampled then. ``progress``: a tqdm bar or a callback ``progress(done, total, path)``
+    while sampling, as for ``initspec_torch.apply`` (``initspec.progress``).
     """
     described = describe_linen(params, model, model_args=model_args)
     backend = _Backend()
-    resolution = _run(policy, described, seed, backend, rng, stream, strict=strict)
+    resolution = _run(
+        policy, described, seed, backend, rng, stream, strict=strict, progress=progress
+    )
     new = backend.new
     tree, has_collections = split_collections(params)
     boxed = dict(walk(tree))
@@ -219,13 +237,14 @@ def _rebuild_collections(variables: Mapping[str, Any], new_params: Any) -> Any:
 
 
 def apply_nnx(
-    policy: Any,
+    policy: PolicyLike,
     module: Any,
     seed: int | None = None,
     *,
     rng: Rng = "native",
     stream: int = 1,
     strict: bool | None = None,
+    progress: ProgressLike = None,
 ) -> Report:
     """Initialize an ``nnx.Module``'s ``nnx.Param`` variables in place from ``policy``.
 
@@ -235,8 +254,10 @@ def apply_nnx(
     ``InitSpecError`` naming every parameter that cannot be handled, and then writes nothing;
     if an assignment fails (an exception, a KeyboardInterrupt), every variable assigned so
     far gets its previous value back. ``rng="portable"``:
-    the portable stream ``stream``, as in ``apply``.
+    the portable stream ``stream``, as in ``apply``; ``progress`` as in ``apply``.
     """
     described = describe_nnx(module)
     backend = _Backend({p.info.path: p.variable for p in described})
-    return _run(policy, described, seed, backend, rng, stream, strict=strict).report()
+    return _run(
+        policy, described, seed, backend, rng, stream, strict=strict, progress=progress
+    ).report()

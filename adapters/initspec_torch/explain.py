@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
 from initspec.engine import run_policy
+from initspec.policy import PolicyLike
 from initspec.resolve import Report
 from initspec_torch.backend import TorchBackend
 from initspec_torch.describe import describe
 
 
 def explain(
-    policy: Any, module: nn.Module, seed: int | None = None, *, strict: bool | None = None
+    policy: PolicyLike, module: nn.Module, seed: int | None = None, *, strict: bool | None = None
 ) -> Report:
     """What ``apply(policy, module, seed)`` would give each parameter (rule, plan, fans),
     without writing anything; raises the same ``InitSpecError`` as ``apply`` would for

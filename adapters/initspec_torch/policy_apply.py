@@ -6,19 +6,19 @@ module (``initspec_torch.describe``) and torch's backend (``initspec_torch.backe
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
 from initspec.backend import Rng
 from initspec.engine import run_policy
+from initspec.policy import PolicyLike
+from initspec.progress import ProgressLike
 from initspec.resolve import Report
 from initspec_torch.backend import TorchBackend
 from initspec_torch.describe import describe
 
 
 def apply(
-    policy: Any,
+    policy: PolicyLike,
     module: nn.Module,
     seed: int | None = None,
     *,
@@ -26,6 +26,7 @@ def apply(
     stream: int = 1,
     atomic: bool = True,
     strict: bool | None = None,
+    progress: ProgressLike = None,
 ) -> Report:
     """Initialize ``module``'s parameters in place from ``policy``; return the report.
 
@@ -60,6 +61,11 @@ def apply(
     the rules matching any name, the first in the policy wins); the report lists every
     name. Meta parameters are resolved and reported as ``meta`` but not written: after
     ``module.to_empty(device=...)``, ``apply`` again initializes them fully.
+
+    ``progress``: None (default) shows a tqdm bar when tqdm is installed and the apply
+    writes at least 10**8 elements; True always, False never; a callable is called as
+    ``progress(done, total, path)`` (elements) after each tensor (``initspec.progress``).
+    What apply decided is logged on the ``initspec`` logger (INFO; DEBUG per parameter).
     """
     params = describe(module)
     tensors = {p.info.path: p.tensor for p in params}
@@ -73,5 +79,6 @@ def apply(
         rng=rng,
         stream=stream,
         strict=strict,
+        progress=progress,
     )
     return resolution.report()
