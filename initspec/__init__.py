@@ -11,6 +11,7 @@ parameters) lives in ``initspec.backend``; the portable stream's constants in
 ``initspec.stream``.
 """
 
+from initspec import plot  # matplotlib is imported by its functions only
 from initspec.errors import (
     BackendError,
     InitSpecError,
@@ -57,6 +58,7 @@ __all__ = [
     "fans",
     "from_keras",
     "load_policy",
+    "plot",
     "parse",
     "policy_schema",
     "preset",
