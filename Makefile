@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.initspec-installed
 
-.PHONY: test test-slow demo lint fuzz docs conformance bench clean
+.PHONY: test test-slow demo lint fuzz docs conformance bench clean wheel-check
 
 $(STAMP): pyproject.toml initspec/_stream.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -51,6 +51,10 @@ fuzz: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check initspec adapters tests examples
 	$(BIN)/mypy
+
+# The built wheel in a fresh venv without torch or jax: import, validate, sample.
+wheel-check:
+	scripts/check_wheel.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
