@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 import typing
 from typing import Any, TypeVar
 
@@ -13,7 +14,8 @@ from initspec.errors import Problem, SpecError, suggest
 M = TypeVar("M", bound=BaseModel)
 
 _TYPE_TAG = re.compile(
-    r"^(constrained-|function-|nullable|lax-|strict-)|^(int|str|float|bool|list|dict|tuple|none)$|\["
+    r"^(constrained-|function-|nullable|lax-|strict-)|^(int|str|float|bool|list|dict|tuple|none)$"
+    r"|^[a-z_]+\["  # list[str], dict[str,any]
 )
 
 
@@ -131,8 +133,13 @@ def problems_of(
     out: list[Problem] = []
     for error in exc.errors():
         problem = _problem(error, loc, strip_tag, root)
-        if problem not in out:  # a union reports one mistake once per member
+        # A union reports one mistake once per member: one problem, what each allows.
+        same = next((i for i, p in enumerate(out) if p.loc == problem.loc), None)
+        if same is None:
             out.append(problem)
+        elif problem.allowed not in out[same].allowed:
+            merged = f"{out[same].allowed}, or {problem.allowed}"
+            out[same] = replace(out[same], allowed=merged)
     return out
 
 

@@ -62,7 +62,10 @@ def test_unknown_fields_list_the_allowed_ones_at_every_level() -> None:
         "$.modules.MyProj.layuot": ("layout", "allowed fields: kind, layout"),
         "$.rules[0].match.rol": ("role", "kind, module, ndim, path, regex, role, within"),
         "$.rules[0].gian": ("gain", "depth_scale, gain, init, layout, match, name"),
-        "$.rules[0].init.stdd": ("std", "unknown field of kind 'normal'; allowed fields: mean, std"),
+        "$.rules[0].init.stdd": (
+            "std",
+            "unknown field of kind 'normal'; allowed fields: mean, std",
+        ),
         "$.rules[0].depth_scale.factr": ("factor", "factor, layer_id, n_layers, offset"),
     }
     assert set(by_loc) == set(expect), sorted(by_loc)
@@ -76,7 +79,9 @@ def test_enum_values_get_a_close_match() -> None:
         initspec.parse({"kind": "kaiming_normal", "mode": "fanin", "nonlinearity": "reLu"})
     got = {p.location: p.suggestion for p in info.value.problems}
     assert got == {"$.mode": "fan_in", "$.nonlinearity": "relu"}
-    err = _policy_error({"initspec": 1, "unmatched": "eror", "rules": [{"match": {"kind": "lineer"}, "skip": True}]})
+    err = _policy_error(
+        {"initspec": 1, "unmatched": "eror", "rules": [{"match": {"kind": "lineer"}, "skip": True}]}
+    )
     got = {p.location: p.suggestion for p in err.problems}
     assert got == {"$.unmatched": "error", "$.rules[0].match.kind[0]": "linear"}
 
@@ -133,7 +138,12 @@ def test_a_bare_word_naming_a_file_is_not_read_but_hinted(tmp_path, monkeypatch)
 
 def test_extends_errors_keep_every_problem(tmp_path) -> None:
     (tmp_path / "base.json").write_text(
-        json.dumps({"initspec": 1, "rules": [{"init": {"kind": "normall"}}, {"init": {"kind": "normal", "std": 0}}]})
+        json.dumps(
+            {
+                "initspec": 1,
+                "rules": [{"init": {"kind": "normall"}}, {"init": {"kind": "normal", "std": 0}}],
+            }
+        )
     )
     (tmp_path / "child.json").write_text(json.dumps({"initspec": 1, "extends": "base.json"}))
     with pytest.raises(PolicyError) as info:
@@ -145,7 +155,9 @@ def test_extends_errors_keep_every_problem(tmp_path) -> None:
 
 
 def test_problems_are_json_data() -> None:
-    err = _policy_error({"initspec": 1, "seed": 2**70, "rules": [{"init": {"kind": "normal", "std": float("nan")}}]})
+    err = _policy_error(
+        {"initspec": 1, "seed": 2**70, "rules": [{"init": {"kind": "normal", "std": float("nan")}}]}
+    )
     data = [p.to_dict() for p in err.problems]
     text = json.dumps(data, allow_nan=False)  # no NaN, no huge integer slips through
     assert {d["location"] for d in data} == {"$.seed", "$.rules[0].init.std"}
@@ -158,7 +170,9 @@ def test_suggest() -> None:
     assert suggest("relu", ["relu"]) is None  # nothing to suggest for a valid name
     assert suggest("qqqq", ["relu", "tanh"]) is None
     assert suggest(3, ["relu"]) is None
-    assert str(Problem(("a", 0), "x", "bad", "y")) == "$.a[0]: 'x' is invalid: bad (did you mean 'y'?)"
+    assert (
+        str(Problem(("a", 0), "x", "bad", "y")) == "$.a[0]: 'x' is invalid: bad (did you mean 'y'?)"
+    )
 
 
 def test_resolution_errors_list_every_parameter() -> None:
@@ -170,3 +184,12 @@ def test_resolution_errors_list_every_parameter() -> None:
     with pytest.raises(ResolutionError) as info:
         resolve({"initspec": 1, "rules": [{"init": {"kind": "normal", "std": 1.0}}]}, params)
     assert len(info.value.problems) == 3 and all("int8" in p for p in info.value.problems)
+
+
+def test_a_union_field_gives_one_problem_naming_each_alternative() -> None:
+    err = _policy_error({"initspec": 1, "rules": [{"layout": 5, "skip": True}]})
+    (problem,) = err.problems  # not one per union member, and no type name in the path
+    assert problem.location == "$.rules[0].layout" and problem.value == 5
+    assert (
+        problem.allowed == "input should be a valid string, or input should be a valid dictionary"
+    )
