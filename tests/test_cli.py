@@ -366,3 +366,25 @@ def test_explain_without_the_framework_names_the_extra(monkeypatch, capsys) -> N
         err = capsys.readouterr().err
         assert f"pip install 'initspec[{extra}]'" in err and "Traceback" not in err, err
         monkeypatch.delitem(sys.modules, module)
+
+
+def test_a_command_plugged_in_gets_the_conventions(monkeypatch, capsys) -> None:
+    """COMMAND_MODULES: a module's add_parser/run become a command with --json, --debug,
+    help checked, and the same exit statuses."""
+    from initspec import cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("tests.fixtures.cli_command",))
+    _, commands = _commands()
+    echo = commands["echo"]
+    assert {"--json", "--debug"} <= set(echo._option_string_actions)
+    assert all(a.help for a in echo._actions)
+    assert cli.main(["echo", "hi"]) == 0 and capsys.readouterr().out == "hi\n"
+    assert cli.main(["--json", "echo", "hi"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"word": "hi"}
+    assert cli.main(["echo", "hi", "--fail", "mismatch"]) == 1
+    assert cli.main(["echo", "hi", "--fail", "invalid"]) == 1
+    assert "initspec echo: error: $.word: 'hi' is invalid" in capsys.readouterr().err
+    assert cli.main(["echo", "hi", "--fail", "usage", "--json"]) == 2
+    assert json.loads(capsys.readouterr().err)["error"]["type"] == "UsageError"
+    with pytest.raises(cli.UsageError):
+        cli.main(["echo", "hi", "--fail", "usage", "--debug"])
