@@ -12,7 +12,11 @@ trap 'rm -rf "$WORK"' EXIT
 "$PY" -m venv "$WORK/venv"
 BIN="$WORK/venv/bin"
 "$BIN/pip" install -q --upgrade pip
-"$BIN/pip" wheel -q --no-deps -w "$WORK/dist" "$REPO"
+# Built from a copy of the tracked files (as they are in the working tree): pip builds in
+# the source folder, and the repository gets no build/ or egg-info from this check.
+mkdir "$WORK/src"
+git -C "$REPO" ls-files -z | (cd "$REPO" && tar --null -T - -cf -) | tar -x -C "$WORK/src"
+"$BIN/pip" wheel -q --no-deps -w "$WORK/dist" "$WORK/src"
 WHEEL=$(ls "$WORK"/dist/initspec-*.whl)
 echo "built $(basename "$WHEEL")"
 "$BIN/pip" install -q numpy pydantic google-re2
