@@ -5,7 +5,8 @@ Spec (what the user declares) -> plan (resolved against a shape and layout) -> s
 
 This namespace holds what users call: specs (``parse``, ``schema``, ``to_json``, the spec
 classes), sampling with NumPy (``sample``), fans and gains, policies (``load_policy``,
-``preset``, ``presets``, ``policy_schema``), reports, the errors, and Keras interop. What
+``preset``, ``presets``, ``policy_schema``), reports (``Report``; ``compare`` for a model
+and its port; ``initspec.plot`` with matplotlib), the errors, and Keras interop. What
 an adapter author needs (the backend protocol, the orchestration, plans, descriptions of
 parameters) lives in ``initspec.backend``; the portable stream's constants in
 ``initspec.stream``.

@@ -397,7 +397,9 @@ def _caller_level() -> int:
 
 
 class Report:
-    """What each parameter received: printable as an aligned table, serializable to JSON."""
+    """What each parameter received: printable as an aligned table (``table()``), as data
+    (``rows()``, ``to_dict()``, ``to_json()``, ``to_pandas()``), as HTML in a notebook;
+    ``initspec.compare`` sets two side by side, ``initspec.plot`` draws one."""
 
     def __init__(self, resolution: Resolution) -> None:
         self.resolution = resolution
