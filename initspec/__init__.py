@@ -27,6 +27,7 @@ from initspec.layout import LAYOUTS, fans
 from initspec.numpy_backend import sample
 from initspec.parse import parse, schema, to_json
 from initspec.policy import Match, Policy, Rule, load_policy, policy_schema, preset, presets
+from initspec.policy import PolicyLike as PolicyLike  # the type of every policy argument
 from initspec.reporting import Comparison, compare
 from initspec.resolve import Report, ResolutionError
 from initspec.seeding import derive_seed
@@ -46,6 +47,7 @@ __all__ = [
     "PlanContext",
     "Policy",
     "PolicyError",
+    "PolicyLike",
     "Report",
     "ResolutionError",
     "Rule",
