@@ -80,3 +80,22 @@ def test_the_wheel_installs_and_runs_without_torch_or_jax() -> None:
     )  # fmt: skip
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     assert "wheel check: ok" in res.stdout
+
+
+def test_an_adapter_without_its_framework_names_the_extra() -> None:
+    code = """
+import sys
+sys.modules["torch"] = sys.modules["jax"] = None  # import torch -> ModuleNotFoundError
+for package in ("initspec_torch", "initspec_jax"):
+    try:
+        __import__(package)
+    except ImportError as exc:
+        print(type(exc).__name__, exc)
+"""
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert res.stdout.splitlines() == [
+        "MissingExtraError initspec_torch needs torch, which is not installed: pip install 'initspec[torch]'",
+        "MissingExtraError initspec_jax needs jax, which is not installed: pip install 'initspec[jax]'",
+    ], res.stdout + res.stderr

@@ -18,16 +18,13 @@ Flax is imported on first use of a policy function; the rest needs JAX only.
 
 from __future__ import annotations
 
-from initspec.errors import require
-
-require("jax", "jax", "initspec_jax")  # without jax: which extra to install
-
-from initspec_jax.describe import register_module  # noqa: E402
-from initspec_jax.explain import explain  # noqa: E402
-from initspec_jax.initializer import SpecInitializer, initializer  # noqa: E402
-from initspec_jax.policy_apply import apply, apply_nnx, resolve_params  # noqa: E402
-from initspec_jax.sampling import sample_plan  # noqa: E402
-from initspec_jax.traverse import describe_linen, describe_nnx  # noqa: E402
+from initspec_jax import _framework  # noqa: F401  (first: names the extra to install)
+from initspec_jax.describe import register_module
+from initspec_jax.explain import explain
+from initspec_jax.initializer import SpecInitializer, initializer
+from initspec_jax.policy_apply import apply, apply_nnx, resolve_params
+from initspec_jax.sampling import sample_plan
+from initspec_jax.traverse import describe_linen, describe_nnx
 
 __all__ = [
     "SpecInitializer",

@@ -9,13 +9,10 @@ lives in the ``initspec`` core; this adapter describes modules and implements th
 primitives (``initspec_torch.sampler``, ``initspec_torch.portable``).
 """
 
-from initspec.errors import require
-
-require("torch", "torch", "initspec_torch")  # without torch: which extra to install
-
-from initspec_torch.describe import describe, register_module  # noqa: E402
-from initspec_torch.explain import explain  # noqa: E402
-from initspec_torch.policy_apply import apply  # noqa: E402
-from initspec_torch.tensor_init import init_, init_shard_  # noqa: E402
+from initspec_torch import _framework  # noqa: F401  (first: names the extra to install)
+from initspec_torch.describe import describe, register_module
+from initspec_torch.explain import explain
+from initspec_torch.policy_apply import apply
+from initspec_torch.tensor_init import init_, init_shard_
 
 __all__ = ["apply", "describe", "explain", "init_", "init_shard_", "register_module"]
