@@ -18,7 +18,7 @@ from initspec.layout import LayoutLike
 from initspec.numeric import FLOAT_DTYPES, check_fits
 from initspec.policy import PolicyLike
 from initspec.progress import ProgressLike, check_progress, log_resolution, progress_backend
-from initspec.resolve import ParamInfo, Resolution, ResolutionError, resolve
+from initspec.resolve import ParamInfo, Resolution, ResolutionError, resolve_all
 from initspec.seeding import derive_seed
 from initspec.specs import PlanContext, SpecBase
 
@@ -127,10 +127,10 @@ def run_policy(
     """
     check_rng(rng, stream)
     check_progress(progress)
-    resolution = resolve(policy, list(params), seed, strict)
+    # The resolution's problems and the checks' below, in one ResolutionError.
+    resolution, problems = resolve_all(policy, list(params), seed, strict)
     todo = jobs(resolution, rng, stream)
     by_path = {rp.info.path: rp for rp in resolution.to_sample()}
-    problems = []
     for job in todo:
         target = targets[job.path]
         found = problem(job, backend.dtype(target), backend, target)

@@ -267,6 +267,18 @@ def resolve(
     named in one ``InitSpecWarning``; with ``strict`` (default: the policy's ``strict``)
     they are problems of the ``ResolutionError`` instead.
     """
+    resolution, problems = resolve_all(policy, params, seed, strict)
+    if problems:
+        raise ResolutionError(problems)
+    return resolution
+
+
+def resolve_all(
+    policy: PolicyLike, params: list[ParamInfo], seed: int | None = None, strict: bool | None = None
+) -> tuple[Resolution, list[str]]:
+    """``resolve``, returning its problems instead of raising them, with the resolution of
+    the parameters that have none: the engine adds its own checks' problems, so one
+    ``ResolutionError`` names everything. The warning is given only when there are none."""
     pol = load_policy(policy)
     strict = pol.strict if strict is None else strict
     seed = seed if seed is not None else (pol.seed if pol.seed is not None else 0)
@@ -360,10 +372,9 @@ def resolve(
         problems += [f"rule {printable(label)} matched no parameter (strict)" for label in loud]
         if pol.unmatched != "error":
             problems += [f"{printable(path)}: no rule matches (strict)" for path in kept]
-    if problems:
-        raise ResolutionError(problems)
-    _warn(loud, kept)
-    return Resolution(pol, seed, out, unused)
+    if not problems:
+        _warn(loud, kept)
+    return Resolution(pol, seed, out, unused), problems
 
 
 def _warn(unused: list[str], kept: list[str]) -> None:

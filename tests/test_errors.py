@@ -193,3 +193,25 @@ def test_a_union_field_gives_one_problem_naming_each_alternative() -> None:
     assert (
         problem.allowed == "input should be a valid string, or input should be a valid dictionary"
     )
+
+
+def test_apply_names_the_resolution_and_the_write_checks_problems_together() -> None:
+    """An int parameter (refused by resolve) and a float16 one whose values would overflow
+    (refused by the engine's checks): one ResolutionError names both, nothing is written."""
+    import initspec_torch
+    import torch
+    from torch import nn
+
+    from initspec.resolve import ResolutionError
+
+    model = nn.Module()
+    model.count = nn.Parameter(torch.zeros(3, dtype=torch.int32), requires_grad=False)
+    model.small = nn.Parameter(torch.zeros(4, 4, dtype=torch.float16))
+    policy = {"initspec": 1, "rules": [{"init": {"kind": "normal", "std": 1e6}}]}
+    with pytest.raises(ResolutionError) as info:
+        initspec_torch.apply(policy, model)
+    problems = info.value.problems
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("count (shape (3,)") and "int32" in problems[0]
+    assert problems[1].startswith("small (shape (4, 4)") and "float16" in problems[1]
+    assert torch.count_nonzero(model.small) == 0
