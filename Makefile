@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.initspec-installed
 
-.PHONY: test test-slow demo lint fuzz docs conformance bench clean wheel-check
+.PHONY: test test-slow demo lint fuzz docs conformance bench clean
 
 $(STAMP): pyproject.toml initspec/_stream.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,6 +53,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The built wheel in a fresh venv without torch or jax: import, validate, sample.
+.PHONY: wheel-check
 wheel-check:
 	scripts/check_wheel.sh
 
