@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from initspec.backend import Backend, Job
-from initspec.errors import MissingExtraError, printable
+from initspec.errors import InitSpecError, MissingExtraError, printable
 
 if TYPE_CHECKING:
     from initspec.resolve import Resolution
@@ -54,8 +54,6 @@ def check_progress(progress: Any) -> None:
         if progress is True:
             _tqdm()
         return
-    from initspec.errors import InitSpecError
-
     raise InitSpecError(
         f"progress={printable(repr(progress)[:60])}: allowed: None (a bar for applies of "
         f"{PROGRESS_THRESHOLD:.0e}+ elements), True, False or a callable (done, total, path)"
