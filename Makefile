@@ -56,5 +56,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check initspec adapters tests examples
 	$(BIN)/mypy
 
+# The built wheel in a fresh venv without torch or jax: import, validate, sample.
+.PHONY: wheel-check
+wheel-check:
+	scripts/check_wheel.sh
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

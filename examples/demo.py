@@ -16,7 +16,6 @@ import numpy as np
 import initspec
 
 HERE = pathlib.Path(__file__).parent
-LEAF = {"weight": ("kernel", "scale", "embedding"), "bias": ("bias",)}
 
 
 def torch_model():
@@ -72,38 +71,22 @@ def port_summary() -> str:
     print(f"== policy {policy.name!r} on the torch model\n{treport.table()}\n")
     print(f"== the same policy on the Flax (nnx) port\n{freport.table()}\n")
 
-    tvalues = {k: v.detach().double().numpy() for k, v in tmodel.named_parameters()}
     fvalues = {
-        ".".join(map(str, path)): np.asarray(v[...], dtype=np.float64)
+        ".".join(map(str, path)): np.asarray(v[...])
         for path, v in nnx.iter_graph(fmodel)
         if isinstance(v, nnx.Param)
     }
-    frows = {r["path"]: r for r in freport.rows()}
-    rows = []
-    agree = 0
-    for r in treport.rows():
-        owner, leaf = r["path"].rsplit(".", 1)
-        twin = next((f"{owner}.{alt}" for alt in LEAF[leaf] if f"{owner}.{alt}" in frows), None)
-        assert twin is not None, r["path"]
-        f = frows[twin]
-        same = r["rule_index"] == f["rule_index"] and r["plan"] == f["plan"]
-        agree += same
-        plan = next(p.plan for p in treport.resolution.params if p.info.path == r["path"])
-        rows.append(
-            (
-                r["path"],
-                twin,
-                f"#{r['rule_index']}"
-                if r["rule_index"] == f["rule_index"]
-                else f"#{r['rule_index']} vs #{f['rule_index']}",
-                r["plan"] if same else f"{r['plan']}  !=  {f['plan']}",
-                f"{tvalues[r['path']].std():.5f}",
-                f"{fvalues[twin].std():.5f}",
-                f"{plan.std:.5f}",
-            )
-        )
-    out = table(rows, ("torch", "flax", "rule", "plan (both)", "std torch", "std flax", "exact"))
-    return out + f"\n{agree}/{len(rows)} parameters: same rule and same plan in both frameworks"
+    # Parameters paired by name (conv1.weight is conv1.kernel), rule and distribution
+    # compared, and the measured std of each side beside the exact one.
+    comparison = initspec.compare(
+        treport,
+        freport,
+        values_a=dict(tmodel.named_parameters()),
+        values_b=fvalues,
+        labels=("torch", "flax"),
+    )
+    assert not any(comparison.unpaired), comparison.unpaired
+    return comparison.table()
 
 
 def catalog_table() -> str:

@@ -136,19 +136,19 @@ def check(report: initspec.Report, model: nn.Module) -> tuple[int, list[str]]:
     tensors = dict(model.named_parameters(remove_duplicate=False))
     bad: list[str] = []
     checked = 0
-    for rp in report.resolution.to_sample():
-        plan = rp.plan
-        assert plan is not None
-        t = tensors[rp.info.path].detach().double()
+    for row in report.rows():  # the exact mean and std of each plan, as numbers
+        if row["status"] != "init":
+            continue
+        t = tensors[row["path"]].detach().double()
         n = t.numel()
         mean, std = t.mean().item(), (t.std(correction=0).item() if n > 1 else 0.0)
-        tol_mean = 5 * plan.std / math.sqrt(n) + 1e-6
-        tol_std = 5 * plan.std / math.sqrt(2 * n) + 1e-6 * max(plan.std, 1.0)
+        tol_mean = 5 * row["std"] / math.sqrt(n) + 1e-6
+        tol_std = 5 * row["std"] / math.sqrt(2 * n) + 1e-6 * max(row["std"], 1.0)
         checked += 1
-        if abs(mean - plan.mean) > tol_mean or abs(std - plan.std) > tol_std:
+        if abs(mean - row["mean"]) > tol_mean or abs(std - row["std"]) > tol_std:
             bad.append(
-                f"{rp.info.path}: mean {mean:.4g} std {std:.4g}, "
-                f"plan mean {plan.mean:.4g} std {plan.std:.4g}"
+                f"{row['path']}: mean {mean:.4g} std {std:.4g}, "
+                f"plan mean {row['mean']:.4g} std {row['std']:.4g}"
             )
     return checked, bad
 

@@ -5,12 +5,14 @@ Spec (what the user declares) -> plan (resolved against a shape and layout) -> s
 
 This namespace holds what users call: specs (``parse``, ``schema``, ``to_json``, the spec
 classes), sampling with NumPy (``sample``), fans and gains, policies (``load_policy``,
-``preset``, ``presets``, ``policy_schema``), reports, the errors, and Keras interop. What
+``preset``, ``presets``, ``policy_schema``), reports (``Report``; ``compare`` for a model
+and its port; ``initspec.plot`` with matplotlib), the errors, and Keras interop. What
 an adapter author needs (the backend protocol, the orchestration, plans, descriptions of
 parameters) lives in ``initspec.backend``; the portable stream's constants in
 ``initspec.stream``.
 """
 
+from initspec import plot  # matplotlib is imported by its functions only
 from initspec.checker import CheckReport, InitCheckError, check
 from initspec.errors import (
     BackendError,
@@ -28,6 +30,8 @@ from initspec.numpy_backend import sample
 from initspec.parse import parse, schema, to_json
 from initspec.pathmap import GlobalShard
 from initspec.policy import Match, Policy, Rule, load_policy, policy_schema, preset, presets
+from initspec.policy import PolicyLike as PolicyLike  # the type of every policy argument
+from initspec.reporting import Comparison, compare
 from initspec.resolve import Report, ResolutionError
 from initspec.seeding import derive_seed
 from initspec.specs import SPEC_CLASSES, PlanContext, Spec, SpecBase
@@ -39,9 +43,10 @@ __all__ = [
     "SPEC_CLASSES",
     "BackendError",
     "CheckReport",
-    "InitCheckError",
-    "GlobalShard",
+    "Comparison",
     "Fingerprint",
+    "GlobalShard",
+    "InitCheckError",
     "InitSpecError",
     "InitSpecWarning",
     "KerasSeedWarning",
@@ -49,6 +54,7 @@ __all__ = [
     "PlanContext",
     "Policy",
     "PolicyError",
+    "PolicyLike",
     "Report",
     "ResolutionError",
     "Rule",
@@ -58,12 +64,14 @@ __all__ = [
     "SpecError",
     "calculate_gain",
     "check",
+    "compare",
     "derive_seed",
     "fans",
     "fingerprint",
     "from_keras",
     "load_policy",
     "parse",
+    "plot",
     "policy_schema",
     "preset",
     "presets",

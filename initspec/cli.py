@@ -1,12 +1,27 @@
 """The ``initspec`` command: validate, schema, presets, show, explain, sample.
 
-Exit status: 0 when everything is valid and done; 1 when an input (a spec, a policy, a
-preset name, a shape for a spec) is invalid; 2 when the command could not run (a file that
-cannot be read, bad arguments, a model factory that cannot be imported or fails). Errors go
-to stderr, tracebacks only with ``--debug``; output and messages never carry terminal
+Exit status, the same for every command: 0 when everything is valid and done; 1 when what
+was examined is invalid or fails (a spec, a policy, a shape a spec cannot be planned for, a
+policy that cannot be applied to the model; a mismatch for a checking command); 2 when the
+command could not run (bad arguments, a name that is neither a preset nor a file, a file
+that cannot be read or parsed as JSON, a model factory that cannot be imported or fails, a
+framework that is not installed). Errors go to stderr (as one JSON object under
+``--json``), tracebacks only with ``--debug``; output and messages never carry terminal
 control characters from a policy or a model. The only code the command imports beyond
 initspec is what its user names: the ``MODULE:FACTORY`` of ``explain`` and the adapter
 package for that framework.
+
+Adding a command (in a module of its own, e.g. ``initspec/check_cli.py``): define
+``add_parser(sub) -> argparse.ArgumentParser`` (``p = sub.add_parser("check", help=...)``
+and its options, each with a ``help``) and ``run(args) -> int``, and add the module's
+name to ``COMMAND_MODULES`` below. ``build_parser`` gives every command ``--json`` and
+``--debug`` (accepted before or after the command's name) unless it defines them, and
+sets ``func`` to ``run``. ``run`` returns ``OK``, ``INVALID`` or ``CANNOT_RUN``, prints
+with ``out`` / ``out_json`` (JSON when ``args.json``), and may raise: an
+``InitSpecError`` exits 1, a ``LoadError`` or ``UsageError`` (or a missing framework,
+``MissingExtraError``) 2, anything else 2. ``load_json_arg`` reads a JSON argument (text or
+a file) within the loader's limits. ``tests/test_cli.py::test_every_command_follows_the_
+conventions`` checks every registered command.
 """
 
 from __future__ import annotations
@@ -22,15 +37,27 @@ from collections.abc import Sequence
 from typing import Any
 
 from initspec import check_cli, cli_fingerprint
-from initspec.errors import InitSpecError, LoadError, PolicyError, SpecError, printable
+from initspec.errors import (
+    InitSpecError,
+    LoadError,
+    MissingExtraError,
+    SpecError,
+    printable,
+    require,
+)
 from initspec.jsonload import loads, read_file
-from initspec.layout import fans
+from initspec.layout import LAYOUTS, fans, resolve_layout
 from initspec.numpy_backend import DTYPES, sample
 from initspec.parse import parse, schema
-from initspec.policy import load_policy, policy_schema, preset, presets
+from initspec.policy import _looks_like_file, load_policy, policy_schema, preset, presets
 
 OK, INVALID, CANNOT_RUN = 0, 1, 2
 MAX_SAMPLE = 10**8  # elements `initspec sample` draws (800 MB of float64)
+
+# Modules that each define a subcommand: ``add_parser(sub)`` and ``run(args)`` (see the
+# module docstring). Imported when the parser is built: they must not import a framework
+# at module level.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 class UsageError(InitSpecError):
@@ -75,52 +102,87 @@ def err(text: str) -> None:
     _write(sys.stderr, _safe(text))
 
 
+def out_json(value: Any) -> None:
+    """``value`` as indented JSON on stdout (no NaN or Infinity: ``null`` in their place is
+    the caller's job)."""
+    out(json.dumps(value, indent=2, allow_nan=False))
+
+
 def exit_status(exc: BaseException) -> int:
-    """1 for an invalid input, 2 for a command that could not run."""
-    if isinstance(exc, (LoadError, UsageError)):
+    """1 for an input that is invalid, 2 for a command that could not run."""
+    if isinstance(exc, (LoadError, UsageError, MissingExtraError)):
         return CANNOT_RUN
     if isinstance(exc, InitSpecError):
         return INVALID
     return CANNOT_RUN
 
 
+def error_record(exc: BaseException) -> dict[str, Any]:
+    """An error as JSON data: its type, message, exit status and (for an invalid spec or
+    policy, or a policy that cannot be applied) every problem."""
+    record: dict[str, Any] = {
+        "type": type(exc).__name__,
+        "message": _safe(str(exc)),
+        "status": exit_status(exc),
+    }
+    problems = getattr(exc, "problems", None)
+    if isinstance(exc, SpecError):
+        record["problems"] = [p.to_dict() for p in exc.problems]
+    elif isinstance(problems, list):
+        record["problems"] = [{"message": _safe(str(p))} for p in problems]
+    return record
+
+
 def _is_json_text(text: str) -> bool:
     return text.lstrip().startswith(("{", "["))
 
 
-def _load_json_arg(text: str, what: str, error_cls: type[SpecError]) -> Any:
-    """JSON given on the command line, or read from the file it names."""
+def load_json_arg(text: str, what: str) -> Any:
+    """JSON given on the command line, or read from the file it names (``LoadError`` when
+    it cannot be read or is not JSON within the loader's limits)."""
     if _is_json_text(text):
-        return loads(text, error_cls, what=what)
-    return loads(read_file(text, what, error_cls), error_cls, source=text, what=what)
+        return loads(text, what=what)
+    return loads(read_file(text, what), source=text, what=what)
 
 
 def _is_spec(doc: Any) -> bool:
     return isinstance(doc, dict) and "kind" in doc and "rules" not in doc and "initspec" not in doc
 
 
+def _validate_one(name: str) -> str:
+    """What ``name`` is, once validated (a spec, a policy, a preset); raises if invalid."""
+    if not _is_json_text(name) and name in presets():
+        preset(name)
+        return "policy (built-in preset)"
+    if not _is_json_text(name) and not os.path.lexists(name) and not _looks_like_file(name):
+        load_policy(name)  # a bare word that names nothing: the preset error, a close name
+    doc = load_json_arg(name, "policy or spec")
+    if _is_spec(doc):
+        parse(doc)
+        return "spec"
+    load_policy(doc if _is_json_text(name) else pathlib.Path(name))
+    return "policy"
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     status = OK
+    results = []
     for name in args.files:
         try:
-            if not _is_json_text(name) and name in presets():
-                preset(name)
-                what = "policy (built-in preset)"
-            else:
-                doc = _load_json_arg(name, "policy or spec", PolicyError)
-                if _is_spec(doc):
-                    parse(doc)
-                    what = "spec"
-                else:
-                    load_policy(doc if _is_json_text(name) else pathlib.Path(name))
-                    what = "policy"
-            out(f"{printable(name)}: valid {what}")
+            what = _validate_one(name)
+            results.append({"source": printable(name), "valid": True, "what": what})
+            if not args.json:
+                out(f"{printable(name)}: valid {what}")
         except Exception as exc:  # every file is checked, whatever the others do
             if args.debug:
                 raise
             status = max(status, exit_status(exc))
-            kind = "" if isinstance(exc, InitSpecError) else f"{type(exc).__name__}: "
-            err(f"{printable(name)}: {kind}{exc}")
+            results.append({"source": printable(name), "valid": False, **error_record(exc)})
+            if not args.json:
+                kind = "" if isinstance(exc, InitSpecError) else f"{type(exc).__name__}: "
+                err(f"{printable(name)}: {kind}{exc}")
+    if args.json:
+        out_json({"status": status, "results": results})
     return status
 
 
@@ -130,6 +192,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
+    if args.json:
+        out_json([{"name": n, "description": preset(n).description} for n in presets()])
+        return OK
     for name in presets():
         out(f"{name:20s} {printable(preset(name).description)}")
     return OK
@@ -168,10 +233,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError("give exactly one of --torch MODULE:FACTORY and --flax MODULE:FACTORY")
     _factory_ref(args.torch or args.flax)  # before the (slow) adapter import
     policy = load_policy(args.policy)
-    try:
-        adapter = importlib.import_module("initspec_torch" if args.torch else "initspec_jax")
-    except ImportError as exc:
-        raise UsageError(f"the {'torch' if args.torch else 'jax'} adapter: {exc}") from None
+    flag = "--torch" if args.torch else "--flax"
+    for module in ("torch",) if args.torch else ("jax", "flax"):
+        require(module, module if args.torch else "flax", f"initspec explain {flag}")
+    adapter = importlib.import_module("initspec_torch" if args.torch else "initspec_jax")
     model = _factory(args.torch or args.flax)
     # No --seed: the policy's own seed (or 0), as apply would use.
     report = adapter.explain(policy, model, seed=args.seed, strict=True if args.strict else None)
@@ -184,7 +249,13 @@ def _finite(x: float) -> float | None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    spec = parse(_load_json_arg(args.spec, "spec", SpecError))
+    try:
+        resolve_layout(args.layout)
+    except InitSpecError:
+        raise UsageError(
+            f"--layout {printable(args.layout[:60])!r}: allowed: {', '.join(LAYOUTS)}"
+        ) from None
+    spec = parse(load_json_arg(args.spec, "spec"))
     try:
         shape = tuple(int(d) for d in args.shape.split(",") if d.strip())
     except ValueError:
@@ -240,26 +311,67 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(CANNOT_RUN)
 
 
+_JSON_HELP = "print the result (and an error) as JSON"
+_DEBUG_HELP = "show tracebacks of errors"
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """``--json`` and ``--debug`` on a command's parser, unless it defines them. Their
+    default is left unset on the command, so the same flag before the command's name
+    (``initspec --debug validate ...``) is not overwritten."""
+    for flag, text in (("--json", _JSON_HELP), ("--debug", _DEBUG_HELP)):
+        if flag not in p._option_string_actions:
+            p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
+
+
+def _version() -> str:
+    from initspec import __version__
+
+    return f"initspec {__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="initspec", description="Declarative, portable weight initialization.")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p.add_argument("--version", action="version", version=_version(), help="print the version")
+    p.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+    p.add_argument("--json", action="store_true", help=_JSON_HELP)
+    sub = p.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND", help="one of:"
+    )
     v = sub.add_parser("validate", help="validate spec or policy files (or presets, JSON text)")
-    v.add_argument("files", nargs="+")
+    v.add_argument(
+        "files",
+        nargs="+",
+        metavar="SOURCE",
+        help="a policy or spec file, a preset name or JSON text; every one is checked",
+    )
     v.set_defaults(func=cmd_validate)
     s = sub.add_parser("schema", help="print the JSON Schema of a spec or a policy")
-    s.add_argument("which", nargs="?", choices=["spec", "policy"], default="policy")
+    s.add_argument(
+        "which",
+        nargs="?",
+        choices=["spec", "policy"],
+        default="policy",
+        help="the schema of a spec or of a policy (default: policy)",
+    )
     s.set_defaults(func=cmd_schema)
     sub.add_parser("presets", help="list the built-in presets").set_defaults(func=cmd_presets)
     sh = sub.add_parser("show", help="print a preset as JSON")
-    sh.add_argument("name")
+    sh.add_argument("name", help="a preset's name (`initspec presets` lists them)")
     sh.set_defaults(func=cmd_show)
     e = sub.add_parser("explain", help="resolve a policy against a model, without initializing")
     e.add_argument("policy", help="a policy file, JSON text or a preset name")
-    e.add_argument("--torch", metavar="MODULE:FACTORY")
-    e.add_argument("--flax", metavar="MODULE:FACTORY")
+    e.add_argument(
+        "--torch",
+        metavar="MODULE:FACTORY",
+        help="build a torch model by calling FACTORY() from MODULE (needs initspec[torch])",
+    )
+    e.add_argument(
+        "--flax",
+        metavar="MODULE:FACTORY",
+        help="build a Flax nnx model (or linen params) the same way (needs initspec[flax])",
+    )
     e.add_argument("--seed", type=int, default=None, help="default: the policy's seed, else 0")
-    e.add_argument("--json", action="store_true")
     e.add_argument(
         "--strict",
         action="store_true",
@@ -267,15 +379,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.set_defaults(func=cmd_explain)
     sa = sub.add_parser("sample", help="plan and sample a spec with NumPy, print the moments")
-    sa.add_argument("spec", help="JSON text or a file")
-    sa.add_argument("--shape", required=True, help="e.g. 256,128")
-    sa.add_argument("--layout", default="torch")
-    sa.add_argument("--seed", type=int, default=0)
-    sa.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-    sa.add_argument("--json", action="store_true")
+    sa.add_argument("spec", help="a spec as JSON text, or a file holding one")
+    sa.add_argument("--shape", required=True, help="the tensor's shape, e.g. 256,128")
+    sa.add_argument(
+        "--layout",
+        default="torch",
+        help=f"how the shape's axes are read: {', '.join(LAYOUTS)} (default: torch)",
+    )
+    sa.add_argument("--seed", type=int, default=0, help="the seed (default: 0)")
+    sa.add_argument(
+        "--dtype", default="float32", choices=sorted(DTYPES), help="default: float32"
+    )
     sa.set_defaults(func=cmd_sample)
+    # Commands defined in their own modules (each takes what it needs of this one).
     check_cli.add_parser(sub, factory=_factory, out=out, err=err)
     cli_fingerprint.add_parser(sub)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        added = module.add_parser(sub)
+        if added.get_default("func") is None:
+            added.set_defaults(func=module.run)
+    for command in sub.choices.values():
+        add_common(command)
     return p
 
 
@@ -287,8 +412,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a user's factory or file may fail in any way
         if args.debug:
             raise
-        kind = "" if isinstance(exc, InitSpecError) else f"{type(exc).__name__}: "
-        err(f"initspec {args.command}: error: {kind}{exc}")
+        if args.json:
+            _write(sys.stderr, json.dumps({"error": error_record(exc)}, indent=2))
+        else:
+            kind = "" if isinstance(exc, (InitSpecError, MissingExtraError)) else f"{type(exc).__name__}: "
+            err(f"initspec {args.command}: error: {kind}{exc}")
         return exit_status(exc)
     finally:
         try:

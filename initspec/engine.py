@@ -17,7 +17,9 @@ from initspec.errors import BackendError, InitSpecError, ShapeError
 from initspec.layout import LayoutLike
 from initspec.numeric import FLOAT_DTYPES, check_fits
 from initspec.pathmap import PathMap, map_paths
-from initspec.resolve import ParamInfo, Resolution, ResolutionError, resolve
+from initspec.policy import PolicyLike
+from initspec.progress import ProgressLike, check_progress, log_resolution, progress_backend
+from initspec.resolve import ParamInfo, Resolution, ResolutionError, resolve_all
 from initspec.seeding import derive_seed
 from initspec.specs import PlanContext, SpecBase
 
@@ -114,7 +116,7 @@ def jobs(resolution: Resolution, rng: Rng = "native", stream: int = 1) -> list[J
 
 def run_policy(
     backend: Backend[T],
-    policy: Any,
+    policy: PolicyLike,
     params: Sequence[ParamInfo],
     targets: Mapping[str, T],
     seed: int | None = None,
@@ -124,23 +126,26 @@ def run_policy(
     write: bool = True,
     strict: bool | None = None,
     path_map: PathMap | None = None,
+    progress: ProgressLike = None,
 ) -> Resolution:
     """Apply ``policy`` to described parameters (``targets``: the backend's target of each
     canonical path), all or nothing; ``write=False`` stops after the checks (``explain``).
     ``strict``: rules matching nothing and kept parameters are errors (``resolve``).
     ``path_map``: local names (and shards) of a part of a model mapped to the whole
     model's (``initspec.pathmap``), before anything is resolved.
+    ``progress``: a bar or a callback while writing (``initspec.progress``).
 
     Raises one ``ResolutionError`` listing every parameter that cannot be handled, before
     anything is written; if a write fails, every parameter written gets its values back
     (``write_all``).
     """
     check_rng(rng, stream)
+    check_progress(progress)
     params, targets = map_paths(list(params), targets, path_map)
-    resolution = resolve(policy, params, seed, strict)
+    # The resolution's problems and the checks' below, in one ResolutionError.
+    resolution, problems = resolve_all(policy, params, seed, strict)
     todo = jobs(resolution, rng, stream)
     by_path = {rp.info.path: rp for rp in resolution.to_sample()}
-    problems = []
     for job in todo:
         target = targets[job.path]
         found = problem(job, backend.dtype(target), backend, target)
@@ -162,8 +167,10 @@ def run_policy(
             by_path[job.path].status = "meta"
         else:
             work.append((job, target))
+    log_resolution(resolution, write)
     if write:
-        write_all(backend, work)
+        with progress_backend(backend, work, progress) as reporting:  # initspec.progress
+            write_all(reporting, work)
     return resolution
 
 

@@ -7,7 +7,9 @@
 - an object may not repeat a key (JSON readers disagree about which one wins);
 - values nest at most ``MAX_DEPTH`` levels; integers have at most ``MAX_INT_DIGITS`` digits.
 
-Errors name the source (a file's name, or the text given) and never a file's content.
+Errors name the source (a file's name, or the text given) and never a file's content. Every
+refusal here is a ``LoadError`` (the CLI's exit status 2: the source could not be read as
+JSON), apart from ``check_depth`` on values built in Python.
 """
 
 from __future__ import annotations
@@ -35,15 +37,14 @@ def shown_name(path: str | os.PathLike[str]) -> str:
     return text if len(text) <= _MAX_NAME_SHOWN else text[:_MAX_NAME_SHOWN] + "..."
 
 
-def read_file(
-    path: str | os.PathLike[str], what: str = "policy", error_cls: type[SpecError] = LoadError
-) -> str:
+def read_file(path: str | os.PathLike[str], what: str = "policy") -> str:
     """The UTF-8 text of a regular file of at most ``MAX_BYTES``.
 
     Raises ``LoadError`` when the file cannot be read (missing, a directory, a FIFO or
-    device, no permission, a name too long) and ``error_cls`` when what it holds is not
-    acceptable (too large, not UTF-8).
+    device, no permission, a name too long) or what it holds is not acceptable (too
+    large, not UTF-8).
     """
+    error_cls = LoadError
     name = shown_name(path)
     flags = os.O_RDONLY
     for extra in ("O_NONBLOCK", "O_NOCTTY", "O_CLOEXEC", "O_BINARY"):
@@ -55,6 +56,8 @@ def read_file(
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             if exc.errno == errno.EISDIR:
                 reason = "it is a directory"
+            elif exc.errno == errno.ENOENT:
+                reason = "the file does not exist"
         else:
             reason = "not a usable file name"
         raise LoadError((), name, f"cannot read this {what} file: {reason}") from None
@@ -105,9 +108,10 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
-def loads(text: str, error_cls: type[SpecError], source: Any = None, what: str = "document") -> Any:
-    """Parse JSON ``text`` within the limits above. ``source``: what errors name as the bad
-    value (a file name); None names the text itself."""
+def loads(text: str, source: Any = None, what: str = "document") -> Any:
+    """Parse JSON ``text`` within the limits above, or raise ``LoadError``. ``source``: what
+    errors name as the bad value (a file name); None names the text itself."""
+    error_cls = LoadError
     shown = text if source is None else source
     if len(text) > MAX_BYTES:
         raise error_cls((), shown, f"a {what} of {len(text)} characters; at most {MAX_BYTES}")

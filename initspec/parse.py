@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from initspec.errors import SpecError
+from initspec.errors import Problem, SpecError, suggest
 from initspec.specs import SPEC_CLASSES, Spec, SpecBase
 from initspec.validation import validate_with
 
@@ -32,41 +32,65 @@ def canonical_kind(kind: str) -> str:
     return KIND_ALIASES.get(kind, kind)
 
 
-def _normalize(data: dict[str, Any], loc: tuple[str | int, ...]) -> dict[str, Any]:
+def normalize(
+    data: dict[str, Any], loc: tuple[str | int, ...]
+) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """``data`` with canonical kind and field names, and every problem found: the kind (a
+    close match suggested), each unknown field (the kind's fields listed, a close match
+    suggested), a field given twice. The data is None when the kind is unknown; else it
+    holds the known fields, so validation can go on and find the rest."""
     if "kind" not in data:
-        raise SpecError(loc + ("kind",), data, "a spec needs a 'kind' field")
+        return None, [Problem(loc + ("kind",), data, "a spec needs a 'kind' field")]
     kind = data["kind"]
     if not isinstance(kind, str):
-        raise SpecError(loc + ("kind",), kind, "must be a string naming a kind")
+        return None, [Problem(loc + ("kind",), kind, "must be a string naming a kind")]
     kind = canonical_kind(kind)
     if kind not in SPEC_CLASSES:
-        raise SpecError(
-            loc + ("kind",),
-            data["kind"],
-            f"unknown kind; allowed: {', '.join(sorted(SPEC_CLASSES))}",
-        )
+        names = [*SPEC_CLASSES, *KIND_ALIASES]
+        return None, [
+            Problem(
+                loc + ("kind",),
+                data["kind"],
+                f"unknown kind; allowed: {', '.join(sorted(SPEC_CLASSES))}",
+                suggest(kind, names),
+            )
+        ]
     cls = SPEC_CLASSES[kind]
     renames = cls.field_aliases
     out: dict[str, Any] = {"kind": kind}
     fields = cls.model_fields
+    problems: list[Problem] = []
     for key, value in data.items():
         if key == "kind":
             continue
         name = renames.get(key, key) if isinstance(key, str) else key
         if name not in fields:
             allowed = sorted(f for f in fields if f != "kind")
-            raise SpecError(
-                loc + (str(key),),
-                value,
-                f"unknown field of kind {kind!r}; allowed fields: {', '.join(allowed) or '(none)'}",
+            problems.append(
+                Problem(
+                    loc + (str(key),),
+                    value,
+                    f"unknown field of kind {kind!r}; allowed fields: {', '.join(allowed) or '(none)'}",
+                    suggest(key, [*allowed, *renames]),
+                )
             )
+            continue
         if name in out:
-            raise SpecError(
-                loc + (str(key),), value, f"field {name!r} is given twice (as an alias)"
+            problems.append(
+                Problem(loc + (str(key),), value, f"field {name!r} is given twice (as an alias)")
             )
+            continue
         out[name] = value
     for name, value in cls.implied_fields(data).items():
         out.setdefault(name, value)
+    return out, problems
+
+
+def _normalize(data: dict[str, Any], loc: tuple[str | int, ...]) -> dict[str, Any]:
+    """``normalize``, raising one ``SpecError`` listing every problem."""
+    out, problems = normalize(data, loc)
+    if problems or out is None:
+        raise SpecError.of(problems)
     return out
 
 
@@ -87,12 +111,34 @@ def parse(obj: Any, loc: tuple[str | int, ...] = _ROOT) -> SpecBase:
             text = obj.decode("utf-8") if isinstance(obj, bytes) else obj
         except UnicodeDecodeError:
             raise SpecError(loc, obj, "must be UTF-8 JSON text") from None
-        obj = loads(text, SpecError, what="spec")
+        if not text.lstrip().startswith(("{", "[")):
+            raise SpecError(loc, obj, _not_json_text(text.strip()))
+        obj = loads(text, what="spec")
     if not isinstance(obj, dict):
         raise SpecError(loc, obj, "a spec is a JSON object with a 'kind' field")
-    data = _normalize(obj, loc)
-    spec: SpecBase = validate_with(_SPEC_ADAPTER, data, loc, tag=data["kind"])
+    data, problems = normalize(obj, loc)
+    if data is None:
+        raise SpecError.of(problems)
+    try:
+        spec: SpecBase = validate_with(_SPEC_ADAPTER, data, loc, tag=data["kind"])
+    except SpecError as exc:
+        raise SpecError.of([*problems, *exc.problems]) from None
+    if problems:
+        raise SpecError.of(problems)
     return spec
+
+
+def _not_json_text(text: str) -> str:
+    """Why a string that is not JSON text is no spec, and what was probably meant."""
+    kind = canonical_kind(text)
+    if kind in SPEC_CLASSES:
+        return f"a spec given as a string is JSON text: write {{\"kind\": \"{kind}\"}}"
+    if text.lower().endswith(".json") or "/" in text or "\\" in text:
+        return (
+            "a spec given as a string is JSON text; parse never reads a file "
+            "(read it yourself, or give the CLI the file's name)"
+        )
+    return "a spec is a JSON object with a 'kind' field (as a string: JSON text starting with '{')"
 
 
 def schema() -> dict[str, Any]:

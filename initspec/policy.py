@@ -105,6 +105,7 @@ import functools
 import os
 import pathlib
 import re
+from dataclasses import replace
 from functools import cached_property
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -120,9 +121,9 @@ from pydantic import (
     model_validator,
 )
 
-from initspec.errors import InitSpecError, PolicyError, SpecError
+from initspec.errors import InitSpecError, LoadError, PolicyError, Problem, suggest
 from initspec.jsonload import check_depth, loads, read_file, shown_name
-from initspec.parse import _normalize
+from initspec.parse import normalize
 from initspec.patterns import (
     MAX_POLICY_REGEX_PROGRAM,
     MAX_POLICY_REGEXES,
@@ -676,6 +677,11 @@ class Policy(BaseModel):
     """muP: scale init by each parameter's width relative to a base model's shapes."""
 
 
+PolicyLike = Policy | dict[str, Any] | str | os.PathLike[str]
+"""What every function taking a policy accepts: a ``Policy``, its JSON as a dict or text, a
+preset's name, or a policy file (a ``pathlib.Path``, or a string with a path separator or
+ending in ``.json``); see ``load_policy``."""
+
 # Loading ---------------------------------------------------------------------------------
 
 
@@ -701,59 +707,76 @@ def _is_preset(name: Any) -> bool:
 
 def _preset_text(name: str) -> str:
     if not _is_preset(name):
-        raise PolicyError(("extends",), name, f"unknown preset; available: {', '.join(presets())}")
+        raise PolicyError(
+            ("extends",),
+            name,
+            f"unknown preset; available: {', '.join(presets())}",
+            suggestion=suggest(name, presets()),
+        )
     return str(_preset_dir().joinpath(f"{name}.json").read_text(encoding="utf-8"))
 
 
-def _prepare(data: Any) -> Any:
-    """Normalize spec aliases inside rules before pydantic sees them (locations preserved)."""
+# What a rule's unknown ``init`` is replaced by while the rest of the policy is validated:
+# its own problems are already listed, the placeholder adds none.
+_PLACEHOLDER_INIT = {"kind": "zeros"}
+
+
+def _prepare(data: Any) -> tuple[Any, list[Problem]]:
+    """Normalize spec aliases inside rules before pydantic sees them (locations preserved);
+    the problems found doing so (unknown kinds and fields of every rule)."""
     if not isinstance(data, dict):
         raise PolicyError((), data, "a policy is a JSON object")
     check_depth(data, PolicyError)
     rules = data.get("rules")
     if not isinstance(rules, list):
-        return data
+        return data, []
     if len(rules) > MAX_RULES:
         raise PolicyError(("rules",), f"<{len(rules)} rules>", f"at most {MAX_RULES:,} rules")
     out_rules = []
+    problems: list[Problem] = []
     for i, rule in enumerate(rules):
         if isinstance(rule, dict) and isinstance(rule.get("init"), dict):
-            try:
-                rule = {**rule, "init": _normalize(rule["init"], ("rules", i, "init"))}
-            except SpecError as exc:
-                raise PolicyError(exc.loc, exc.value, exc.allowed) from None
+            init, found = normalize(rule["init"], ("rules", i, "init"))
+            problems += found
+            rule = {**rule, "init": _PLACEHOLDER_INIT if init is None else init}
         if isinstance(rule, dict):
-            rule = _prepare_parts(rule, i)
+            rule, found = _prepare_parts(rule, i)
+            problems += found
         out_rules.append(rule)
-    return {**data, "rules": out_rules}
+    return {**data, "rules": out_rules}, problems
 
 
-def _prepare_parts(rule: dict[str, Any], i: int) -> dict[str, Any]:
-    """Spec aliases normalized inside a rule's ``blocks.init`` and ``slices[j].init``."""
-    try:
-        blocks = rule.get("blocks")
-        if isinstance(blocks, dict) and isinstance(blocks.get("init"), dict):
-            specs = {
-                name: _normalize(spec, ("rules", i, "blocks", "init", name))
-                if isinstance(spec, dict)
-                else spec
-                for name, spec in blocks["init"].items()
-            }
-            rule = {**rule, "blocks": {**blocks, "init": specs}}
-        slices = rule.get("slices")
-        if isinstance(slices, list):
-            rule = {
-                **rule,
-                "slices": [
-                    {**s, "init": _normalize(s["init"], ("rules", i, "slices", j, "init"))}
-                    if isinstance(s, dict) and isinstance(s.get("init"), dict)
-                    else s
-                    for j, s in enumerate(slices)
-                ],
-            }
-    except SpecError as exc:
-        raise PolicyError(exc.loc, exc.value, exc.allowed) from None
-    return rule
+def _prepare_parts(rule: dict[str, Any], i: int) -> tuple[dict[str, Any], list[Problem]]:
+    """Spec aliases normalized inside a rule's ``blocks.init`` and ``slices[j].init``, and
+    the problems found doing so (as for the rule's own ``init``)."""
+    problems: list[Problem] = []
+
+    def spec(data: dict[str, Any], loc: tuple[str | int, ...]) -> dict[str, Any]:
+        out, found = normalize(data, loc)
+        problems.extend(found)
+        return _PLACEHOLDER_INIT if out is None else out
+
+    blocks = rule.get("blocks")
+    if isinstance(blocks, dict) and isinstance(blocks.get("init"), dict):
+        specs = {
+            name: spec(value, ("rules", i, "blocks", "init", name))
+            if isinstance(value, dict)
+            else value
+            for name, value in blocks["init"].items()
+        }
+        rule = {**rule, "blocks": {**blocks, "init": specs}}
+    slices = rule.get("slices")
+    if isinstance(slices, list):
+        rule = {
+            **rule,
+            "slices": [
+                {**s, "init": spec(s["init"], ("rules", i, "slices", j, "init"))}
+                if isinstance(s, dict) and isinstance(s.get("init"), dict)
+                else s
+                for j, s in enumerate(slices)
+            ],
+        }
+    return rule, problems
 
 
 def _check_regex_budget(rules: list[Rule], loc: tuple[str | int, ...]) -> None:
@@ -782,21 +805,40 @@ def _check_regex_budget(rules: list[Rule], loc: tuple[str | int, ...]) -> None:
             )
 
 
+def _untagged(problem: Problem) -> Problem:
+    # pydantic puts the discriminator's tag into locations: rules.0.init.<kind>.std
+    loc = problem.loc
+    loc = tuple(
+        p for j, p in enumerate(loc) if not (j > 0 and loc[j - 1] == "init" and isinstance(p, str))
+    )
+    return replace(problem, loc=loc)
+
+
 def _validate(data: Any) -> Policy:
-    prepared = _prepare(data)
+    """A ``Policy`` from JSON data, or one ``PolicyError`` listing every problem found."""
+    prepared, problems = _prepare(data)
     try:
         policy = Policy.model_validate(prepared)
     except ValidationError as exc:
-        err = raise_from_validation(exc, (), PolicyError)
-        # pydantic puts the discriminator's tag into locations: rules.0.init.<kind>.std
-        loc = tuple(
-            p
-            for j, p in enumerate(err.loc)
-            if not (j > 0 and err.loc[j - 1] == "init" and isinstance(p, str))
-        )
-        raise PolicyError(loc, err.value, err.allowed) from None
+        err = raise_from_validation(exc, (), PolicyError, root=Policy)
+        found = [_untagged(p) for p in err.problems]
+        error = PolicyError.of(_in_order([*problems, *found]))
+        error.errors = err.errors  # type: ignore[attr-defined]
+        raise error from None
+    if problems:
+        raise PolicyError.of(problems)
     _check_regex_budget(policy.rules, ("rules",))
     return policy
+
+
+def _in_order(problems: list[Problem]) -> list[Problem]:
+    """Problems in document order of their locations (by rule, then field), a stable sort:
+    the normalization's and pydantic's problems of one rule together."""
+
+    def key(p: Problem) -> tuple[tuple[int, int | str], ...]:
+        return tuple((0, part) if isinstance(part, int) else (1, "") for part in p.loc[:2])
+
+    return sorted(problems, key=key)
 
 
 def _looks_like_file(name: str) -> bool:
@@ -808,7 +850,7 @@ def _looks_like_file(name: str) -> bool:
 
 def _read_file(path: str | os.PathLike[str]) -> tuple[Any, pathlib.Path, str]:
     text = read_file(path, "policy")
-    data = loads(text, PolicyError, source=shown_name(path), what="policy")
+    data = loads(text, source=shown_name(path), what="policy")
     real = os.fsdecode(os.path.realpath(os.fspath(path)))
     return data, pathlib.Path(real).parent, real
 
@@ -823,18 +865,29 @@ def _read(source: Any) -> _Source:
     if isinstance(source, str):
         text = source.lstrip("\ufeff \t\r\n")  # a byte-order mark, whitespace
         if text.startswith(("{", "[")):
-            return loads(text, PolicyError, what="policy"), None, None
+            return loads(text, what="policy"), None, None
         if _is_preset(source):
-            return loads(_preset_text(source), PolicyError), None, f"preset:{source}"
+            return loads(_preset_text(source)), None, f"preset:{source}"
         if _looks_like_file(source):
             return _read_file(source)
-        raise PolicyError(
+        close = suggest(source, presets())
+        here = " (a file of that name is here: write ./NAME to read it)" if _is_file(source) else ""
+        raise LoadError(
             (),
             source,
-            f"not a JSON object, a preset name ({', '.join(presets())}) or a policy file; "
-            f"a file is named by a path (./{source[:40]}) or a .json name",
+            f"no preset of that name ({', '.join(presets())}), and not JSON text or a file "
+            f"name; a file is named by a path (./{source[:40]}) or a .json name{here}",
+            suggestion=close,
         )
     return source, None, None
+
+
+def _is_file(name: str) -> bool:
+    """Whether a regular file ``name`` exists (it is not opened: a hint for the error)."""
+    try:
+        return os.path.isfile(name)
+    except (OSError, ValueError):
+        return False
 
 
 def _extends_target(ref: str, base: pathlib.Path | None) -> tuple[str, Any]:
@@ -850,6 +903,7 @@ def _extends_target(ref: str, base: pathlib.Path | None) -> tuple[str, Any]:
             ref,
             f"no preset of that name ({names}); a policy given as a dict, text or Policy "
             f"object extends presets only (load it with base_dir=... to extend a file)",
+            suggestion=suggest(ref, presets()),
         )
     parts = re.split(r"[\\/]", ref)
     if (
@@ -865,6 +919,7 @@ def _extends_target(ref: str, base: pathlib.Path | None) -> tuple[str, Any]:
             ref,
             f"no preset of that name ({names}); a file must be a relative .json path inside "
             f"the including policy's directory (no absolute path, no '..')",
+            suggestion=suggest(ref, presets()),
         )
     real = os.path.realpath(base / ref)
     try:
@@ -878,7 +933,7 @@ def _extends_target(ref: str, base: pathlib.Path | None) -> tuple[str, Any]:
     return real, pathlib.Path(real)
 
 
-def load_policy(source: Any, *, base_dir: str | os.PathLike[str] | None = None) -> Policy:
+def load_policy(source: PolicyLike, *, base_dir: str | os.PathLike[str] | None = None) -> Policy:
     """A validated policy from a ``Policy``, dict, JSON text, file path or preset name.
 
     A string is JSON text when it starts with ``{``; else a preset when it is a preset's
@@ -922,7 +977,8 @@ def _load(source: Any, base_dir: Any, chain: tuple[str, ...]) -> Policy:
     except PolicyError as exc:
         if getattr(exc, "where", None) is not None:  # already says which file
             raise
-        err = type(exc)(exc.loc, exc.value, f"{exc.allowed} (in {ref!r}, named by extends)")
+        note = f" (in {ref!r}, named by extends)"
+        err = type(exc).of([replace(p, allowed=p.allowed + note) for p in exc.problems])
         err.where = ref  # type: ignore[attr-defined]
         raise err from None
     fields = policy.model_fields_set
@@ -951,7 +1007,12 @@ def _load(source: Any, base_dir: Any, chain: tuple[str, ...]) -> Policy:
 def preset(name: str) -> Policy:
     """A built-in preset by name (``initspec.presets()`` lists them)."""
     if not _is_preset(name):
-        raise PolicyError((), name, f"unknown preset; available: {', '.join(presets())}")
+        raise LoadError(
+            (),
+            name,
+            f"unknown preset; available: {', '.join(presets())}",
+            suggestion=suggest(name, presets()),
+        )
     return load_policy(name)
 
 

@@ -19,8 +19,10 @@ from initspec.blocks import ResolvedBlock, block_layout, regions, slice_region
 from initspec.errors import InitSpecError, InitSpecWarning, printable
 from initspec.layout import LayoutLike, fans, resolve_layout
 from initspec.numeric import FLOAT_DTYPES
-from initspec.plans import ConstantPlan, NormalPlan, Plan, UniformPlan
-from initspec.policy import Policy, Rule, load_policy
+from initspec.plans import ConstantPlan, Plan
+from initspec.policy import Policy, PolicyLike, Rule, load_policy
+from initspec.reporting import numbers
+from initspec.reporting import spread as _spread
 from initspec.seeding import FLAX_TO_TORCH_LEAF, derive_seed
 from initspec.specs import PlanContext, SpecBase
 from initspec.width import WidthInfo, width_info
@@ -84,6 +86,11 @@ class ResolvedParam:
     zero_row: int | None = None  # a padding row to zero after sampling (embeddings)
     # A rule's blocks (plan None: the blocks cover the parameter) and slices, in order.
     blocks: list[ResolvedBlock] = field(default_factory=list)
+    # The rule's scaling of the spec's plan: gain, and depth_scale's 1 / sqrt(factor * n)
+    # with the n found for this parameter (None without depth_scale).
+    gain: float = 1.0
+    depth_factor: float | None = None
+    depth_n: int | None = None
 
 
 class ResolutionError(InitSpecError):
@@ -296,26 +303,6 @@ def _where(info: ParamInfo) -> str:
     return printable(f"{info.path} (shape {tuple(info.shape)}, {info.kind}/{info.role})")
 
 
-def _spread(plan: Plan) -> tuple[float, float]:
-    """(mean, std) of ``plan``; NaN where float64 cannot hold them."""
-    try:
-        mean = float(plan.mean)
-    except (OverflowError, ValueError, ZeroDivisionError):
-        mean = math.nan
-    try:
-        if isinstance(plan, NormalPlan):  # std = sqrt(scale**2) underflows below 1e-154
-            std = abs(float(plan.scale))
-        elif isinstance(plan, UniformPlan):
-            std = (float(plan.high) - float(plan.low)) / math.sqrt(12.0)
-        else:
-            std = float(plan.std)
-    except ValueError:  # a variance rounded a hair below 0
-        std = 0.0
-    except (OverflowError, ZeroDivisionError):
-        std = math.nan
-    return mean, std
-
-
 def _check_spread(base: Plan, plan: Plan, factor: float, dtype: str) -> None:
     """Refuse a plan whose moments are not finite, or a random plan whose std underflowed
     (a gain of 5e-324, a depth_scale factor of 1e308) below what ``dtype`` can hold."""
@@ -337,7 +324,7 @@ def _check_spread(base: Plan, plan: Plan, factor: float, dtype: str) -> None:
 
 
 def resolve(
-    policy: Any, params: list[ParamInfo], seed: int | None = None, strict: bool | None = None
+    policy: PolicyLike, params: list[ParamInfo], seed: int | None = None, strict: bool | None = None
 ) -> Resolution:
     """Match every parameter to its rule and plan it; raise before anything is sampled.
 
@@ -345,6 +332,18 @@ def resolve(
     named in one ``InitSpecWarning``; with ``strict`` (default: the policy's ``strict``)
     they are problems of the ``ResolutionError`` instead.
     """
+    resolution, problems = resolve_all(policy, params, seed, strict)
+    if problems:
+        raise ResolutionError(problems)
+    return resolution
+
+
+def resolve_all(
+    policy: PolicyLike, params: list[ParamInfo], seed: int | None = None, strict: bool | None = None
+) -> tuple[Resolution, list[str]]:
+    """``resolve``, returning its problems instead of raising them, with the resolution of
+    the parameters that have none: the engine adds its own checks' problems, so one
+    ``ResolutionError`` names everything. The warning is given only when there are none."""
     pol = load_policy(policy)
     strict = pol.strict if strict is None else strict
     seed = seed if seed is not None else (pol.seed if pol.seed is not None else 0)
@@ -405,6 +404,7 @@ def resolve(
             continue
         try:
             factor = rule.gain
+            depth: tuple[float, int] | None = None
             if rule.depth_scale is not None:
                 n = rule.depth_scale.n_for(matched, all_paths)
                 if n is None or n < 1:
@@ -420,6 +420,7 @@ def resolve(
                         f"is not a finite float64"
                     )
                 factor /= math.sqrt(denominator)
+                depth = (1.0 / math.sqrt(denominator), n)
             wi = widths.get(info.path)
             zero = wi is not None and pol.width is not None and pol.width.readout_zero_init
             zero = zero and wi is not None and wi.kind in ("output", "output_bias")
@@ -456,8 +457,11 @@ def resolve(
                 derive_seed(seed, info.path),
                 zero_row,
                 parts,
+                gain=rule.gain,
+                depth_factor=None if depth is None else depth[0],
+                depth_n=None if depth is None else depth[1],
             )
-        )
+        )  # fmt: skip
     unused = [r.label(i) for i, r in enumerate(pol.rules) if i not in used]
     loud = [r.label(i) for i, r in enumerate(pol.rules) if i not in used and not r.optional]
     kept = [p.info.path for p in out if p.status == "unmatched"]
@@ -465,10 +469,9 @@ def resolve(
         problems += [f"rule {printable(label)} matched no parameter (strict)" for label in loud]
         if pol.unmatched != "error":
             problems += [f"{printable(path)}: no rule matches (strict)" for path in kept]
-    if problems:
-        raise ResolutionError(problems)
-    _warn(loud, kept)
-    return Resolution(pol, seed, out, unused, widths)
+    if not problems:
+        _warn(loud, kept)
+    return Resolution(pol, seed, out, unused, widths), problems
 
 
 def _warn(unused: list[str], kept: list[str]) -> None:
@@ -534,7 +537,9 @@ def _block_rows(row: dict[str, Any], p: ResolvedParam) -> list[dict[str, Any]]:
 
 
 class Report:
-    """What each parameter received: printable as an aligned table, serializable to JSON."""
+    """What each parameter received: printable as an aligned table (``table()``), as data
+    (``rows()``, ``to_dict()``, ``to_json()``, ``to_pandas()``), as HTML in a notebook;
+    ``initspec.compare`` sets two side by side, ``initspec.plot`` draws one."""
 
     def __init__(self, resolution: Resolution) -> None:
         self.resolution = resolution
@@ -556,6 +561,11 @@ class Report:
         ]
 
     def rows(self) -> list[dict[str, Any]]:
+        """One dict per parameter (``initspec.reporting.ROW_FIELDS`` describes every key):
+        both paths, shape, dtype, kind, role, layout, status, the rule, the plan as text and
+        as numbers: exact mean, std, low and high (bounded plans), fans, numel, the rule's
+        gain and depth factor ``1 / sqrt(factor * n)`` with its ``n``. Numbers that float64
+        cannot hold are None."""
         rows = []
         for p in self.resolution.params:
             info = p.info
@@ -585,6 +595,7 @@ class Report:
                     "plan": p.plan.describe() if p.plan else None,
                     "shared_with": list(info.shared_with),
                     "names": list(match_names(info)),
+                    **numbers(p),
                 }
             )
             rows.extend(_block_rows(rows[-1], p))
@@ -623,7 +634,19 @@ class Report:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_pandas(self) -> Any:
+        """``rows()`` as a ``pandas.DataFrame``, one row per parameter (needs pandas)."""
+        from initspec.reporting import to_pandas
+
+        return to_pandas(self.rows())
+
+    def _repr_html_(self) -> str:
+        """The table in a notebook (Jupyter, VS Code): one row per parameter, escaped."""
+        from initspec.reporting import report_html
+
+        return report_html(self)
 
     def table(self) -> str:
         head = ("parameter", "shape", "dtype", "rule", "plan")

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+import initspec
+
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -73,11 +75,14 @@ def test_sample_prints_plan_and_moments() -> None:
         (("sample", '{"kind": "kaiming_normal"}', "--shape", "7"), "too few for layout 'torch'", 1),
         (("sample", '{"kind": "normal"}', "--shape", "a,b"), "expected integers", 2),
         (("sample", '{"kind": "normal"}', "--shape", "100000,100000"), "at most", 2),
-        (("show", "nope"), "unknown preset", 1),
+        (("show", "nope"), "unknown preset", 2),
+        (("show", "gtp2"), "did you mean 'gpt2'?", 2),
         (("explain", "gpt2", "--torch", "nomodule"), "MODULE:FACTORY", 2),
         (("explain", "gpt2", "--torch", "no_such_module_xyz:f"), "cannot import", 2),
-        (("validate", "/no/such/file.json"), "No such file", 2),
-        (("validate", "no-such-file"), "No such file", 2),
+        (("validate", "/no/such/file.json"), "the file does not exist", 2),
+        (("validate", "no-such-file"), "no preset of that name", 2),
+        (("validate", '{"initspec": 1,'), "must be valid JSON", 2),
+        (("sample", '{"kind": "normal"}', "--shape", "3", "--layout", "nope"), "--layout", 2),
         (("validate",), "required", 2),
         (("presets", "--nope"), "unrecognized arguments", 2),
         (("frobnicate",), "invalid choice", 2),
@@ -97,7 +102,7 @@ def test_validate_checks_every_file_and_reports_the_worst(tmp_path) -> None:
     binary.write_bytes(b"\x80\x81\x00\xff")
     missing = tmp_path / "missing.json"
     res = run("validate", str(binary), str(good))
-    assert res.returncode == 1, res.stderr
+    assert res.returncode == 2, res.stderr  # a file that cannot be parsed: could not run
     assert f"{good}: valid policy" in res.stdout and "not UTF-8" in res.stderr
     res = run("validate", str(binary), str(missing), str(good), "gpt2")
     assert res.returncode == 2, res.stderr
@@ -110,7 +115,7 @@ def test_validate_never_echoes_a_files_content(tmp_path) -> None:
     secret = tmp_path / "notes.json"
     secret.write_text("password=hunter2, not JSON")
     res = run("validate", str(secret))
-    assert res.returncode == 1 and "hunter2" not in res.stderr + res.stdout
+    assert res.returncode == 2 and "hunter2" not in res.stderr + res.stdout
 
 
 def test_output_into_a_closed_pipe_is_quiet() -> None:
@@ -238,3 +243,148 @@ def test_explain_strict_exits_1_and_warns_without_it(tmp_path) -> None:
     res = run(*base, "--strict", cwd=repo)
     assert res.returncode == 1
     assert "#0 attention matched no parameter (strict)" in res.stderr
+
+
+# Conventions shared by every command (#22 item 6) -------------------------------------------
+
+
+def _commands():
+    import argparse
+
+    from initspec.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, sub.choices
+
+
+def test_every_command_follows_the_conventions() -> None:
+    """Every registered command (the lead's and those plugged in through COMMAND_MODULES):
+    help on every option and argument, --json and --debug, a function to run."""
+    parser, commands = _commands()
+    assert {"validate", "schema", "presets", "show", "explain", "sample"} <= set(commands)
+    for action in parser._actions:
+        assert action.help, action.dest
+    for name, command in commands.items():
+        assert command.get_default("func") is not None, name
+        assert "--json" in command._option_string_actions, name
+        assert "--debug" in command._option_string_actions, name
+        for action in command._actions:
+            assert action.help and action.help.strip(), (name, action.dest)
+
+
+def test_version(capsys) -> None:
+    from initspec import __version__
+    from initspec.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"initspec {__version__}"
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_and_json_anywhere(where, capsys) -> None:
+    from initspec.cli import main
+
+    cmd = ["sample", '{"kind": "gaussian"}', "--shape", "3"]
+    args = ["--debug", *cmd] if where == "before" else [*cmd, "--debug"]
+    with pytest.raises(initspec.SpecError):
+        main(args)
+    args = ["--json", "presets"] if where == "before" else ["presets", "--json"]
+    assert main(args) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {"name": "gpt2", "description": initspec.preset("gpt2").description} in listed
+    # the flag given on one side is not reset by the other side's default
+    from initspec.cli import build_parser
+
+    ns = build_parser().parse_args(["--debug", "validate", "x"])
+    assert ns.debug is True and ns.json is False
+    ns = build_parser().parse_args(["validate", "x", "--json"])
+    assert ns.debug is False and ns.json is True
+
+
+def test_json_on_every_command(capsys, tmp_path) -> None:
+    from initspec.cli import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"initspec": 1, "rules": [{"init": {"kind": "normall"}}]}))
+    runs = {
+        "validate": (["validate", "gpt2", str(bad), "--json"], 1),
+        "schema": (["schema", "spec", "--json"], 0),
+        "presets": (["presets", "--json"], 0),
+        "show": (["show", "gpt2", "--json"], 0),
+        "sample": (["sample", '{"kind": "zeros"}', "--shape", "2,2", "--json"], 0),
+    }
+    outputs = {}
+    for name, (args, code) in runs.items():
+        assert main(args) == code, name
+        outputs[name] = json.loads(capsys.readouterr().out)
+    results = outputs["validate"]["results"]
+    assert outputs["validate"]["status"] == 1 and results[0]["valid"] is True
+    problem = results[1]["problems"][0]
+    assert results[1]["status"] == 1 and results[1]["type"] == "PolicyError"
+    assert problem["location"] == "$.rules[0].init.kind" and problem["suggestion"] == "normal"
+    assert outputs["schema"]["discriminator"]["propertyName"] == "kind"
+    assert outputs["show"]["name"] == "gpt2"
+    assert outputs["sample"]["exact"] == {"mean": 0.0, "std": 0.0}
+    # an error under --json: one JSON object on stderr, the same exit status
+    assert main(["show", "gtp2", "--json"]) == 2
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert error["type"] == "LoadError" and error["status"] == 2
+    assert error["problems"][0]["suggestion"] == "gpt2"
+
+
+@pytest.mark.parametrize(
+    "args,code",
+    [
+        (["validate", "gpt2"], 0),
+        (["validate", '{"initspec": 1, "rules": [{"init": {"kind": "normal", "std": -1}}]}'], 1),
+        (["validate", '{"initspec": 1,'], 2),  # not JSON
+        (["validate", "./missing.json"], 2),
+        (["show", "nope"], 2),
+        (["sample", '{"kind": "normal", "std": -1}', "--shape", "2"], 1),
+        (["sample", '{"kind": "kaiming_normal"}', "--shape", "7"], 1),  # not plannable
+        (["sample", '{"kind": "normal"', "--shape", "2"], 2),
+        (["sample", '{"kind": "normal"}', "--shape", "x"], 2),
+        (["explain", '{"initspec": 1, "rules": [{"skip": 1}]}', "--torch", "m:f"], 1),
+        (["explain", "nope", "--torch", "m:f"], 2),
+        (["explain", "gpt2"], 2),  # neither --torch nor --flax
+    ],
+)
+def test_exit_status_is_the_same_for_every_command(args, code, capsys) -> None:
+    from initspec.cli import main
+
+    assert main(args) == code, capsys.readouterr().err
+
+
+def test_explain_without_the_framework_names_the_extra(monkeypatch, capsys) -> None:
+    from initspec.cli import main
+
+    for flag, module, extra in (("--torch", "torch", "torch"), ("--flax", "flax", "flax")):
+        monkeypatch.setitem(sys.modules, module, None)  # import torch -> ModuleNotFoundError
+        assert main(["explain", "torch-defaults", flag, "tests.fixtures.cli_models:mlp"]) == 2
+        err = capsys.readouterr().err
+        assert f"pip install 'initspec[{extra}]'" in err and "Traceback" not in err, err
+        monkeypatch.delitem(sys.modules, module)
+
+
+def test_a_command_plugged_in_gets_the_conventions(monkeypatch, capsys) -> None:
+    """COMMAND_MODULES: a module's add_parser/run become a command with --json, --debug,
+    help checked, and the same exit statuses."""
+    from initspec import cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("tests.fixtures.cli_command",))
+    _, commands = _commands()
+    echo = commands["echo"]
+    assert {"--json", "--debug"} <= set(echo._option_string_actions)
+    assert all(a.help for a in echo._actions)
+    assert cli.main(["echo", "hi"]) == 0 and capsys.readouterr().out == "hi\n"
+    assert cli.main(["--json", "echo", "hi"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"word": "hi"}
+    assert cli.main(["echo", "hi", "--fail", "mismatch"]) == 1
+    assert cli.main(["echo", "hi", "--fail", "invalid"]) == 1
+    assert "initspec echo: error: $.word: 'hi' is invalid" in capsys.readouterr().err
+    assert cli.main(["echo", "hi", "--fail", "usage", "--json"]) == 2
+    assert json.loads(capsys.readouterr().err)["error"]["type"] == "UsageError"
+    with pytest.raises(cli.UsageError):
+        cli.main(["echo", "hi", "--fail", "usage", "--debug"])

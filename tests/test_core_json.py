@@ -102,7 +102,7 @@ BAD = [
     ('{"kind": 3}', "$.kind", "3", "string"),
     ("[1, 2]", "$", "[1, 2]", "JSON object"),
     ("{not json", "$", "'{not json'", "valid JSON"),
-    ("42", "$", "42", "JSON object"),
+    ("42", "$", "'42'", "JSON object"),  # the string given (parse never reads files)
 ]
 
 

@@ -14,6 +14,6 @@ def test_demo_ports_the_policy_with_the_same_rules_and_plans() -> None:
         [sys.executable, "examples/demo.py"], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert res.returncode == 0, res.stderr
-    assert "10/10 parameters: same rule and same plan in both frameworks" in res.stdout
+    assert "10/10 parameters: same rule and same plan in torch and flax" in res.stdout
     assert "== the same policy on the Flax (nnx) port" in res.stdout
     assert "tf_trunc_normal_2sigma" in res.stdout

@@ -295,7 +295,7 @@ def _write_bytes(path: pathlib.Path, data: bytes) -> pathlib.Path:
     [
         (lambda d: _write_bytes(d / "bad.bin", b"\x80\x81\xfe binary"), "UTF-8"),
         (lambda d: d, "directory"),
-        (lambda d: d / "missing.json", "No such file"),
+        (lambda d: d / "missing.json", "the file does not exist"),
         (lambda d: d / ("x" * 5000 + ".json"), "cannot read"),
         (lambda d: str(d / "bad\x00name.json"), "cannot read"),
     ],

@@ -18,6 +18,7 @@ Flax is imported on first use of a policy function; the rest needs JAX only.
 
 from __future__ import annotations
 
+from initspec_jax import _framework  # noqa: F401  (first: names the extra to install)
 from initspec_jax.check import check
 from initspec_jax.describe import register_module
 from initspec_jax.explain import explain

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from initspec.errors import require
 from initspec.pathmap import PathMap
+from initspec.policy import PolicyLike
 from initspec.resolve import Report
 from initspec_jax.policy_apply import _Backend, _run
 from initspec_jax.traverse import describe_linen, describe_nnx
 
 
 def explain(
-    policy: Any,
+    policy: PolicyLike,
     model: Any,
     seed: int | None = None,
     *,
@@ -24,7 +26,7 @@ def explain(
     ``model``: an ``nnx.Module``; a ``(linen_module, params)`` pair; or a linen parameter
     tree alone (kinds then come from the parameter names). ``path_map`` as in ``apply``.
     """
-    from flax import nnx
+    nnx = require("flax.nnx", "flax", "initspec_jax.explain")
 
     if isinstance(model, nnx.Module):
         params = describe_nnx(model)

@@ -22,6 +22,8 @@ from initspec.backend import Job, Rng, draw
 from initspec.engine import run_policy
 from initspec.numeric import FLOAT_DTYPES
 from initspec.pathmap import PathMap
+from initspec.policy import PolicyLike
+from initspec.progress import ProgressLike
 from initspec.resolve import Report, Resolution, resolve
 from initspec_jax import portable
 from initspec_jax.checks import check_dtype, stored_dtype
@@ -142,14 +144,16 @@ class _Backend:
             self.variables[target[0]].set_value(snapshot)
 
 
-def resolve_params(policy: Any, params: list[FlaxParam], seed: int | None = None) -> Resolution:
+def resolve_params(
+    policy: PolicyLike, params: list[FlaxParam], seed: int | None = None
+) -> Resolution:
     """Resolve ``policy`` for described parameters without sampling anything: the report
     of what ``apply`` / ``apply_nnx`` would do (``resolution.report()``)."""
     return resolve(policy, [p.info for p in params], seed)
 
 
 def _run(
-    policy: Any,
+    policy: PolicyLike,
     described: list[FlaxParam],
     seed: int | None,
     backend: _Backend,
@@ -158,6 +162,7 @@ def _run(
     write: bool = True,
     strict: bool | None = None,
     path_map: PathMap | None = None,
+    progress: ProgressLike = None,
 ) -> Resolution:
     targets = {p.info.path: (p.info.path, p.value) for p in described}
     infos = [p.info for p in described]
@@ -172,6 +177,7 @@ def _run(
         write=write,
         strict=strict,
         path_map=path_map,
+        progress=progress,
     )
 
 
@@ -200,7 +206,7 @@ def _rebuild(tree: Mapping[str, Any], new: Mapping[Path, Any], prefix: Path = ()
 
 
 def apply(
-    policy: Any,
+    policy: PolicyLike,
     params: Any,
     seed: int | None = None,
     model: Any = None,
@@ -210,6 +216,7 @@ def apply(
     stream: int = 1,
     strict: bool | None = None,
     path_map: PathMap | None = None,
+    progress: ProgressLike = None,
 ) -> tuple[Any, Report]:
     """Initialize a Flax linen parameter tree from ``policy``: ``(new_params, report)``.
 
@@ -233,12 +240,14 @@ def apply(
     ``initspec_torch.apply``.
 
     Raises an ``InitSpecError`` naming every parameter that cannot be handled; nothing is
-    sampled then.
+    sampled then. ``progress``: a tqdm bar or a callback ``progress(done, total, path)``
+    while sampling, as for ``initspec_torch.apply`` (``initspec.progress``).
     """
     described = describe_linen(params, model, model_args=model_args)
     backend = _Backend()
     resolution = _run(
-        policy, described, seed, backend, rng, stream, strict=strict, path_map=path_map
+        policy, described, seed, backend, rng, stream, strict=strict, path_map=path_map,
+        progress=progress,
     )
     new = backend.new
     tree, has_collections = split_collections(params)
@@ -264,7 +273,7 @@ def _rebuild_collections(variables: Mapping[str, Any], new_params: Any) -> Any:
 
 
 def apply_nnx(
-    policy: Any,
+    policy: PolicyLike,
     module: Any,
     seed: int | None = None,
     *,
@@ -272,6 +281,7 @@ def apply_nnx(
     stream: int = 1,
     strict: bool | None = None,
     path_map: PathMap | None = None,
+    progress: ProgressLike = None,
 ) -> Report:
     """Initialize an ``nnx.Module``'s ``nnx.Param`` variables in place from ``policy``.
 
@@ -281,10 +291,12 @@ def apply_nnx(
     ``InitSpecError`` naming every parameter that cannot be handled, and then writes nothing;
     if an assignment fails (an exception, a KeyboardInterrupt), every variable assigned so
     far gets its previous value back. ``rng="portable"``:
-    the portable stream ``stream``, as in ``apply``; ``path_map`` as in ``apply``.
+    the portable stream ``stream``, as in ``apply``; ``path_map`` and ``progress`` as in
+    ``apply``.
     """
     described = describe_nnx(module)
     backend = _Backend({p.info.path: p.variable for p in described})
     return _run(
-        policy, described, seed, backend, rng, stream, strict=strict, path_map=path_map
+        policy, described, seed, backend, rng, stream, strict=strict, path_map=path_map,
+        progress=progress,
     ).report()

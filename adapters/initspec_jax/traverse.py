@@ -19,7 +19,7 @@ from typing import Any, cast
 import jax
 import numpy as np
 
-from initspec.errors import BackendError
+from initspec.errors import BackendError, require
 from initspec.resolve import ParamInfo
 from initspec_jax.describe import (
     Owner,
@@ -280,6 +280,7 @@ def describe_linen(
     """Every parameter of a linen tree (``model.init``'s variables or their ``params``
     collection), in the tree's order, described; see ``linen_modules`` for ``model`` and
     ``model_args``."""
+    require("flax", "flax", "initspec_jax.apply")  # the extra to install, not a bare ImportError
     tree, _ = split_collections(params)
     leaves = [(path, unbox(value)) for path, value in walk(tree)]
     for path, value in leaves:
@@ -294,7 +295,7 @@ def describe_linen(
 def describe_nnx(module: Any) -> list[FlaxParam]:
     """Every ``nnx.Param`` of ``module``, in ``nnx.iter_graph`` order, described; a variable
     reachable under several paths appears once, under the first."""
-    from flax import nnx
+    nnx = require("flax.nnx", "flax", "initspec_jax.apply_nnx")
 
     if not isinstance(module, nnx.Module):
         raise BackendError(f"expected an nnx.Module, got {type(module).__name__}")

@@ -9,6 +9,7 @@ lives in the ``initspec`` core; this adapter describes modules and implements th
 primitives (``initspec_torch.sampler``, ``initspec_torch.portable``).
 """
 
+from initspec_torch import _framework  # noqa: F401  (first: names the extra to install)
 from initspec_torch.check import check
 from initspec_torch.describe import describe, register_module
 from initspec_torch.explain import explain

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
 from initspec.engine import run_policy
 from initspec.pathmap import PathMap
+from initspec.policy import PolicyLike
 from initspec.resolve import Report
 from initspec_torch.backend import TorchBackend
 from initspec_torch.describe import describe
 
 
 def explain(
-    policy: Any,
+    policy: PolicyLike,
     module: nn.Module,
     seed: int | None = None,
     *,

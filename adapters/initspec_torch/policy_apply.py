@@ -6,20 +6,20 @@ module (``initspec_torch.describe``) and torch's backend (``initspec_torch.backe
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
 from initspec.backend import Rng
 from initspec.engine import run_policy
 from initspec.pathmap import PathMap
+from initspec.policy import PolicyLike
+from initspec.progress import ProgressLike
 from initspec.resolve import Report
 from initspec_torch.backend import TorchBackend
 from initspec_torch.describe import describe
 
 
 def apply(
-    policy: Any,
+    policy: PolicyLike,
     module: nn.Module,
     seed: int | None = None,
     *,
@@ -28,6 +28,7 @@ def apply(
     atomic: bool = True,
     strict: bool | None = None,
     path_map: PathMap | None = None,
+    progress: ProgressLike = None,
 ) -> Report:
     """Initialize ``module``'s parameters in place from ``policy``; return the report.
 
@@ -66,6 +67,11 @@ def apply(
     (``initspec.pathmap``; with ``rng="portable"``, bit for bit). Rules blocks and slices
     (``initspec.policy.Blocks``) write a fused parameter block by block. Meta parameters are resolved and reported as ``meta`` but not written: after
     ``module.to_empty(device=...)``, ``apply`` again initializes them fully.
+
+    ``progress``: None (default) shows a tqdm bar when tqdm is installed and the apply
+    writes at least 10**8 elements; True always, False never; a callable is called as
+    ``progress(done, total, path)`` (elements) after each tensor (``initspec.progress``).
+    What apply decided is logged on the ``initspec`` logger (INFO; DEBUG per parameter).
     """
     params = describe(module)
     tensors = {p.info.path: p.tensor for p in params}
@@ -80,5 +86,6 @@ def apply(
         stream=stream,
         strict=strict,
         path_map=path_map,
+        progress=progress,
     )
     return resolution.report()
