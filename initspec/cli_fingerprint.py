@@ -55,7 +55,7 @@ def _safetensors(path: str) -> Iterator[Tensor]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise _bad(path, "not a safetensors file: its header is not UTF-8 JSON") from None
-    header = loads(text, LoadError, source=shown_name(path), what="safetensors header")
+    header = loads(text, source=shown_name(path), what="safetensors header")
     if not isinstance(header, dict):
         raise _bad(path, "not a safetensors file: its header is not a JSON object")
     data_start, data_size = 8 + n, size - 8 - n
