@@ -156,8 +156,13 @@ def _layout_of(text: str) -> tuple[str, str]:
 def add_parser(sub: Any) -> None:
     """Register ``fingerprint`` on the ``initspec`` command's subparsers."""
     p = sub.add_parser("fingerprint", help="the fingerprint of a .safetensors or .npz checkpoint")
-    p.add_argument("file")
-    p.add_argument("--layout", default="torch", choices=sorted(LAYOUTS))
+    p.add_argument("file", help="a .safetensors or .npz checkpoint")
+    p.add_argument(
+        "--layout",
+        default="torch",
+        choices=sorted(LAYOUTS),
+        help="the layout the tensors are stored in (default torch; flax for Flax kernels)",
+    )
     p.add_argument(
         "--layout-of",
         action="append",
@@ -166,8 +171,8 @@ def add_parser(sub: Any) -> None:
         metavar="NAME=LAYOUT",
         help="the layout of one tensor (a Flax embedding table: NAME=embedding)",
     )
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--threads", type=int, default=1, help="hashing threads (default 1)")
+    p.add_argument("--json", action="store_true", help="the fingerprints as JSON")
     p.set_defaults(func=run)
 
 
