@@ -188,6 +188,8 @@ def _final(h: History | None, t: torch.Tensor, padding_idx: int | None) -> tuple
     for region, v in h.partial:
         covered = _rows(region, t)
         if covered is None:
+            if isinstance(v, Inexpressible):
+                return Inexpressible(f"{v.reason}, written into a slice"), False
             return Inexpressible(
                 f"a slice of shape {list(region[1])} written apart from the rest"
             ), False

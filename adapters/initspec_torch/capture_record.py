@@ -332,8 +332,6 @@ class Recorder(TorchFunctionMode):
         if "." in name:
             return  # an attribute (.data, .shape, .grad_fn): values unchanged; p.data = t
             # makes p's storage t's, whose history is t's
-        if name in _INIT_ARGS:
-            return  # the profile hook records these (with their defaults)
         if "out" in kwargs and isinstance(kwargs["out"], torch.Tensor):
             value = self._result(name, args[1:] if target is not None else args, kwargs, None, out)
             self._write(kwargs["out"], value, f"torch.{name}(out=...)")
@@ -496,6 +494,14 @@ class Recorder(TorchFunctionMode):
                 if fill is not None
                 else Inexpressible(f"{name} with a computed value")
             )
+        if name in ("tensor", "as_tensor", "scalar_tensor", "asarray") and args:
+            data = _num(args[0])
+            if data is None and isinstance(args[0], (list, tuple)) and args[0]:
+                nums = [_num(x) for x in args[0]]
+                data = nums[0] if all(n is not None and n == nums[0] for n in nums) else None
+            if data is not None:
+                return constant(data)
+            return Inexpressible(f"values given as data (torch.{name})")
         if name in ("empty", "empty_like", "new_empty", "empty_strided"):
             return UNINITIALIZED
         if name == "eye" and out.dim() == 2:
