@@ -75,6 +75,11 @@ def close(a: float, b: float, rel: float = REL_TOL) -> bool:
     return a == b or abs(a - b) <= rel * max(abs(a), abs(b))
 
 
+class BuildError(InitSpecError):
+    """The model's build could not be captured: it raised, returned no module, or
+    initialized nothing."""
+
+
 # Values ---------------------------------------------------------------------------------
 
 
@@ -451,6 +456,8 @@ class CaptureReport:
         body = []
         for row in self.rows():
             calls = " -> ".join(row["calls"]) or "-"
+            if len(calls) > 70:  # the last writes are the ones that count
+                calls = "... " + calls[-66:]
             plan = row["plan"] or f"skipped: {self.skipped.get(row['path'], '')}"
             cells = (
                 row["path"],
@@ -461,7 +468,6 @@ class CaptureReport:
             )
             body.append(tuple(printable(str(c)) for c in cells))
         widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
-        widths[2] = min(widths[2], 60)
         lines = [
             "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
             for row in [head, *body]
@@ -723,10 +729,6 @@ def _candidates(members: list[ParamInfo], rest: list[ParamInfo]) -> Iterable[tup
         yield 2, Match(kind=kinds)  # type: ignore[arg-type]
     if len(roles) == 1 and len(kinds) <= 2:
         yield 3, Match(kind=kinds, role=roles)  # type: ignore[arg-type]
-    if types and len(types) <= 3 and len(types) == len({m.module_types[0] for m in members}):
-        yield 4, Match(module=types)
-        if len(roles) == 1:
-            yield 5, Match(module=types, role=roles)  # type: ignore[arg-type]
     # Path globs: per member the shortest generalized suffix that matches no other parameter.
     globs: list[str] = []
     for m in members:
@@ -744,6 +746,12 @@ def _candidates(members: list[ParamInfo], rest: list[ParamInfo]) -> Iterable[tup
     unique = sorted(set(globs))
     if not any(_matches(Match(path=unique), o) for o in rest):
         yield 10 + len(unique), Match(path=unique)
+    # Class names last: a Flax twin's classes are not the torch model's (paths, kinds and
+    # roles are one vocabulary for both).
+    if types and len(types) <= 3:
+        yield 50, Match(module=types)
+        if len(roles) == 1:
+            yield 51, Match(module=types, role=roles)  # type: ignore[arg-type]
     yield 1000 + len(members), Match(path=sorted({_glob_escape(m.path) for m in members}))
 
 
