@@ -914,9 +914,9 @@ def depth_scaled(targets: dict[str, _Target], infos: Sequence[ParamInfo]) -> lis
         heads = {split[0] if (split := _layer_split(p)) else None for p in paths}
         if len(heads) != 1 or None in heads:
             continue
-        head = heads.pop()
-        assert head is not None
-        count = f"count:{_glob_escape(head)}.*"
+        block = heads.pop()
+        assert block is not None
+        count = f"count:{_glob_escape(block)}.*"
         n = DepthScale(factor=1.0, n_layers=count).count_layers(all_paths)
         if n < 2:
             continue
@@ -929,7 +929,7 @@ def depth_scaled(targets: dict[str, _Target], infos: Sequence[ParamInfo]) -> lis
                     targets[p] = replace(targets[p], spec=Normal(std=b), depth=depth)
                 notes.append(
                     f"{len(paths)} parameter(s) with std {s:.6g} = {b:.6g} / sqrt({f} x {n} "
-                    f"blocks of {head}): written as depth_scale (factor {f}, n_layers {count})"
+                    f"blocks of {block}): written as depth_scale (factor {f}, n_layers {count})"
                 )
                 break
     return notes

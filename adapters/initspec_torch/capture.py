@@ -84,7 +84,7 @@ def preserved_rng() -> Iterator[None]:
     """Save every global RNG (torch CPU, CUDA where initialized, NumPy, Python) and restore
     it on exit, whatever the block does."""
     torch_state = torch.get_rng_state()
-    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()  # type: ignore[no-untyped-call]
     cuda_states = torch.cuda.get_rng_state_all() if cuda else None
     np = sys.modules.get("numpy")
     np_state = np.random.get_state() if np is not None else None
@@ -198,7 +198,7 @@ def _final(h: History | None, t: torch.Tensor, padding_idx: int | None) -> tuple
         return h.base, False
     if padding_idx is not None and padding_idx < 0:
         padding_idx += t.shape[0]
-    if set(rows) == {padding_idx} and isinstance(rows[padding_idx], Drawn):
+    if padding_idx is not None and set(rows) == {padding_idx}:
         zero = rows[padding_idx]
         if isinstance(zero, Drawn) and zero.spec.kind == "zeros":
             return h.base, True
