@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.also:
         _factory_ref(args.also)
     try:
-        from initspec_torch.capture import capture_report
+        from initspec_torch.capture_build import capture_report
     except ImportError as exc:
         raise UsageError(f"the torch adapter: {exc}") from None
     from initspec.capture import BuildError

@@ -587,7 +587,11 @@ def _computed(name: str, *inputs: Value) -> Value:
     """A tensor computed by op ``name`` from ``inputs``: inexpressible, saying which ops made it."""
     ops: list[str] = []
     for v in inputs:
-        head, sep, listed = v.reason.partition("values computed by ") if isinstance(v, Inexpressible) else ("", "", "")
+        head, sep, listed = (
+            v.reason.partition("values computed by ")
+            if isinstance(v, Inexpressible)
+            else ("", "", "")
+        )
         if sep:
             ops += [o for o in listed.split(", ") if o not in ops]
     if name not in ops:
