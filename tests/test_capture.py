@@ -375,3 +375,53 @@ def test_cli_capture_prints_rules_and_table_and_writes_the_policy(tmp_path, caps
     assert "initialized nothing" in capsys.readouterr().err
     assert main(["capture", "--torch", "tests.fixtures.cli_models:broken"]) == 2
     assert main(["capture", "--torch", "nomodule"]) == 2
+
+
+def test_when_several_fans_fit_the_known_constant_names_the_mode() -> None:
+    # fan_in = d and fan_out = 3d scale together between the builds: N(0, 2/fan_out) is also
+    # N(0, (2/3)/fan_in). He's 2 names fan_out.
+    def build(d: int) -> nn.Module:
+        m = nn.Linear(d, 3 * d)
+        nn.init.normal_(m.weight, std=math.sqrt(2.0 / (3 * d)))
+        return m
+
+    report = capture_report(lambda: build(8), also=lambda: build(16))
+    kernel = report.policy.rules[[r.match.role for r in report.policy.rules].index(["kernel"])]
+    assert kernel.init is not None
+    assert (kernel.init.scale, kernel.init.mode) == (2.0, "fan_out")  # type: ignore[union-attr]
+    note = next(r["note"] for r in report.rows() if r["path"] == "weight")
+    assert "also fits: std**2 x fan_in = 0.666667" in note
+
+
+def test_absolute_truncation_bounds_keep_a_fan_std_literal_and_say_so() -> None:
+    def build(d: int) -> nn.Module:
+        m = nn.Linear(d, d)
+        nn.init.trunc_normal_(m.weight, std=d**-0.5)  # HF's lecun_normal_: bounds +-2, absolute
+        return m
+
+    report = capture_report(lambda: build(8), also=lambda: build(32))
+    assert any("their truncation bounds are absolute numbers" in n for n in report.notes)
+    assert _value(report, "weight") == f"truncated_normal(std={8**-0.5:.6g})"
+
+
+def test_torch_module_defaults_name_their_kinds() -> None:
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.LSTM(6, 10, num_layers=2)
+            self.attn = nn.MultiheadAttention(12, 3)
+            self.conv = nn.Conv2d(3, 8, 3)
+            self.bn = nn.BatchNorm2d(8)
+
+    report = capture_report(M)
+    assert report.skipped == {}
+    kinds = {r["path"]: r["value"] for r in report.rows()}
+    assert kinds["rnn.weight_ih_l0"] == "uniform(low=-0.316228, high=0.316228)"  # 1/sqrt(10)
+    assert kinds["attn.in_proj_weight"] == "xavier_uniform()"
+    rows = plans(report.policy, M())
+    rules = {p: report.policy.rules[r["rule_index"]].init.kind for p, r in rows.items()}  # type: ignore[union-attr]
+    assert rules["rnn.weight_hh_l1"] == rules["rnn.bias_ih_l0"] == "torch_rnn"
+    assert rules["conv.bias"] == "torch_linear_bias"
+    assert rules["attn.in_proj_bias"] == rules["attn.out_proj.bias"] == rules["bn.bias"] == "zeros"
+    for path, row in rows.items():
+        assert row["plan"] == report.expected[path]
