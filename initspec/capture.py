@@ -456,9 +456,7 @@ class CaptureReport:
         head = ("parameter", "shape", "recorded", "rule", "plan")
         body = []
         for row in self.rows():
-            calls = " -> ".join(row["calls"]) or "-"
-            if len(calls) > 70:  # the last writes are the ones that count
-                calls = "... " + calls[-66:]
+            calls = _last_calls(row["calls"])
             plan = row["plan"] or f"skipped: {self.skipped.get(row['path'], '')}"
             cells = (
                 row["path"],
@@ -501,6 +499,20 @@ class CaptureReport:
 
     def __str__(self) -> str:
         return self.rules_text() + "\n\n" + self.table()
+
+
+def _last_calls(calls: list[str], width: int = 70) -> str:
+    """The calls joined by ``->``; when longer than ``width``, the last ones that fit (the
+    last writes are the ones that count) after ``...``."""
+    text = " -> ".join(calls) or "-"
+    if len(text) <= width:
+        return text
+    kept: list[str] = []
+    for call in reversed(calls):
+        if kept and len(" -> ".join([call, *kept])) > width - 7:
+            break
+        kept.insert(0, call)
+    return "... -> " + " -> ".join(kept)
 
 
 # Synthesis --------------------------------------------------------------------------------
