@@ -425,3 +425,20 @@ def test_torch_module_defaults_name_their_kinds() -> None:
     assert rules["attn.in_proj_bias"] == rules["attn.out_proj.bias"] == rules["bn.bias"] == "zeros"
     for path, row in rows.items():
         assert row["plan"] == report.expected[path]
+
+
+def test_iteration_and_advanced_indexing_are_not_mistaken() -> None:
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Parameter(torch.zeros(4))
+            _ = [float(x) for x in self.a.detach().cpu()] if not self.a.is_meta else list(self.a)
+            _ = int(torch.ones(()).sum()) if not self.a.is_meta else 0
+            self.b = nn.Parameter(torch.ones(4))
+            with torch.no_grad():
+                self.b[torch.tensor([True, False, True, False])] = 0.0  # writes b, not a copy
+                self.b[torch.tensor([1, 3])].zero_()  # zeroes a copy: b unchanged by it
+
+    report = capture_report(M)
+    assert _value(report, "a") == "zeros()"  # iterating over a tensor writes nothing
+    assert report.skipped == {"b": "an assignment through a tensor index"}
