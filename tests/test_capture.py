@@ -442,3 +442,31 @@ def test_iteration_and_advanced_indexing_are_not_mistaken() -> None:
     report = capture_report(M)
     assert _value(report, "a") == "zeros()"  # iterating over a tensor writes nothing
     assert report.skipped == {"b": "an assignment through a tensor index"}
+
+
+def test_storage_identity_on_meta_is_what_capture_keys_on() -> None:
+    # On meta every data_ptr() is 0; the StorageImpl behind .data, views and slices is the
+    # parameter's own, and two parameters have two.
+    from initspec_torch.capture_record import _key
+
+    with torch.device("meta"):
+        a, b = nn.Linear(4, 4), nn.Linear(4, 4)
+    assert a.weight.data_ptr() == b.weight.data_ptr() == 0
+    assert _key(a.weight) == _key(a.weight.data) == _key(a.weight.data[1]) == _key(a.weight.t())
+    assert _key(a.weight) != _key(b.weight) and _key(a.weight) != _key(a.bias)
+
+
+def test_transformers_guarded_init_is_honoured() -> None:
+    from transformers import initialization as hf_init
+
+    def build() -> nn.Module:
+        m = nn.Linear(8, 8)
+        hf_init.normal_(m.weight, std=0.5)  # HF's wrapper calls torch's original normal_
+        m.weight._is_hf_initialized = True  # type: ignore[attr-defined]
+        hf_init.normal_(m.weight, std=9.0)  # guarded: writes nothing
+        hf_init.zeros_(m.bias)
+        return m
+
+    report = capture_report(build)
+    assert _value(report, "weight") == "normal(std=0.5)"
+    assert _value(report, "bias") == "zeros()"
