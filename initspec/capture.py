@@ -23,6 +23,7 @@ from typing import Any
 
 from initspec.errors import InitSpecError, printable
 from initspec.layout import LayoutLike, fans
+from initspec.numeric import FLOAT_DTYPES
 from initspec.plans import (
     ConstantPlan,
     NormalPlan,
@@ -792,6 +793,10 @@ def _rule_name(target: _Target, match: Match) -> str:
     body = _spec_text(target.spec)
     if target.gain != 1.0:
         body += f" x {target.gain:.6g}"
+    d = target.depth
+    if d is not None:
+        n = "(layer_id + {})".format(d.offset) if d.layer_id is not None else "n_layers"
+        body += f" / sqrt({d.factor:g} {n})"
     return body[:200]
 
 
@@ -988,12 +993,18 @@ def synthesize(
     settled = []
     for r in records:
         value, how = settle(r.value, r.info)
+        if r.info.dtype not in FLOAT_DTYPES:
+            value = Inexpressible(f"a {r.info.dtype} parameter: policies initialize floats only")
         settled.append(replace(r, value=value, note="; ".join(x for x in (r.note, how) if x)))
     records = settled
     also_by_path: dict[str, ParamRecord] = {}
     if also is not None:
         for r in also:
             value, how = settle(r.value, r.info)
+            if r.info.dtype not in FLOAT_DTYPES:
+                value = Inexpressible(
+                    f"a {r.info.dtype} parameter: policies initialize floats only"
+                )
             also_by_path[r.info.path] = replace(r, value=value)
     targets = {r.info.path: _target(r) for r in records}
     by_path = {r.info.path: r for r in records}

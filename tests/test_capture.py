@@ -470,3 +470,14 @@ def test_transformers_guarded_init_is_honoured() -> None:
     report = capture_report(build)
     assert _value(report, "weight") == "normal(std=0.5)"
     assert _value(report, "bias") == "zeros()"
+
+
+def test_integer_parameters_are_skipped_with_the_reason() -> None:
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.steps = nn.Parameter(torch.zeros(3, dtype=torch.int64), requires_grad=False)
+
+    report = capture_report(M)
+    assert report.skipped == {"steps": "a int64 parameter: policies initialize floats only"}
