@@ -795,7 +795,7 @@ def _rule_name(target: _Target, match: Match) -> str:
         body += f" x {target.gain:.6g}"
     d = target.depth
     if d is not None:
-        n = "(layer_id + {})".format(d.offset) if d.layer_id is not None else "n_layers"
+        n = f"(layer_id + {d.offset})" if d.layer_id is not None else "n_layers"
         body += f" / sqrt({d.factor:g} {n})"
     return body[:200]
 
