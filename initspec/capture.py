@@ -576,23 +576,27 @@ def generalize(pairs: Sequence[tuple[ParamInfo, SpecBase]]) -> _Fit | None:
     kinds = {type(s) for s in specs}
     if len(kinds) != 1:
         return None
-    # torch's Linear/Conv bias.
+    # torch's Linear/Conv bias (ConvTranspose: torch's "fan_in" is the weight's fan_out).
     if all(isinstance(s, Uniform) for s in specs):
-        bias_ok = True
-        for info, s in pairs:
-            assert isinstance(s, Uniform)
-            wf = info.context.weight_fans
-            if (
-                info.role != "bias"
-                or wf is None
-                or wf[0] <= 0
-                or not close(s.high, 1 / math.sqrt(wf[0]))
-                or not close(s.low, -s.high)
-            ):
-                bias_ok = False
-                break
-        if bias_ok:
-            return _Fit(TorchLinearBias(), "bound = 1/sqrt(fan_in of the weight)")
+        for i, mode in enumerate(("fan_in", "fan_out")):
+            ok = True
+            for info, s in pairs:
+                assert isinstance(s, Uniform)
+                wf = info.context.weight_fans
+                if (
+                    info.role != "bias"
+                    or wf is None
+                    or wf[i] <= 0
+                    or not close(s.high, 1 / math.sqrt(wf[i]))
+                    or not close(s.low, -s.high)
+                ):
+                    ok = False
+                    break
+            if ok:
+                return _Fit(
+                    TorchLinearBias.model_validate({"mode": mode}),
+                    f"bound = 1/sqrt({mode} of the weight)",
+                )
     fits = [fit for mode in _MODES if (fit := _fit_mode(pairs, mode)) is not None]
     if not fits:
         return None
@@ -787,7 +791,7 @@ def _candidates(members: list[ParamInfo], rest: list[ParamInfo]) -> Iterable[tup
     yield 1000 + len(members), Match(path=sorted({_glob_escape(m.path) for m in members}))
 
 
-def _rule_name(target: _Target, match: Match) -> str:
+def _rule_name(target: _Target) -> str:
     if target.spec is None:
         return f"skip: {target.reason}"[:200]
     body = _spec_text(target.spec)
@@ -828,7 +832,7 @@ def group(records: Sequence[ParamRecord], targets: dict[str, _Target]) -> list[R
         t = targets[members[0].path]
         rules.append(
             Rule(
-                name=_rule_name(t, match),
+                name=_rule_name(t),
                 match=match,
                 init=t.spec,
                 skip=t.spec is None,

@@ -481,3 +481,15 @@ def test_integer_parameters_are_skipped_with_the_reason() -> None:
 
     report = capture_report(M)
     assert report.skipped == {"steps": "a int64 parameter: policies initialize floats only"}
+
+
+def test_conv_transpose_defaults() -> None:
+    report = capture_report(lambda: nn.ConvTranspose2d(4, 6, 3))
+    rows = plans(report.policy, nn.ConvTranspose2d(4, 6, 3))
+    bound = 1 / math.sqrt(6 * 9)  # torch reads dim 1 (the 6 output channels) x k as fan_in
+    for leaf in ("weight", "bias"):
+        assert rows[leaf]["plan"].startswith(f"uniform(low={-bound:.4g}, high={bound:.4g})")
+    bias_rule = report.policy.rules[rows["bias"]["rule_index"]]
+    assert bias_rule.init is not None and bias_rule.init.model_dump() == {
+        "kind": "torch_linear_bias", "mode": "fan_out",
+    }  # fmt: skip
