@@ -493,3 +493,22 @@ def test_conv_transpose_defaults() -> None:
     assert bias_rule.init is not None and bias_rule.init.model_dump() == {
         "kind": "torch_linear_bias", "mode": "fan_out",
     }  # fmt: skip
+
+
+def test_a_model_made_before_build_ran_initialized_nothing_there() -> None:
+    made = Defaults()
+    with pytest.raises(InitSpecError, match="made before build"):
+        capture(lambda: made, device=None)
+
+
+def test_degenerate_draws_are_constants() -> None:
+    def build() -> nn.Module:
+        m = nn.Linear(3, 3)
+        nn.init.normal_(m.weight, mean=0.25, std=0.0)
+        m.bias.data.uniform_(0.5, 0.5)
+        return m
+
+    report = capture_report(build)
+    assert (_value(report, "weight"), _value(report, "bias")) == (
+        "constant(value=0.25)", "constant(value=0.5)",
+    )  # fmt: skip

@@ -156,6 +156,9 @@ def init_call_value(name: str, args: dict[str, Any], shape: tuple[int, ...]) -> 
             )
     if kind == "constant":
         return constant(spec_fields.get("value", 0.0))
+    degenerate = _degenerate(kind, spec_fields)
+    if degenerate is not None:
+        return degenerate
     if kind == "sparse" and not isinstance(spec_fields.get("sparsity"), float):
         return Inexpressible(f"torch.nn.init.sparse_ sparsity {spec_fields.get('sparsity')!r}")
     try:
@@ -587,22 +590,24 @@ def _opaque(reason: str) -> Callable[[Value], Value]:
     return lambda v: Inexpressible(reason)
 
 
+def _degenerate(kind: str, fields: dict[str, Any]) -> Value | None:
+    """normal with std 0 (its mean) or uniform on [a, a] (a): a constant, which the
+    catalog's normal and uniform (std > 0, low < high) do not take."""
+    if kind == "normal" and fields.get("std") == 0.0:
+        return constant(float(fields.get("mean", 0.0)))
+    if kind == "uniform" and "low" in fields and fields.get("low") == fields.get("high"):
+        return constant(float(fields["low"]))
+    return None
+
+
 def _drawn(kind: str, **fields: float | None) -> Value:
+    degenerate = _degenerate(kind, dict(fields))
+    if degenerate is not None:
+        return degenerate
     try:
         return Drawn(parse({"kind": kind, **fields}))
     except InitSpecError as exc:
         return Inexpressible(f"{kind}_({_fmt(dict(fields))}) is outside the catalog: {exc}")
-
-
-_DETERMINISTIC = {
-    "arange",
-    "linspace",
-    "logspace",
-    "tensor",
-    "as_tensor",
-    "from_numpy",
-    "frombuffer",
-}
 
 
 def _computed(name: str, *inputs: Value) -> Value:
