@@ -512,3 +512,22 @@ def test_degenerate_draws_are_constants() -> None:
     assert (_value(report, "weight"), _value(report, "bias")) == (
         "constant(value=0.25)", "constant(value=0.5)",
     )  # fmt: skip
+
+
+def test_slices_of_a_drawn_tensor_copied_into_parameters() -> None:
+    class M(nn.Module):
+        def __init__(self, d: int = 8) -> None:
+            super().__init__()
+            fused = torch.empty(3 * d, d)
+            nn.init.xavier_uniform_(fused)  # fans of the fused (3d, d) tensor
+            self.q = nn.Parameter(fused[:d].clone())
+            self.o = nn.Linear(d, 2 * d)
+            w = torch.empty(2 * d, 2 * d)
+            nn.init.orthogonal_(w)
+            with torch.no_grad():
+                self.o.weight.copy_(w[:, :d])  # part of an orthogonal matrix: no catalog kind
+
+    report = capture_report(M)
+    bound = math.sqrt(6.0 / (8 + 24))  # xavier_uniform_ on (24, 8)
+    assert _value(report, "q") == f"uniform(low={-bound:.6g}, high={bound:.6g})"
+    assert report.skipped == {"o.weight": "a slice of orthogonal()"}

@@ -35,6 +35,8 @@ from torch.overrides import TorchFunctionMode
 
 from initspec.capture import (
     UNINITIALIZED,
+    literal_spec,
+    plan_of,
     Drawn,
     Inexpressible,
     Value,
@@ -47,7 +49,9 @@ from initspec.capture import (
 )
 from initspec.errors import InitSpecError
 from initspec.parse import parse
-from initspec.specs import Eye, Normal, Uniform
+from initspec.specs import Constant, Eye, Normal, Ones, TruncatedNormal, Uniform, Zeros
+
+_ELEMENTWISE = (Zeros, Ones, Constant, Normal, Uniform, TruncatedNormal)
 
 Region = tuple[int, tuple[int, ...], tuple[int, ...]]  # storage offset, shape, stride
 
@@ -279,17 +283,7 @@ class Recorder(TorchFunctionMode):
         if not _covers(t):
             if h.partial:
                 return Inexpressible("a slice of a tensor written in parts")
-            v = h.base
-            if (
-                isinstance(v, Drawn)
-                and not v.spec.fan_based
-                and const_value(v) is None
-                and not isinstance(v.spec, (Normal, Uniform))
-            ):
-                return Inexpressible(f"a slice of {v.describe()}")
-            if isinstance(v, Drawn) and v.spec.fan_based:
-                return Inexpressible(f"a slice of {v.describe()} (its fans are the whole tensor's)")
-            return v
+            return _slice_of(h.base)
         if h.partial:
             return Inexpressible("copied from a tensor written in parts")
         return h.base
@@ -578,6 +572,25 @@ class Recorder(TorchFunctionMode):
             if isinstance(a, (list, tuple)):
                 inputs += [x for x in a if isinstance(x, torch.Tensor)]
         return _computed(name, *(self.value_of(a) for a in inputs))
+
+
+def _slice_of(v: Value) -> Value:
+    """The value of part of a tensor whose whole has value ``v``: the same for a constant or
+    an elementwise distribution; a fan-based draw as its plan on the whole tensor, written
+    literally (the slice's own fans are not the ones it was drawn with); a structural one
+    (orthogonal, eye, dirac, sparse) has no catalog value on a part."""
+    if isinstance(v, Inexpressible):
+        return v
+    if isinstance(v.spec, _ELEMENTWISE):
+        return v
+    try:
+        plan = plan_of(v, v.shape, v.layout)
+    except InitSpecError:
+        plan = None
+    spec = literal_spec(plan) if plan is not None else None
+    if spec is None:
+        return Inexpressible(f"a slice of {v.describe()}")
+    return Drawn(spec, 1.0, (), "torch", v.global_rng)
 
 
 def _compose(
