@@ -35,8 +35,6 @@ from torch.overrides import TorchFunctionMode
 
 from initspec.capture import (
     UNINITIALIZED,
-    literal_spec,
-    plan_of,
     Drawn,
     Inexpressible,
     Value,
@@ -44,6 +42,8 @@ from initspec.capture import (
     clamp,
     const_value,
     constant,
+    literal_spec,
+    plan_of,
     scale,
     shift,
 )
