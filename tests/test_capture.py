@@ -531,3 +531,23 @@ def test_slices_of_a_drawn_tensor_copied_into_parameters() -> None:
     bound = math.sqrt(6.0 / (8 + 24))  # xavier_uniform_ on (24, 8)
     assert _value(report, "q") == f"uniform(low={-bound:.6g}, high={bound:.6g})"
     assert report.skipped == {"o.weight": "a slice of orthogonal()"}
+
+
+def test_a_build_that_replaces_the_profile_function() -> None:
+    import sys
+
+    def build() -> nn.Module:
+        m = nn.Linear(4, 4)
+        previous = sys.getprofile()
+        sys.setprofile(None)  # a build that profiles itself, say
+        try:
+            nn.init.uniform_(m.weight, -0.5, 0.5)  # dispatches through the mode: still recorded
+            nn.init.xavier_normal_(m.bias.view(2, 2))  # its tensor ops only: normal_(0, std)
+        finally:
+            sys.setprofile(previous)
+        return m
+
+    report = capture_report(build)
+    assert any("replaced capture's profile function" in n for n in report.notes)
+    assert _value(report, "weight") == "uniform(low=-0.5, high=0.5)"
+    assert _value(report, "bias") == f"normal(std={math.sqrt(2 / 4):.6g})"
