@@ -432,6 +432,7 @@ class CaptureReport:
             out.append(
                 {
                     "path": r.info.path,
+                    "shared_with": list(r.info.shared_with),
                     "shape": list(r.info.shape),
                     "calls": list(r.calls),
                     "value": r.value.describe() + (" (padding row zero)" if r.zero_row else ""),
@@ -460,7 +461,8 @@ class CaptureReport:
             calls = _last_calls(row["calls"])
             plan = row["plan"] or f"skipped: {self.skipped.get(row['path'], '')}"
             cells = (
-                row["path"],
+                row["path"]
+                + (f" (= {', '.join(row['shared_with'])})" if row["shared_with"] else ""),
                 "x".join(map(str, row["shape"])) or "()",
                 calls,
                 row["rule"] or "-",
