@@ -15,6 +15,7 @@ outside the catalog becomes a ``skip`` rule whose name says why.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -768,20 +769,23 @@ def _candidates(members: list[ParamInfo], rest: list[ParamInfo]) -> Iterable[tup
     if len(roles) == 1 and len(kinds) <= 2:
         yield 3, Match(kind=kinds, role=roles)  # type: ignore[arg-type]
     # Path globs: per member the shortest generalized suffix that matches no other parameter.
-    globs: list[str] = []
-    for m in members:
-        parts = _generalized(m.path)
+    # Members with one generalized path (the same leaf in every layer) share their glob.
+    globs: set[str] = set()
+    for general in {tuple(_generalized(m.path)): m.path for m in members}.items():
+        parts, path = list(general[0]), general[1]
         chosen = None
         for k in range(1, len(parts) + 1):
             if k < len(parts) and parts[-k] == "*":
                 continue  # "*.*.weight" reads worse than "blocks.*.weight"
             glob = _suffix_glob(parts, k)
-            probe = Match(path=[glob])
-            if not any(_matches(probe, o) for o in rest):
+            if not any(_matches(_probe(glob), o) for o in rest):
                 chosen = glob
                 break
-        globs.append(chosen if chosen is not None else _glob_escape(m.path))
-    unique = sorted(set(globs))
+        if chosen is None:  # the generalized path matches another parameter: this one's own
+            chosen = _glob_escape(path)
+            globs.update(_glob_escape(m.path) for m in members if _generalized(m.path) == parts)
+        globs.add(chosen)
+    unique = sorted(globs)
     if not any(_matches(Match(path=unique), o) for o in rest):
         yield 10 + len(unique), Match(path=unique)
     # Class names last: a Flax twin's classes are not the torch model's (paths, kinds and
@@ -791,6 +795,11 @@ def _candidates(members: list[ParamInfo], rest: list[ParamInfo]) -> Iterable[tup
         if len(roles) == 1:
             yield 51, Match(module=types, role=roles)  # type: ignore[arg-type]
     yield 1000 + len(members), Match(path=sorted({_glob_escape(m.path) for m in members}))
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe(glob: str) -> Match:
+    return Match(path=[glob])
 
 
 def _rule_name(target: _Target) -> str:
