@@ -709,8 +709,29 @@ def generalize_within(records: Sequence[ParamRecord], targets: dict[str, _Target
             return False
         for p in paths:
             targets[p] = replace(targets[p], spec=fit.spec)
+        fitted.append(fit.spec)
         notes.append(f"{len(paths)} {what} parameters fan-generalized within the build: {fit.how}")
         return True
+
+    def adopt(paths: list[str]) -> None:
+        """A literal left over (a lone stem conv) whose plan is that of a spec fitted on
+        other parameters of its kind and role takes that spec."""
+        for p in paths:
+            t, info = targets[p], infos[p]
+            if not _literal_fan_family(t) or t.spec is None:
+                continue
+            for spec in fitted:
+                try:
+                    same = plans_close(
+                        spec.plan(info.shape, info.layout, info.context),
+                        t.spec.plan(info.shape, info.layout, info.context),
+                    )
+                except InitSpecError:
+                    same = False
+                if same:
+                    targets[p] = replace(t, spec=spec)
+                    notes.append(f"{p}: the fan-based spec fitted on its kind and role has its plan")
+                    break
 
     buckets: dict[tuple[str, ...], list[str]] = {}
     for path, t in targets.items():
@@ -718,6 +739,7 @@ def generalize_within(records: Sequence[ParamRecord], targets: dict[str, _Target
             info = infos[path]
             buckets.setdefault((info.kind, info.role, type(t.spec).__name__), []).append(path)
     for key, paths in buckets.items():
+        fitted: list[SpecBase] = []
         if attempt(paths, f"{key[0]}/{key[1]}"):
             continue
         by_leaf: dict[str, list[str]] = {}
@@ -725,6 +747,7 @@ def generalize_within(records: Sequence[ParamRecord], targets: dict[str, _Target
             by_leaf.setdefault(".".join(_generalized(p)[-2:]), []).append(p)
         for leaf, sub in by_leaf.items():
             attempt(sub, f"*.{leaf}")
+        adopt(paths)
     return notes
 
 
@@ -969,7 +992,10 @@ def depth_scaled(targets: dict[str, _Target], infos: Sequence[ParamInfo]) -> lis
         assert block is not None
         count = f"count:{_glob_escape(block)}.*"
         n = DepthScale(factor=1.0, n_layers=count).count_layers(all_paths)
-        if n < 2:
+        # Every block must hold the parameter (GPT-2's c_proj in each h.N): scaling by the
+        # number of blocks is a property of all of them, not of a few.
+        indices = {split[1] for p in paths if (split := _layer_split(p)) is not None}
+        if n < 2 or len(indices) != n:
             continue
         for b in sorted(stds, key=lambda x: -len(stds[x])):
             ratio = (b / s) ** 2 / n
@@ -1080,8 +1106,10 @@ def synthesize(
                 f"their truncation bounds are absolute numbers (torch's trunc_normal_ a, b): "
                 f"{', '.join(fixed_bounds[:5])}{' ...' if len(fixed_bounds) > 5 else ''}"
             )
-    notes.extend(depth_scaled(targets, [r.info for r in records]))
+    # Fans first: a std that follows the fans within the build is no depth scaling (timm's
+    # EfficientNet has sqrt(2 / fan_out) values that are 0.5 / sqrt(2 * 7) by arithmetic).
     notes.extend(generalize_within(records, targets))
+    notes.extend(depth_scaled(targets, [r.info for r in records]))
     records = [by_path[r.info.path] for r in records]
 
     rules = group(records, targets)
