@@ -551,3 +551,18 @@ def test_a_build_that_replaces_the_profile_function() -> None:
     assert any("replaced capture's profile function" in n for n in report.notes)
     assert _value(report, "weight") == "uniform(low=-0.5, high=0.5)"
     assert _value(report, "bias") == f"normal(std={math.sqrt(2 / 4):.6g})"
+
+
+def test_timm_efficientnet_is_he_on_fan_out_not_depth_scaling() -> None:
+    # _init_weight_goog: N(0, 2 / fan_out) with fan_out = k * k * out / groups (for a
+    # depthwise conv that is torch's fan_in). Some of those stds are 0.5 / sqrt(2 * 7) by
+    # arithmetic: no depth scaling may be read into them.
+    from real_packages import import_timm
+
+    timm = import_timm()
+    report = capture_report(lambda: timm.create_model("efficientnet_b0", pretrained=False))
+    assert report.skipped == {}
+    assert not any(r.depth_scale for r in report.policy.rules)
+    kernels = [r.init for r in report.policy.rules if r.init and r.init.kind == "variance_scaling"]
+    assert {(k.scale, k.mode) for k in kernels} == {(2.0, "fan_in"), (2.0, "fan_out")}  # type: ignore[attr-defined]
+    assert len(report.policy.rules) == 5
