@@ -566,3 +566,17 @@ def test_timm_efficientnet_is_he_on_fan_out_not_depth_scaling() -> None:
     kernels = [r.init for r in report.policy.rules if r.init and r.init.kind == "variance_scaling"]
     assert {(k.scale, k.mode) for k in kernels} == {(2.0, "fan_in"), (2.0, "fan_out")}  # type: ignore[attr-defined]
     assert len(report.policy.rules) == 5
+
+
+def test_the_core_side_of_capture_imports_no_framework() -> None:
+    import subprocess
+
+    code = (
+        "import sys, initspec.capture, initspec.cli_capture, initspec.cli; "
+        "initspec.cli.build_parser(); "
+        "bad = [m for m in ('torch', 'jax', 'flax', 'transformers') if m in sys.modules]; "
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
