@@ -730,7 +730,9 @@ def generalize_within(records: Sequence[ParamRecord], targets: dict[str, _Target
                     same = False
                 if same:
                     targets[p] = replace(t, spec=spec)
-                    notes.append(f"{p}: the fan-based spec fitted on its kind and role has its plan")
+                    notes.append(
+                        f"{p}: the fan-based spec fitted on its kind and role has its plan"
+                    )
                     break
 
     buckets: dict[tuple[str, ...], list[str]] = {}
