@@ -35,6 +35,7 @@ from initspec.plans import (
 from initspec.policy import DepthScale, Match, Policy, Rule
 from initspec.resolve import ParamInfo, match_names, resolve
 from initspec.specs import (
+    SPEC_CLASSES,
     TRUNC_STD_2SIGMA,
     Constant,
     Dirac,
@@ -664,6 +665,7 @@ def _fit_mode(pairs: Sequence[tuple[ParamInfo, SpecBase]], mode: str) -> _Fit | 
         )
     else:
         fit = FanTruncatedNormal.model_validate({"scale": sc, "mode": mode, "cutoff": float(dist)})
+    fit = _named(fit)
     # The fitted spec's plan on each parameter must be its literal plan.
     for info, s in pairs:
         try:
@@ -674,7 +676,23 @@ def _fit_mode(pairs: Sequence[tuple[ParamInfo, SpecBase]], mode: str) -> _Fit | 
                 return None
         except InitSpecError:
             return None
-    return _Fit(fit, f"std**2 x {mode} = {sc:.6g}")
+    return _Fit(fit, f"std**2 x {mode} = {sc:.6g}: {_spec_text(fit)}")
+
+
+def _named(spec: SpecBase) -> SpecBase:
+    """A ``variance_scaling`` that is one of jax's and keras's named initializers
+    (``lecun_normal`` is scale 1, fan_in, truncated normal) as that kind; else itself."""
+    if not isinstance(spec, VarianceScaling):
+        return spec
+    for cls in SPEC_CLASSES.values():
+        if cls is VarianceScaling or not hasattr(cls, "_scale"):
+            continue
+        named = cls.model_validate({})
+        vs = named.as_variance_scaling()
+        if vs is not None and (vs.mode, vs.distribution) == (spec.mode, spec.distribution):
+            if close(vs.scale, spec.scale, 1e-12):
+                return named
+    return spec
 
 
 def _literal_fan_family(t: _Target) -> bool:

@@ -390,7 +390,7 @@ def test_when_several_fans_fit_the_known_constant_names_the_mode() -> None:
     assert kernel.init is not None
     assert (kernel.init.scale, kernel.init.mode) == (2.0, "fan_out")  # type: ignore[union-attr]
     note = next(r["note"] for r in report.rows() if r["path"] == "weight")
-    assert "also fits: std**2 x fan_in = 0.666667" in note
+    assert "also fits: std**2 x fan_in = 0.666667: variance_scaling(scale=0.666667" in note
 
 
 def test_absolute_truncation_bounds_keep_a_fan_std_literal_and_say_so() -> None:
@@ -580,3 +580,20 @@ def test_the_core_side_of_capture_imports_no_framework() -> None:
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_timm_lecun_normal_is_lecun_normal() -> None:
+    from real_packages import import_timm
+
+    import_timm()
+    from timm.layers import lecun_normal_
+
+    def build() -> nn.Module:
+        m = nn.Sequential(nn.Linear(16, 32), nn.Linear(32, 8))
+        for layer in m:
+            lecun_normal_(layer.weight)  # trunc_normal_tf_(std=sqrt(1/fan_in) / .8796...)
+        return m
+
+    report = capture_report(build)
+    kernel = next(r for r in report.policy.rules if r.match.role == ["kernel"])
+    assert kernel.init is not None and kernel.init.kind == "lecun_normal"
