@@ -36,7 +36,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from initspec import check_cli, cli_fingerprint
+from initspec import check_cli, cli_capture, cli_fingerprint
 from initspec.errors import (
     InitSpecError,
     LoadError,
@@ -394,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Commands defined in their own modules (each takes what it needs of this one).
     check_cli.add_parser(sub, factory=_factory, out=out, err=err)
     cli_fingerprint.add_parser(sub)
+    cli_capture.add_parser(sub, UsageError, out, _factory_ref)
     for name in COMMAND_MODULES:
         module = importlib.import_module(name)
         added = module.add_parser(sub)

@@ -10,6 +10,7 @@ primitives (``initspec_torch.sampler``, ``initspec_torch.portable``).
 """
 
 from initspec_torch import _framework  # noqa: F401  (first: names the extra to install)
+from initspec_torch.capture_build import capture, capture_report
 from initspec_torch.check import check
 from initspec_torch.describe import describe, register_module
 from initspec_torch.explain import explain
@@ -17,4 +18,15 @@ from initspec_torch.fingerprints import fingerprint
 from initspec_torch.policy_apply import apply
 from initspec_torch.tensor_init import init_, init_shard_
 
-__all__ = ["apply", "check", "describe", "explain", "fingerprint", "init_", "init_shard_", "register_module"]
+__all__ = [
+    "apply",
+    "capture",
+    "capture_report",
+    "check",
+    "describe",
+    "explain",
+    "fingerprint",
+    "init_",
+    "init_shard_",
+    "register_module",
+]
