@@ -58,7 +58,7 @@ def hf_gpt2(w: int = 64) -> nn.Module:
     return _hf("GPT2LMHeadModel")(cfg)
 
 
-def _decoder_cfg(w: int, **kw: Any) -> dict[str, Any]:
+def _decoder_cfg(w: int, r: float = R, **kw: Any) -> dict[str, Any]:
     return dict(
         vocab_size=1000,
         hidden_size=w,
@@ -66,7 +66,7 @@ def _decoder_cfg(w: int, **kw: Any) -> dict[str, Any]:
         num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=64,
-        initializer_range=R,
+        initializer_range=r,
         **kw,
     )
 
@@ -75,25 +75,25 @@ def hf_gpt_neox(w: int = 64) -> nn.Module:
     return _hf("GPTNeoXForCausalLM")(_hf("GPTNeoXConfig")(**_decoder_cfg(w)))
 
 
-def hf_llama(w: int = 64) -> nn.Module:
-    cfg = _hf("LlamaConfig")(**_decoder_cfg(w, num_key_value_heads=2, pad_token_id=0))
+def hf_llama(w: int = 64, r: float = R) -> nn.Module:
+    cfg = _hf("LlamaConfig")(**_decoder_cfg(w, r, num_key_value_heads=2, pad_token_id=0))
     return _hf("LlamaForCausalLM")(cfg)
 
 
-def hf_mistral(w: int = 64) -> nn.Module:
-    cfg = _hf("MistralConfig")(**_decoder_cfg(w, num_key_value_heads=2, head_dim=w // 4))
+def hf_mistral(w: int = 64, r: float = R) -> nn.Module:
+    cfg = _hf("MistralConfig")(**_decoder_cfg(w, r, num_key_value_heads=2, head_dim=w // 4))
     return _hf("MistralForCausalLM")(cfg)
 
 
-def hf_mixtral(w: int = 64) -> nn.Module:
+def hf_mixtral(w: int = 64, r: float = R) -> nn.Module:
     cfg = _hf("MixtralConfig")(
-        **_decoder_cfg(w, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2)
+        **_decoder_cfg(w, r, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2)
     )
     return _hf("MixtralForCausalLM")(cfg)
 
 
-def hf_qwen2(w: int = 64) -> nn.Module:
-    cfg = _hf("Qwen2Config")(**_decoder_cfg(w, num_key_value_heads=2, tie_word_embeddings=True))
+def hf_qwen2(w: int = 64, r: float = R) -> nn.Module:
+    cfg = _hf("Qwen2Config")(**_decoder_cfg(w, r, num_key_value_heads=2, tie_word_embeddings=True))
     return _hf("Qwen2ForCausalLM")(cfg)
 
 
@@ -102,8 +102,8 @@ def hf_gemma(w: int = 64) -> nn.Module:
     return _hf("GemmaForCausalLM")(cfg)
 
 
-def hf_phi3(w: int = 64) -> nn.Module:
-    cfg = _hf("Phi3Config")(**_decoder_cfg(w, num_key_value_heads=2, pad_token_id=999))
+def hf_phi3(w: int = 64, r: float = R) -> nn.Module:
+    cfg = _hf("Phi3Config")(**_decoder_cfg(w, r, num_key_value_heads=2, pad_token_id=999))
     return _hf("Phi3ForCausalLM")(cfg)
 
 
@@ -197,21 +197,31 @@ def hf_distilbert(w: int = 64) -> nn.Module:
 # ---------------------------------------------------------------------------------------------
 
 
-def hf_t5(w: int = 64) -> nn.Module:
-    # gated FFN (wi_0, wi_1: T5 v1.1), untied head (its own N(0, factor)), d_kv fixed at 16
-    # across widths (so q's 1/sqrt(d_model d_kv) is fan_in with a scale 1/d_kv)
+def hf_t5(
+    w: int = 64,
+    factor: float = 0.7,
+    d_kv: int = 16,
+    heads: int | None = None,
+    gated: bool = True,
+    tied: bool = False,
+    d_ff: int | None = None,
+    vocab: int = 1000,
+) -> nn.Module:
+    """Gated FFN (wi_0, wi_1: T5 v1.1) and an untied head (its own N(0, factor)) by default;
+    d_kv stays at 16 across widths (so q's 1/sqrt(d_model d_kv) is fan_in with a scale
+    1/d_kv)."""
     cfg = _hf("T5Config")(
-        vocab_size=1000,
+        vocab_size=vocab,
         d_model=w,
-        d_kv=16,
-        d_ff=2 * w + 32,
+        d_kv=d_kv,
+        d_ff=d_ff or 2 * w + 32,
         num_layers=2,
         num_decoder_layers=2,
-        num_heads=w // 16,
+        num_heads=heads or w // 16,
         relative_attention_num_buckets=32,
-        initializer_factor=0.7,
-        feed_forward_proj="gated-gelu",
-        tie_word_embeddings=False,
+        initializer_factor=factor,
+        feed_forward_proj="gated-gelu" if gated else "relu",
+        tie_word_embeddings=tied,
     )
     return _hf("T5ForConditionalGeneration")(cfg)
 
@@ -278,7 +288,7 @@ def hf_wav2vec2(w: int = 64) -> nn.Module:
 # ---------------------------------------------------------------------------------------------
 
 
-def hf_vit(w: int = 64) -> nn.Module:
+def hf_vit(w: int = 64, r: float = R) -> nn.Module:
     cfg = _hf("ViTConfig")(
         hidden_size=w,
         num_hidden_layers=2,
@@ -287,7 +297,7 @@ def hf_vit(w: int = 64) -> nn.Module:
         image_size=32,
         patch_size=4,
         num_labels=10,
-        initializer_range=R,
+        initializer_range=r,
     )
     return _hf("ViTForImageClassification")(cfg)
 
@@ -320,7 +330,7 @@ def hf_convnext(w: int = 16) -> nn.Module:
     return _hf("ConvNextForImageClassification")(cfg)
 
 
-def hf_clip(w: int = 64) -> nn.Module:
+def hf_clip(w: int = 64, factor: float = 1.5, r: float = R) -> nn.Module:
     # towers of different depth (CLIP's q/k/v/fc2 stds depend on each tower's own layer count),
     # a non-unit initializer_factor and a vision initializer_range != 0.02
     cfg = _hf("CLIPConfig")(
@@ -339,10 +349,10 @@ def hf_clip(w: int = 64) -> nn.Module:
             num_attention_heads=4,
             image_size=32,
             patch_size=8,
-            initializer_range=R,
+            initializer_range=r,
         ),
         projection_dim=48,
-        initializer_factor=1.5,
+        initializer_factor=factor,
     )
     return _hf("CLIPModel")(cfg)
 
@@ -403,7 +413,7 @@ def timm_resnet(w: int = 16) -> nn.Module:
     return ResNet(block=Bottleneck, layers=[1, 1], num_classes=10, stem_width=w, base_width=w)
 
 
-def timm_convnext(w: int = 16) -> nn.Module:
+def timm_convnext(w: int = 16, head_init_scale: float = 0.5, ls: float = 0.25) -> nn.Module:
     _timm()
     from timm.models.convnext import ConvNeXt
 
@@ -411,8 +421,8 @@ def timm_convnext(w: int = 16) -> nn.Module:
         depths=(1, 1, 1, 1),
         dims=(w, w, 2 * w, 2 * w),
         num_classes=10,
-        head_init_scale=0.5,
-        ls_init_value=0.25,
+        head_init_scale=head_init_scale,
+        ls_init_value=ls,
     )
 
 
@@ -425,23 +435,27 @@ def timm_efficientnet(w: float = 0.25) -> nn.Module:
     )
 
 
-def torchvision_resnet(w: int = 16) -> nn.Module:
+def torchvision_resnet(w: int = 16, zero_init_residual: bool = True) -> nn.Module:
     # Bottleneck blocks: width_per_group sets the inner widths (the stem stays at 64)
     _timm()  # imports torchvision beside this CPU torch (tests/real_packages.py)
     from torchvision.models.resnet import Bottleneck, ResNet
 
     return ResNet(
-        Bottleneck, [1, 1, 1, 1], num_classes=10, zero_init_residual=True, width_per_group=w
+        Bottleneck,
+        [1, 1, 1, 1],
+        num_classes=10,
+        zero_init_residual=zero_init_residual,
+        width_per_group=w,
     )
 
 
-def torchvision_vit(w: int = 64) -> nn.Module:
+def torchvision_vit(w: int = 64, patch: int = 8) -> nn.Module:
     _timm()
     from torchvision.models.vision_transformer import VisionTransformer
 
     return VisionTransformer(
         image_size=32,
-        patch_size=8,
+        patch_size=patch,
         num_layers=2,
         num_heads=4,
         hidden_dim=w,
