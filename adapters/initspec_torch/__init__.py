@@ -9,9 +9,19 @@ lives in the ``initspec`` core; this adapter describes modules and implements th
 primitives (``initspec_torch.sampler``, ``initspec_torch.portable``).
 """
 
+from initspec_torch.capture import capture, capture_report
 from initspec_torch.describe import describe, register_module
 from initspec_torch.explain import explain
 from initspec_torch.policy_apply import apply
 from initspec_torch.tensor_init import init_, init_shard_
 
-__all__ = ["apply", "describe", "explain", "init_", "init_shard_", "register_module"]
+__all__ = [
+    "apply",
+    "capture",
+    "capture_report",
+    "describe",
+    "explain",
+    "init_",
+    "init_shard_",
+    "register_module",
+]

@@ -1,0 +1,913 @@
+"""Capture, framework-free: what a model's init did to each parameter -> an ordered policy.
+
+An adapter (``initspec_torch.capture``) records, per parameter, the value its init code left:
+a catalog spec times a gain (``Drawn``), or a reason it has none (``Inexpressible``), with the
+calls it saw. This module holds the algebra those records are built with (the distribution
+after ``mul_``, ``add_``, ``clamp_``, ``erfinv_``; a fan-based spec read in torch's layout and
+re-read in the parameter's own), and ``synthesize``: the records -> a ``Policy`` whose
+rules give every parameter exactly the plan its record says, in as few ordered rules as
+the policy language allows, verified by resolving the policy against the same parameters.
+
+Nothing is approximated: a number is kept as recorded, up to float noise (``tidy``: the
+shortest decimal within 4 ulps, so ``0.02 * sqrt(2) / sqrt(2)`` is written 0.02); a value
+outside the catalog becomes a ``skip`` rule whose name says why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from initspec.errors import InitSpecError, printable
+from initspec.layout import LayoutLike, fans
+from initspec.plans import (
+    ConstantPlan,
+    NormalPlan,
+    Plan,
+    TruncatedNormalPlan,
+    UniformPlan,
+)
+from initspec.policy import DepthScale, Match, Policy, Rule
+from initspec.resolve import ParamInfo, match_names, resolve
+from initspec.specs import (
+    Constant,
+    Dirac,
+    Eye,
+    Normal,
+    Ones,
+    SpecBase,
+    TorchLinearBias,
+    TruncatedNormal,
+    Uniform,
+    VarianceScaling,
+    Zeros,
+)
+
+# Relative tolerance for "the same number" between two float computations of one value
+# (torch's gain / sqrt(fan) vs a spec's formula, erfinv(erf(x)) vs x): a few ulps in
+# float64 are 1e-15; 1e-9 leaves room for a chain of ops and is far below any difference
+# between two intended values.
+REL_TOL = 1e-9
+
+_PLAIN = (Zeros, Ones, Constant, Normal, Uniform, TruncatedNormal)
+# Structural plans whose gain is a scale only for positive factors.
+_POSITIVE_GAIN_ONLY = (Eye, Dirac)
+
+
+def tidy(x: float) -> float:
+    """``x`` as the shortest decimal within 4 ulps of it (float noise of a computation that
+    meant that decimal, e.g. ``0.02 * math.sqrt(2) / math.sqrt(2)``); else ``x``."""
+    if x == 0.0 or not math.isfinite(x):
+        return x
+    for digits in range(1, 18):
+        y = float(f"{x:.{digits}g}")
+        if abs(y - x) <= 4 * math.ulp(x):
+            return y
+    return x
+
+
+def close(a: float, b: float, rel: float = REL_TOL) -> bool:
+    return a == b or abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+# Values ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """A catalog spec times ``gain``, applied to a tensor of ``shape`` whose axes were read
+    in ``layout`` (torch.nn.init reads (out, in, *k): ``torch``)."""
+
+    spec: SpecBase
+    gain: float = 1.0
+    shape: tuple[int, ...] = ()
+    layout: LayoutLike = "torch"
+    global_rng: bool = False  # drawn by torch.randn & co. (then copied), not in place
+
+    def describe(self) -> str:
+        body = _spec_text(self.spec)
+        return body if self.gain == 1.0 else f"{body} x {self.gain:.6g}"
+
+
+@dataclass(frozen=True)
+class Inexpressible:
+    """No catalog spec has this value: ``reason`` says why (it names the skip rule)."""
+
+    reason: str
+
+    def describe(self) -> str:
+        return f"not expressible: {self.reason}"
+
+
+Value = Drawn | Inexpressible
+
+UNINITIALIZED = Inexpressible("never initialized (created by torch.empty and never written)")
+
+
+def _spec_text(spec: SpecBase) -> str:
+    fields = spec.model_dump(mode="json")
+    kind = fields.pop("kind")
+    defaults = type(spec)().model_dump(mode="json")
+    shown = [
+        f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in fields.items()
+        if defaults.get(k) != v
+    ]
+    return f"{kind}({', '.join(shown)})"
+
+
+def constant(value: float) -> Drawn:
+    value = tidy(float(value))
+    if value == 0.0:
+        return Drawn(Zeros())
+    if value == 1.0:
+        return Drawn(Ones())
+    return Drawn(Constant(value=value))
+
+
+def const_value(v: Value) -> float | None:
+    if not isinstance(v, Drawn):
+        return None
+    if isinstance(v.spec, Zeros):
+        return 0.0
+    if isinstance(v.spec, Ones):
+        return 1.0
+    if isinstance(v.spec, Constant):
+        return v.spec.value
+    return None
+
+
+def _rebuild(spec: SpecBase, **changes: Any) -> SpecBase | Inexpressible:
+    fields = {
+        k: tidy(v) if isinstance(v, float) else v for k, v in {**dict(spec), **changes}.items()
+    }
+    try:
+        return type(spec).model_validate(fields)
+    except Exception as exc:  # a bound or std outside what the catalog accepts
+        return Inexpressible(
+            f"{spec.kind_name()} with {changes} is outside the catalog ({exc.__class__.__name__})"
+        )
+
+
+def _wrap(spec: SpecBase | Inexpressible, like: Drawn) -> Value:
+    return spec if isinstance(spec, Inexpressible) else replace(like, spec=spec, gain=1.0)
+
+
+def scale(v: Value, c: float) -> Value:
+    """The value of ``x * c`` (``mul_``, ``div_``, ``x * std``)."""
+    if isinstance(v, Inexpressible):
+        return v
+    if not math.isfinite(c):
+        return Inexpressible(f"multiplied by {c}")
+    k = const_value(v)
+    if k is not None:
+        return constant(k * c)
+    if c == 0.0:
+        return constant(0.0)
+    s = v.spec
+    if isinstance(s, Normal):
+        return _wrap(_rebuild(s, mean=s.mean * c, std=s.std * abs(c)), v)
+    if isinstance(s, Uniform):
+        lo, hi = sorted((s.low * c, s.high * c))
+        return _wrap(_rebuild(s, low=lo, high=hi), v)
+    if isinstance(s, TruncatedNormal):
+        if s.bounds == "absolute":
+            lo, hi = sorted((s.low * c, s.high * c))
+        else:
+            lo, hi = (s.low, s.high) if c > 0 else (-s.high, -s.low)
+        return _wrap(_rebuild(s, mean=s.mean * c, std=s.std * abs(c), low=lo, high=hi), v)
+    if isinstance(s, _POSITIVE_GAIN_ONLY) and c < 0:
+        return Inexpressible(f"{s.kind_name()} multiplied by a negative number ({c:.6g})")
+    # Every other kind is zero-mean and symmetric (fan-based, orthogonal, sparse, torch's
+    # bias and RNN uniforms): -x has the distribution of x, so |c| is the gain.
+    return replace(v, gain=tidy(v.gain * abs(c)))
+
+
+def shift(v: Value, c: float) -> Value:
+    """The value of ``x + c`` (``add_``, ``sub_``)."""
+    if isinstance(v, Inexpressible) or c == 0.0:
+        return v
+    if not math.isfinite(c):
+        return Inexpressible(f"shifted by {c}")
+    k = const_value(v)
+    if k is not None:
+        return constant(k + c)
+    s = v.spec
+    if isinstance(s, Normal):
+        return _wrap(_rebuild(s, mean=s.mean + c), v)
+    if isinstance(s, Uniform):
+        return _wrap(_rebuild(s, low=s.low + c, high=s.high + c), v)
+    if isinstance(s, TruncatedNormal):
+        if s.bounds == "absolute":
+            return _wrap(_rebuild(s, mean=s.mean + c, low=s.low + c, high=s.high + c), v)
+        return _wrap(_rebuild(s, mean=s.mean + c), v)
+    return Inexpressible(f"{s.kind_name()} shifted by {c:.6g}: the catalog's kind has no mean")
+
+
+def clamp(v: Value, low: float | None, high: float | None) -> Value:
+    """The value of ``x.clamp(low, high)``: a constant clamped, a bounded distribution whose
+    support lies inside (its bounds set to ``low`` / ``high`` where they agree to float
+    noise, as timm's and torch's ``trunc_normal_`` clamp to the bounds they drew in)."""
+    if isinstance(v, Inexpressible):
+        return v
+    k = const_value(v)
+    if k is not None:
+        if low is not None:
+            k = max(k, low)
+        if high is not None:
+            k = min(k, high)
+        return constant(k)
+    s = v.spec
+    if v.gain == 1.0 and isinstance(s, (Uniform, TruncatedNormal)):
+        lo, hi = (s.low, s.high) if isinstance(s, Uniform) else s.absolute_bounds()
+        new_lo, new_hi = lo, hi
+        if low is not None:
+            if not (low <= lo or close(low, lo)):
+                return Inexpressible(
+                    f"clamp_(min={low:.6g}) cuts {s.kind_name()} (mass at the bound)"
+                )
+            new_lo = low if close(low, lo) else lo
+        if high is not None:
+            if not (high >= hi or close(high, hi)):
+                return Inexpressible(
+                    f"clamp_(max={high:.6g}) cuts {s.kind_name()} (mass at the bound)"
+                )
+            new_hi = high if close(high, hi) else hi
+        if isinstance(s, Uniform):
+            return _wrap(_rebuild(s, low=new_lo, high=new_hi), v)
+        if s.bounds == "absolute":
+            return _wrap(_rebuild(s, low=new_lo, high=new_hi), v)
+        return v
+    return Inexpressible(
+        f"clamp_ of {s.kind_name()}: point masses at the bounds, outside the catalog"
+    )
+
+
+def erfinv(x: float) -> float:
+    """The inverse of ``math.erf`` on (-1, 1), by Newton's method from a close start (to
+    the last ulp or two: the error of ``math.erf`` itself)."""
+    if not -1.0 < x < 1.0:
+        raise ValueError(f"erfinv needs -1 < x < 1, got {x}")
+    if x == 0.0:
+        return 0.0
+    # Start: the inverse of the logistic-like approximation (Winitzki 2008), then Newton.
+    a = 0.147
+    ln = math.log1p(-x * x)
+    t = 2.0 / (math.pi * a) + ln / 2.0
+    y = math.copysign(math.sqrt(math.sqrt(t * t - ln / a) - t), x)
+    for _ in range(60):
+        step = (math.erf(y) - x) / (2.0 / math.sqrt(math.pi) * math.exp(-y * y))
+        y -= step
+        if abs(step) <= 1e-17 * max(1.0, abs(y)):
+            break
+    return y
+
+
+def apply_erfinv(v: Value) -> Value:
+    """The value of ``x.erfinv_()``: for U(l, h) inside [-1, 1] (the first step of torch's and
+    timm's ``trunc_normal_``), N(0, 1/2) truncated to [erfinv(l), erfinv(h)]."""
+    if isinstance(v, Drawn) and isinstance(v.spec, Uniform) and v.gain == 1.0:
+        lo, hi = v.spec.low, v.spec.high
+        if lo == -1.0 and hi == 1.0:
+            return replace(v, spec=Normal(mean=0.0, std=math.sqrt(0.5)))
+        if -1.0 < lo < hi < 1.0:
+            spec = TruncatedNormal(mean=0.0, std=math.sqrt(0.5), low=erfinv(lo), high=erfinv(hi))
+            return replace(v, spec=spec)
+    what = v.reason if isinstance(v, Inexpressible) else v.describe()
+    return Inexpressible(f"erfinv_ of {what}")
+
+
+# Plans and specs -------------------------------------------------------------------------
+
+
+def plan_of(
+    v: Drawn, shape: tuple[int, ...], layout: LayoutLike, info: ParamInfo | None = None
+) -> Plan:
+    plan = v.spec.plan(shape, layout, info.context if info is not None else None)
+    return plan if v.gain == 1.0 else plan.scaled(v.gain)
+
+
+def plans_close(a: Plan, b: Plan) -> bool:
+    """Same plan type, shape and parameters, numbers equal to ``REL_TOL`` (fans ignored:
+    they describe, they do not change the distribution)."""
+    if type(a) is not type(b) or a.shape != b.shape:
+        return False
+    da, db = dict(vars(a)), dict(vars(b))
+    for key in ("fans", "shape"):
+        da.pop(key, None)
+        db.pop(key, None)
+    if da.keys() != db.keys():
+        return False
+    for key, x in da.items():
+        y = db[key]
+        if isinstance(x, float) and isinstance(y, float):
+            if not close(x, y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def literal_spec(plan: Plan) -> SpecBase | None:
+    """The plain spec (constant, normal, uniform, truncated normal) with this plan, or None."""
+    if isinstance(plan, ConstantPlan):
+        return constant(plan.value).spec
+    if isinstance(plan, NormalPlan):
+        return Normal(mean=tidy(plan.loc), std=tidy(abs(plan.scale)))
+    if isinstance(plan, UniformPlan):
+        return Uniform(low=tidy(plan.low), high=tidy(plan.high))
+    if isinstance(plan, TruncatedNormalPlan):
+        return TruncatedNormal(
+            mean=tidy(plan.loc), std=tidy(plan.scale), low=tidy(plan.low), high=tidy(plan.high)
+        )
+    return None
+
+
+def _mode_swapped(spec: SpecBase) -> SpecBase | None:
+    mode = getattr(spec, "mode", None)
+    swap = {"fan_in": "fan_out", "fan_out": "fan_in"}.get(str(mode))
+    return spec.model_copy(update={"mode": swap}) if swap else None
+
+
+def settle(v: Value, info: ParamInfo) -> tuple[Value, str]:
+    """``v`` (as recorded, fans read in ``v.layout`` on ``v.shape``) as a value whose spec,
+    read in the parameter's own layout, has the same plan; and a note on how (empty when
+    nothing changed). A spec read in another layout gets its mode swapped (HF ``Conv1D``
+    stores (in, out): torch's ``fan_in`` is its ``fan_out``) or is written as the literal
+    plan; a plain spec has its gain folded in."""
+    if isinstance(v, Inexpressible):
+        return v, ""
+    spec, note = v.spec, ""
+    if isinstance(spec, _PLAIN):
+        if v.gain != 1.0:
+            folded = scale(replace(v, gain=1.0), v.gain)
+            return folded, ""
+        return replace(v, shape=info.shape, layout=info.layout), ""
+    try:
+        recorded = plan_of(v, v.shape or info.shape, v.layout, info)
+    except InitSpecError as exc:
+        return Inexpressible(f"{v.describe()} cannot be planned: {exc}"), ""
+    if tuple(v.shape or info.shape) == tuple(info.shape):
+        for candidate in (spec, _mode_swapped(spec)):
+            if candidate is None:
+                continue
+            moved = replace(v, spec=candidate, shape=info.shape, layout=info.layout)
+            try:
+                if plans_close(plan_of(moved, info.shape, info.layout, info), recorded):
+                    if candidate is not spec:
+                        note = f"mode swapped ({spec.mode} in torch's reading of this layout)"
+                    return moved, note
+            except InitSpecError:
+                continue
+    lit = literal_spec(recorded)
+    if lit is None:
+        return Inexpressible(
+            f"{v.describe()} on a tensor of shape {v.shape}, not the parameter's {info.shape}"
+        ), ""
+    return Drawn(
+        lit, 1.0, info.shape, info.layout, v.global_rng
+    ), f"written as its plan ({recorded.describe()})"
+
+
+# Records and the report -------------------------------------------------------------------
+
+
+@dataclass
+class ParamRecord:
+    """One parameter: its description, its final value, the padding row its init zeroed
+    (the embedding's ``padding_idx``), and the calls that wrote it, in order."""
+
+    info: ParamInfo
+    value: Value
+    zero_row: bool = False
+    calls: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass
+class CaptureReport:
+    """What ``capture`` recorded and wrote: ``policy``, one row per parameter (``rows``),
+    the parameters skipped with their reasons (``skipped``), and how the capture ran
+    (``notes``: the device, a fallback, fan generalization)."""
+
+    policy: Policy
+    records: list[ParamRecord]
+    expected: dict[str, str]  # path -> the plan, described
+    rule_of: dict[str, str]  # path -> rule label
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return {
+            r.info.path: r.value.reason for r in self.records if isinstance(r.value, Inexpressible)
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = []
+        for r in self.records:
+            out.append(
+                {
+                    "path": r.info.path,
+                    "shape": list(r.info.shape),
+                    "calls": list(r.calls),
+                    "value": r.value.describe() + (" (padding row zero)" if r.zero_row else ""),
+                    "rule": self.rule_of.get(r.info.path),
+                    "plan": self.expected.get(r.info.path),
+                    "note": r.note,
+                }
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy.model_dump(mode="json", exclude_none=True),
+            "parameters": self.rows(),
+            "skipped": self.skipped,
+            "notes": list(self.notes),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def table(self) -> str:
+        head = ("parameter", "shape", "recorded", "rule", "plan")
+        body = []
+        for row in self.rows():
+            calls = " -> ".join(row["calls"]) or "-"
+            plan = row["plan"] or f"skipped: {self.skipped.get(row['path'], '')}"
+            cells = (
+                row["path"],
+                "x".join(map(str, row["shape"])) or "()",
+                calls,
+                row["rule"] or "-",
+                plan,
+            )
+            body.append(tuple(printable(str(c)) for c in cells))
+        widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+        widths[2] = min(widths[2], 60)
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in [head, *body]
+        ]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines.append(
+            f"{len(body)} parameters, {len(self.policy.rules)} rules, {len(self.skipped)} skipped"
+        )
+        lines.extend(f"note: {printable(n)}" for n in self.notes)
+        return "\n".join(lines)
+
+    def rules_text(self) -> str:
+        lines = []
+        for i, rule in enumerate(self.policy.rules):
+            match = json.dumps(rule.match.model_dump(mode="json", exclude_none=True))
+            what = (
+                "skip"
+                if rule.skip
+                else json.dumps(rule.init.model_dump(mode="json") if rule.init else {})
+            )
+            extra = ""
+            if rule.gain != 1.0:
+                extra += f" gain={rule.gain:.6g}"
+            if rule.depth_scale is not None:
+                extra += f" depth_scale={json.dumps(rule.depth_scale.model_dump(mode='json', exclude_none=True))}"
+            if rule.zero_padding_row:
+                extra += " zero_padding_row"
+            lines.append(printable(f"#{i} {rule.name}: {match} -> {what}{extra}"))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.rules_text() + "\n\n" + self.table()
+
+
+# Synthesis --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What one parameter must receive: ``init`` (spec, gain, depth scale, padding row)
+    or a skip with its reason."""
+
+    spec: SpecBase | None
+    gain: float = 1.0
+    depth: DepthScale | None = None
+    zero_row: bool = False
+    reason: str = ""
+
+    def key(self) -> str:
+        if self.spec is None:
+            return json.dumps(["skip", self.reason])
+        depth = self.depth.model_dump(mode="json", exclude_none=True) if self.depth else None
+        return json.dumps(
+            [self.spec.model_dump(mode="json"), self.gain, depth, self.zero_row], sort_keys=True
+        )
+
+
+def _target(record: ParamRecord) -> _Target:
+    v = record.value
+    if isinstance(v, Inexpressible):
+        return _Target(None, reason=v.reason)
+    return _Target(v.spec, v.gain, None, record.zero_row)
+
+
+# Fan generalization ------------------------------------------------------------------------
+
+_MODES = ("fan_in", "fan_out", "fan_avg")
+
+
+def _fan(info: ParamInfo, mode: str) -> float | None:
+    try:
+        fi, fo = fans(info.shape, info.layout)
+    except InitSpecError:
+        return None
+    return {"fan_in": fi, "fan_out": fo, "fan_avg": (fi + fo) / 2.0}[mode] or None
+
+
+@dataclass
+class _Fit:
+    spec: SpecBase
+    how: str
+
+
+def generalize(pairs: Sequence[tuple[ParamInfo, SpecBase]]) -> _Fit | None:
+    """A fan-based spec giving, on every parameter of ``pairs``, the plan of its literal
+    spec, where the literal std follows ``sqrt(scale / fan)`` with one scale for all and the
+    fans take at least two values; else None. Tried: a bias U(+-1/sqrt(fan_in of its
+    weight)) (``torch_linear_bias``, one parameter is enough: the bound names the fan);
+    normal, uniform and 2-sigma truncated normal by fan_in, fan_out, fan_avg
+    (``variance_scaling``); a truncated normal cut at c std (``fan_truncated_normal``)."""
+    specs = [s for _, s in pairs if s is not None]
+    kinds = {type(s) for s in specs}
+    if len(kinds) != 1:
+        return None
+    # torch's Linear/Conv bias.
+    if all(isinstance(s, Uniform) for s in specs):
+        bias_ok = True
+        for info, s in pairs:
+            assert isinstance(s, Uniform)
+            wf = info.context.weight_fans
+            if (
+                info.role != "bias"
+                or wf is None
+                or wf[0] <= 0
+                or not close(s.high, 1 / math.sqrt(wf[0]))
+                or not close(s.low, -s.high)
+            ):
+                bias_ok = False
+                break
+        if bias_ok:
+            return _Fit(TorchLinearBias(), "bound = 1/sqrt(fan_in of the weight)")
+    for mode in _MODES:
+        fan_values = [_fan(info, mode) for info, _ in pairs]
+        if any(f is None for f in fan_values) or len(set(fan_values)) < 2:
+            continue
+        scales = []
+        dist = None
+        for (_, s), f in zip(pairs, fan_values, strict=True):
+            assert f is not None
+            if isinstance(s, Normal) and s.mean == 0.0:
+                scales.append(s.std**2 * f)
+                dist = "normal"
+            elif isinstance(s, Uniform) and close(s.low, -s.high):
+                scales.append(s.high**2 / 3.0 * f)
+                dist = "uniform"
+            elif isinstance(s, TruncatedNormal) and s.mean == 0.0:
+                lo, hi = s.absolute_bounds()
+                if not (close(lo, -hi) and close(hi / s.std, round(hi / s.std * 1e6) / 1e6)):
+                    return None
+                scales.append(s.std**2 * f)
+                dist = f"tn:{tidy(hi / s.std)}"
+            else:
+                return None
+        if not all(close(x, scales[0], 1e-7) for x in scales):
+            continue
+        sc = tidy(scales[0])
+        if dist in ("normal", "uniform"):
+            fit: SpecBase = VarianceScaling(scale=sc, mode=mode, distribution=dist)  # type: ignore[arg-type]
+        else:
+            assert dist is not None
+            cutoff = float(dist.split(":")[1])
+            from initspec.specs import TRUNC_STD_2SIGMA, FanTruncatedNormal
+
+            if cutoff == 2.0:
+                fit = VarianceScaling(
+                    scale=tidy(sc * TRUNC_STD_2SIGMA**2), mode=mode, distribution="truncated_normal"
+                )
+            else:
+                fit = FanTruncatedNormal(scale=sc, mode=mode, cutoff=cutoff)
+        # Check: the fitted spec's plan on each parameter is its literal plan.
+        for info, s in pairs:
+            assert s is not None
+            try:
+                if not plans_close(
+                    fit.plan(info.shape, info.layout, info.context),
+                    s.plan(info.shape, info.layout, info.context),
+                ):
+                    break
+            except InitSpecError:
+                break
+        else:
+            return _Fit(fit, f"std**2 x {mode} = {sc:.6g}")
+    return None
+
+
+# Grouping into rules ----------------------------------------------------------------------
+
+
+def _matches(match: Match, info: ParamInfo) -> bool:
+    """Whether ``match`` matches the parameter under any of its names, as ``resolve`` does."""
+    for desc in (info, *info.aliases):
+        if not match.matches_attributes(desc.kind, desc.module_types, desc.role, len(desc.shape)):
+            continue
+        if any(match.matches_path(n) for n in match_names(desc)) and match.matches_within(
+            desc.ancestors
+        ):
+            return True
+    return False
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def _generalized(path: str) -> list[str]:
+    return ["*" if part.isdigit() else _glob_escape(part) for part in path.split(".")]
+
+
+def _suffix_glob(parts: list[str], k: int) -> str:
+    """The last ``k`` components of a generalized path, under any prefix."""
+    tail = ".".join(parts[-k:])
+    return tail if k >= len(parts) else f"*.{tail}"
+
+
+def _candidates(members: list[ParamInfo], rest: list[ParamInfo]) -> Iterable[tuple[int, Match]]:
+    """Matchers for a class of parameters, simplest first, as (complexity, match)."""
+    roles = sorted({m.role for m in members})
+    kinds = sorted({m.kind for m in members})
+    types = sorted({m.module_types[0] for m in members if m.module_types})
+    if len(roles) == 1:
+        yield 1, Match(role=roles)  # type: ignore[arg-type]
+    if len(kinds) <= 2:
+        yield 2, Match(kind=kinds)  # type: ignore[arg-type]
+    if len(roles) == 1 and len(kinds) <= 2:
+        yield 3, Match(kind=kinds, role=roles)  # type: ignore[arg-type]
+    if types and len(types) <= 3 and len(types) == len({m.module_types[0] for m in members}):
+        yield 4, Match(module=types)
+        if len(roles) == 1:
+            yield 5, Match(module=types, role=roles)  # type: ignore[arg-type]
+    # Path globs: per member the shortest generalized suffix that matches no other parameter.
+    globs: list[str] = []
+    for m in members:
+        parts = _generalized(m.path)
+        chosen = None
+        for k in range(1, len(parts) + 1):
+            glob = _suffix_glob(parts, k)
+            probe = Match(path=[glob])
+            if not any(_matches(probe, o) for o in rest):
+                chosen = glob
+                break
+        globs.append(chosen if chosen is not None else _glob_escape(m.path))
+    unique = sorted(set(globs))
+    if not any(_matches(Match(path=unique), o) for o in rest):
+        yield 10 + len(unique), Match(path=unique)
+    yield 1000 + len(members), Match(path=sorted({_glob_escape(m.path) for m in members}))
+
+
+def _rule_name(target: _Target, match: Match) -> str:
+    if target.spec is None:
+        return f"skip: {target.reason}"[:200]
+    body = _spec_text(target.spec)
+    if target.gain != 1.0:
+        body += f" x {target.gain:.6g}"
+    return body[:200]
+
+
+def group(records: Sequence[ParamRecord], targets: dict[str, _Target]) -> list[Rule]:
+    """Ordered rules giving each parameter its target, first match wins: at each step the
+    class (of parameters with one target) that the simplest matcher covers entirely while
+    matching no other parameter still without a rule."""
+    remaining = [r.info for r in records]
+    rules: list[Rule] = []
+    while remaining:
+        classes: dict[str, list[ParamInfo]] = {}
+        for info in remaining:
+            classes.setdefault(targets[info.path].key(), []).append(info)
+        best: tuple[int, int, str, Match] | None = None
+        for key, members in classes.items():
+            member_paths = {m.path for m in members}
+            rest = [o for o in remaining if o.path not in member_paths]
+            for complexity, match in _candidates(members, rest):
+                if all(_matches(match, m) for m in members) and not any(
+                    _matches(match, o) for o in rest
+                ):
+                    score = (complexity, -len(members))
+                    if best is None or score < (best[0], best[1]):
+                        best = (complexity, -len(members), key, match)
+                    break
+        assert best is not None  # exact paths always qualify
+        _, _, key, match = best
+        members = classes[key]
+        t = targets[members[0].path]
+        rules.append(
+            Rule(
+                name=_rule_name(t, match),
+                match=match,
+                init=t.spec,
+                skip=t.spec is None,
+                gain=t.gain,
+                depth_scale=t.depth,
+                zero_padding_row=t.zero_row,
+            )
+        )
+        covered = {m.path for m in members}
+        remaining = [o for o in remaining if o.path not in covered]
+    return rules
+
+
+# Depth scaling -------------------------------------------------------------------------------
+
+
+def _layer_prefix(path: str) -> tuple[str, int] | None:
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        if part.isdigit():
+            return ".".join(parts[:i]), int(part)
+    return None
+
+
+def depth_scaled(targets: dict[str, _Target], infos: Sequence[ParamInfo]) -> list[str]:
+    """Recognize GPT-2's residual scaling: a class of parameters inside numbered blocks
+    whose normal std is ``b / sqrt(f * n)``, where ``b`` is the std of another class,
+    ``n`` the number of blocks and ``f`` a whole factor from 1 to 8; rewrite those targets
+    as ``b`` with ``depth_scale {factor: f, n_layers: "count:<blocks>.*"}``. Returns notes."""
+    notes: list[str] = []
+    all_paths = [i.path for i in infos]
+    stds = {}
+    for path, t in targets.items():
+        if isinstance(t.spec, Normal) and t.spec.mean == 0.0 and t.gain == 1.0 and t.depth is None:
+            stds.setdefault(t.spec.std, []).append(path)
+    if len(stds) < 2:
+        return notes
+    for s, paths in stds.items():
+        prefixes = {_layer_prefix(p)[0] if _layer_prefix(p) else None for p in paths}
+        if len(prefixes) != 1 or None in prefixes:
+            continue
+        prefix = prefixes.pop()
+        assert prefix is not None
+        count = f"count:{_glob_escape(prefix)}.*"
+        n = DepthScale(factor=1.0, n_layers=count).count_layers(all_paths)
+        if n < 2:
+            continue
+        for b, _others in sorted(stds.items(), key=lambda kv: -len(kv[1])):
+            if b <= s:
+                continue
+            ratio = (b / s) ** 2 / n
+            f = round(ratio)
+            if 1 <= f <= 8 and close(ratio, f, 1e-9):
+                depth = DepthScale(factor=float(f), n_layers=count)
+                for p in paths:
+                    targets[p] = replace(targets[p], spec=Normal(std=b), depth=depth)
+                notes.append(
+                    f"{len(paths)} parameter(s) with std {s:.6g} = {b:.6g} / sqrt({f} x {n} blocks of "
+                    f"{prefix}): written as depth_scale (factor {f}, n_layers {count})"
+                )
+                break
+    return notes
+
+
+# The whole synthesis -----------------------------------------------------------------------
+
+
+def synthesize(
+    records: Sequence[ParamRecord],
+    also: Sequence[ParamRecord] | None = None,
+    *,
+    name: str = "captured",
+    description: str = "",
+    notes: Sequence[str] = (),
+) -> CaptureReport:
+    """The policy for ``records`` (and, with ``also``, a build of another width whose
+    parameters have the same paths: literal stds that differ between the two and follow a
+    fan become fan-based specs), verified: resolving it against the parameters gives each
+    the plan of its record (and of its ``also`` record), or ``InitSpecError``."""
+    notes = list(notes)
+    records = list(records)
+    if not records:
+        raise InitSpecError("capture: the model has no parameters")
+    settled = []
+    for r in records:
+        value, how = settle(r.value, r.info)
+        settled.append(replace(r, value=value, note="; ".join(x for x in (r.note, how) if x)))
+    records = settled
+    also_by_path: dict[str, ParamRecord] = {}
+    if also is not None:
+        for r in also:
+            value, how = settle(r.value, r.info)
+            also_by_path[r.info.path] = replace(r, value=value)
+    targets = {r.info.path: _target(r) for r in records}
+    by_path = {r.info.path: r for r in records}
+
+    # Fan generalization: per parameter across the two builds; per class within one build.
+    generalized = 0
+    if also is not None:
+        missing = [p for p in by_path if p not in also_by_path]
+        if missing:
+            notes.append(
+                f"{len(missing)} parameter(s) not in the also= build: {', '.join(missing[:5])}"
+            )
+        for path, r in by_path.items():
+            other = also_by_path.get(path)
+            t = targets[path]
+            if other is None or t.spec is None or not isinstance(other.value, Drawn):
+                continue
+            if other.value.spec == t.spec and other.value.gain == t.gain:
+                continue
+            fit = generalize([(r.info, t.spec), (other.info, other.value.spec)])
+            if fit is not None:
+                targets[path] = replace(t, spec=fit.spec)
+                by_path[path] = replace(
+                    r, note="; ".join(x for x in (r.note, f"fan-generalized: {fit.how}") if x)
+                )
+                generalized += 1
+            else:
+                by_path[path] = replace(
+                    r,
+                    note="; ".join(
+                        x
+                        for x in (r.note, "differs in the also= build and follows no fan: literal")
+                        if x
+                    ),
+                )
+    # Biases U(+-1/sqrt(fan_in of the weight)): torch's Linear/Conv default, in one build.
+    for path, r in by_path.items():
+        t = targets[path]
+        if isinstance(t.spec, Uniform) and r.info.role == "bias" and t.gain == 1.0:
+            fit = generalize([(r.info, t.spec)])
+            if fit is not None and isinstance(fit.spec, TorchLinearBias):
+                targets[path] = replace(t, spec=fit.spec)
+    if also is not None:
+        notes.append(f"{generalized} parameter(s) fan-generalized from the also= build")
+    notes.extend(depth_scaled(targets, [r.info for r in records]))
+    records = [by_path[r.info.path] for r in records]
+
+    rules = group(records, targets)
+    policy = Policy(initspec=1, name=name, description=description, rules=rules)
+    expected, rule_of = verify(policy, records, targets)
+    if also is not None:
+        try:
+            verify(policy, list(also_by_path.values()), None)
+        except InitSpecError as exc:
+            notes.append(f"the policy does not reproduce every parameter of the also= build: {exc}")
+    return CaptureReport(policy, records, expected, rule_of, notes)
+
+
+def _expected_plan(r: ParamRecord) -> Plan | None:
+    v = r.value
+    if isinstance(v, Inexpressible):
+        return None
+    return plan_of(v, r.info.shape, r.info.layout, r.info)
+
+
+def verify(
+    policy: Policy, records: Sequence[ParamRecord], targets: dict[str, _Target] | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Resolve ``policy`` against the recorded parameters and check that each gets the plan
+    its record says (skipped where it was inexpressible, its padding row zeroed where its
+    init zeroed it); ``InitSpecError`` listing every difference (a bug in capture)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = resolve(policy, [r.info for r in records], seed=0)
+    got = {p.info.path: p for p in res.params}
+    problems = []
+    expected: dict[str, str] = {}
+    rule_of: dict[str, str] = {}
+    for r in records:
+        p = got[r.info.path]
+        rule_of[r.info.path] = (
+            p.rule.label(p.rule_index) if p.rule is not None and p.rule_index is not None else "-"
+        )
+        want = _expected_plan(r)
+        if want is None:
+            if p.status != "skip":
+                problems.append(f"{r.info.path}: should be skipped, got {p.status}")
+            continue
+        expected[r.info.path] = want.describe()
+        if p.status != "init" or p.plan is None or not plans_close(p.plan, want):
+            problems.append(
+                f"{r.info.path}: recorded {want.describe()}, the policy gives "
+                f"{p.plan.describe() if p.plan is not None else p.status}"
+            )
+        elif (p.zero_row is not None) != r.zero_row:
+            problems.append(
+                f"{r.info.path}: padding row {'not ' if r.zero_row else ''}zeroed by the policy"
+            )
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        raise InitSpecError(
+            f"capture: the synthesized policy does not reproduce the record:\n  {shown}"
+        )
+    return expected, rule_of
