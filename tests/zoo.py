@@ -36,8 +36,16 @@ class ZooModel:
     package: str  # "transformers", "timm", "torchvision" or "torchtitan"
     build: Callable[[], nn.Module]
     also: Callable[[], nn.Module]  # the same architecture at another width
+    third: Callable[[], nn.Module]  # and at a third (a policy captured from the two must fit it)
     hard: str  # what its init does that a capture must get right
     slow: bool = False  # left out of `make test` (see tests/test_capture_zoo.py)
+
+    @property
+    def marks(self) -> tuple[Any, ...]:
+        """pytest marks for a test of this model (``slow``)."""
+        import pytest
+
+        return (pytest.mark.slow,) if self.slow else ()
 
 
 def _hf(name: str) -> Any:
@@ -426,7 +434,9 @@ def timm_convnext(w: int = 16, head_init_scale: float = 0.5, ls: float = 0.25) -
     )
 
 
-def timm_efficientnet(w: float = 0.25) -> nn.Module:
+def timm_efficientnet(w: float = 0.5) -> nn.Module:
+    # widths 0.5 / 1.0 / 0.75: timm rounds channels to multiples of 8 (at least 8), so at 0.25
+    # and 0.5 the first blocks have the same widths and a capture could not see their fans
     _timm()
     from timm.models.efficientnet import _gen_efficientnet
 
@@ -516,12 +526,15 @@ def _z(
     name: str,
     package: str,
     fn: Callable[..., nn.Module],
-    wide: Any,
+    widths: tuple[Any, Any],
     hard: str,
+    *,
     slow: bool = False,
     **kw: Any,
 ) -> ZooModel:
-    return ZooModel(name, package, P(fn, **kw), P(fn, wide, **kw), hard, slow)
+    """``build`` at ``fn``'s default width, ``also`` and ``third`` at ``widths``."""
+    also, third = widths
+    return ZooModel(name, package, P(fn, **kw), P(fn, also, **kw), P(fn, third, **kw), hard, slow)
 
 
 ZOO_LIST: list[ZooModel] = [
@@ -529,78 +542,114 @@ ZOO_LIST: list[ZooModel] = [
         "hf-gpt2",
         "transformers",
         hf_gpt2,
-        96,
+        (96, 128),
         "Conv1D weights stored (in, out); c_proj std r/sqrt(2 n_layer) (depth); lm_head tied to wte",
     ),
-    _z("hf-gpt-neox", "transformers", hf_gpt_neox, 96, "base _init_weights; untied embed_out"),
+    _z(
+        "hf-gpt-neox",
+        "transformers",
+        hf_gpt_neox,
+        (96, 128),
+        "base _init_weights; untied embed_out",
+    ),
     _z(
         "hf-llama",
         "transformers",
         hf_llama,
-        96,
+        (96, 128),
         "base _init_weights; embed_tokens padding row (pad_token_id 0) zeroed on a slice",
     ),
-    _z("hf-mistral", "transformers", hf_mistral, 96, "base _init_weights"),
+    _z("hf-mistral", "transformers", hf_mistral, (96, 128), "base _init_weights"),
     _z(
         "hf-mixtral",
         "transformers",
         hf_mixtral,
-        96,
+        (96, 128),
         "experts are raw 3-D Parameters (gate_up_proj, down_proj) and a router Parameter, each "
         "normal_ on a non-Linear module",
     ),
-    _z("hf-qwen2", "transformers", hf_qwen2, 96, "q/k/v biases; lm_head tied to embed_tokens"),
+    _z(
+        "hf-qwen2",
+        "transformers",
+        hf_qwen2,
+        (96, 128),
+        "q/k/v biases; lm_head tied to embed_tokens",
+    ),
     _z(
         "hf-gemma",
         "transformers",
         hf_gemma,
-        96,
+        (96, 128),
         "RMSNorm weights zeros (the norm is 1 + w); padding row; tied head",
     ),
     _z(
         "hf-phi3",
         "transformers",
         hf_phi3,
-        96,
+        (96, 128),
         "fused qkv_proj and gate_up_proj; padding row at pad_token_id 999",
     ),
     _z(
         "hf-opt",
         "transformers",
         hf_opt,
-        96,
+        (96, 128),
         "init_std (not initializer_range); project_in/out; learned positions (offset 2); padding row",
     ),
-    _z("hf-falcon", "transformers", hf_falcon, 96, "FalconLinear (a Linear subclass) with biases"),
+    _z(
+        "hf-falcon",
+        "transformers",
+        hf_falcon,
+        (96, 128),
+        "FalconLinear (a Linear subclass) with biases",
+    ),
     _z(
         "hf-bert",
         "transformers",
         hf_bert,
-        96,
+        (96, 128),
         "padding row; the MLM head's bias Parameter (on a non-Linear module, tied to decoder.bias) zeros",
     ),
-    _z("hf-roberta", "transformers", hf_roberta, 96, "padding row at pad_token_id 1; LM head bias"),
+    _z(
+        "hf-roberta",
+        "transformers",
+        hf_roberta,
+        (96, 128),
+        "padding row at pad_token_id 1; LM head bias",
+    ),
     _z(
         "hf-deberta-v2",
         "transformers",
         hf_deberta_v2,
-        96,
+        (96, 128),
         "relative position embeddings (rel_embeddings); LM head bias",
     ),
     _z(
         "hf-albert",
         "transformers",
         hf_albert,
-        96,
+        (96, 128),
         "embedding_size != hidden_size (embedding_hidden_mapping_in); shared layer; MLM bias",
     ),
-    _z("hf-electra", "transformers", hf_electra, 96, "embedding_size != hidden_size; padding row"),
-    _z("hf-distilbert", "transformers", hf_distilbert, 96, "padding row; vocab_projector tied"),
+    _z(
+        "hf-electra",
+        "transformers",
+        hf_electra,
+        (96, 128),
+        "embedding_size != hidden_size; padding row",
+    ),
+    _z(
+        "hf-distilbert",
+        "transformers",
+        hf_distilbert,
+        (96, 128),
+        "padding row; vocab_projector tied",
+    ),
     _z(
         "hf-t5",
         "transformers",
         hf_t5,
-        96,
+        (96, 128),
         "factor f: q std f/sqrt(d_model d_kv) (fan_in and 1/d_kv), k/v/o/wi/wo f/sqrt(fan_in), "
         "relative_attention_bias f/sqrt(d_model) (not its fans), shared and untied lm_head N(0, f), "
         "T5LayerNorm constant f",
@@ -609,21 +658,21 @@ ZOO_LIST: list[ZooModel] = [
         "hf-bart",
         "transformers",
         hf_bart,
-        96,
+        (96, 128),
         "init_std; learned positions (offset 2); padding row; tied shared/embed_tokens/lm_head",
     ),
     _z(
         "hf-whisper",
         "transformers",
         hf_whisper,
-        96,
+        (96, 128),
         "encoder embed_positions = a sinusoidal table (copy_): not expressible; conv1/conv2 N(0, r)",
     ),
     _z(
         "hf-wav2vec2",
         "transformers",
         hf_wav2vec2,
-        96,
+        (96, 128),
         "conv kaiming_normal_ and bias U(+-sqrt(groups/(in k))); feature projection U(+-1/sqrt(in)) "
         "for weight and bias; pos_conv weight_norm (the recorded normal_ writes a computed tensor, "
         "the stored g/v keep their construction values); codevectors / masked_spec_embed U(0, 1)",
@@ -632,22 +681,22 @@ ZOO_LIST: list[ZooModel] = [
         "hf-vit",
         "transformers",
         hf_vit,
-        96,
+        (96, 128),
         "position_embeddings, cls_token trunc_normal_(std=r) with absolute bounds +-2",
     ),
     _z(
         "hf-swin",
         "transformers",
         hf_swin,
-        48,
+        (48, 64),
         "relative_position_bias_table and absolute position embeddings zeros",
     ),
-    _z("hf-convnext", "transformers", hf_convnext, 24, "layer_scale_parameter constant 0.25"),
+    _z("hf-convnext", "transformers", hf_convnext, (24, 32), "layer_scale_parameter constant 0.25"),
     _z(
         "hf-clip",
         "transformers",
         hf_clip,
-        96,
+        (96, 128),
         "per-tower stds: q/k/v and fc2 scaled by (2 L_tower)^-1/2, fc1 (2 hidden)^-1/2, token "
         "embeddings 0.02 f (hard-coded), class_embedding (1-D) embed_dim^-1/2 f, logit_scale",
     ),
@@ -655,7 +704,7 @@ ZOO_LIST: list[ZooModel] = [
         "hf-siglip",
         "transformers",
         hf_siglip,
-        96,
+        (96, 128),
         "HF's lecun_normal_ = trunc_normal_(std=sqrt(1/fan_in)/.8796) with ABSOLUTE +-2 bounds; "
         "embeddings N(0, 1/dim); xavier_uniform q/k/v/out/fc; MLP bias N(0, 1e-6); MAP-head probe "
         "and MultiheadAttention; logit_scale/logit_bias zeros",
@@ -664,7 +713,7 @@ ZOO_LIST: list[ZooModel] = [
         "timm-vit",
         "timm",
         timm_vit,
-        96,
+        (96, 128),
         "timm's trunc_normal_ (uniform_ -> erfinv_ -> mul_ -> add_ -> clamp_); patch conv keeps "
         "torch's reset_parameters; tokens N(0, 1e-6)",
     ),
@@ -672,7 +721,7 @@ ZOO_LIST: list[ZooModel] = [
         "timm-vit-jax",
         "timm",
         timm_vit,
-        96,
+        (96, 128),
         "xavier_uniform; head zeros; mlp bias N(0, 1e-6); patch conv lecun_normal (trunc_normal_tf_)",
         mode="jax",
     ),
@@ -680,7 +729,7 @@ ZOO_LIST: list[ZooModel] = [
         "timm-vit-fix-init",
         "timm",
         timm_vit,
-        96,
+        (96, 128),
         "fix_init: attn.proj / mlp.fc2 div_(sqrt(2 (layer_id + 1))) after the truncated normal",
         fix_init=True,
     ),
@@ -688,14 +737,14 @@ ZOO_LIST: list[ZooModel] = [
         "timm-resnet",
         "timm",
         timm_resnet,
-        24,
+        (24, 32),
         "kaiming_normal_(fan_out, relu); zero_init_last zeros each Bottleneck's bn3.weight",
     ),
     _z(
         "timm-convnext",
         "timm",
         timm_convnext,
-        24,
+        (24, 32),
         "timm's trunc_normal_(.02); head weight/bias .data.mul_(head_init_scale 0.5); LayerScale "
         "gamma = 0.25 * ones (a Parameter made from a tensor)",
     ),
@@ -703,7 +752,7 @@ ZOO_LIST: list[ZooModel] = [
         "timm-efficientnet",
         "timm",
         timm_efficientnet,
-        0.5,
+        (1.0, 0.75),
         "_init_weight_goog: conv N(0, sqrt(2/fan_out)) with fan_out //= groups (depthwise: k*k); "
         "Linear U(+-1/sqrt(out_features))",
     ),
@@ -711,14 +760,14 @@ ZOO_LIST: list[ZooModel] = [
         "torchvision-resnet",
         "torchvision",
         torchvision_resnet,
-        32,
+        (32, 48),
         "kaiming_normal_(fan_out, relu); zero_init_residual zeros bn3.weight; fc torch default",
     ),
     _z(
         "torchvision-vit",
         "torchvision",
         torchvision_vit,
-        96,
+        (96, 128),
         "conv_proj trunc_normal_(sqrt(1/fan_in)); pos_embedding normal_ on a plain tensor before it "
         "is a Parameter; class_token zeros; MLP xavier_uniform + bias N(0, 1e-6); heads zeros; "
         "MultiheadAttention",
@@ -727,7 +776,7 @@ ZOO_LIST: list[ZooModel] = [
         "torchtitan-llama3",
         "torchtitan",
         torchtitan_llama3,
-        96,
+        (96, 128),
         "param_init partials: trunc_normal_(.02), depth init .02/sqrt(2 (layer_id + 1)), head "
         "trunc_normal at 3 sigma with std dim^-1/2; init via init_states()",
     ),

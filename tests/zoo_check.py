@@ -321,3 +321,30 @@ def check_model(original: nn.Module, policy: Any, *, name: str = "", seed: int =
         errors=errors,
         unused_rules=[u for u in report.resolution.unused_rules if u not in optional],
     )
+
+
+@dataclass
+class ZooResult:
+    """One zoo model: the captured policy checked on the model it was captured from, and on
+    the same architecture at a third width (neither of the two builds capture saw)."""
+
+    name: str
+    policy: Any  # initspec.Policy
+    result: ModelResult
+    third: ModelResult
+    seconds: float
+
+
+def run_zoo_model(z: Any, seed: int = 0) -> ZooResult:
+    """Build ``z`` (a ``zoo.ZooModel``) with its own init, capture it (``also`` = the second
+    width), check the captured policy against the build and against a third width."""
+    import time
+
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    original = z.build()
+    policy = initspec_torch.capture(z.build, also=z.also)
+    result = check_model(original, policy, name=z.name)
+    torch.manual_seed(seed + 1)
+    third = check_model(z.third(), policy, name=f"{z.name} (third width)")
+    return ZooResult(z.name, policy, result, third, time.perf_counter() - start)
