@@ -33,9 +33,11 @@ from initspec.plans import (
 from initspec.policy import DepthScale, Match, Policy, Rule
 from initspec.resolve import ParamInfo, match_names, resolve
 from initspec.specs import (
+    TRUNC_STD_2SIGMA,
     Constant,
     Dirac,
     Eye,
+    FanTruncatedNormal,
     Normal,
     Ones,
     SpecBase,
@@ -71,6 +73,11 @@ def tidy(x: float) -> float:
 
 def close(a: float, b: float, rel: float = REL_TOL) -> bool:
     return a == b or abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+class BuildError(InitSpecError):
+    """The model's build could not be captured: it raised, returned no module, or
+    initialized nothing."""
 
 
 # Values ---------------------------------------------------------------------------------
@@ -110,7 +117,7 @@ UNINITIALIZED = Inexpressible("never initialized (created by torch.empty and nev
 def _spec_text(spec: SpecBase) -> str:
     fields = spec.model_dump(mode="json")
     kind = fields.pop("kind")
-    defaults = type(spec)().model_dump(mode="json")
+    defaults = type(spec).model_validate({}).model_dump(mode="json")
     shown = [
         f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
         for k, v in fields.items()
@@ -221,6 +228,18 @@ def clamp(v: Value, low: float | None, high: float | None) -> Value:
             k = min(k, high)
         return constant(k)
     s = v.spec
+    if v.gain == 1.0 and isinstance(s, Normal) and low is not None and high is not None:
+        # torch's and timm's trunc_normal_ with bounds far out (std 0.02 in +-2): U(-1, 1)
+        # -> erfinv_ is the normal itself, and the clamp cuts a mass below 2**-53, which no
+        # float draw reaches (the uniform's resolution): the truncated normal it is.
+        from initspec.plans import normal_mass
+
+        outside = 1.0 - normal_mass((low - s.mean) / s.std, (high - s.mean) / s.std)
+        if low < high and outside < 2.0**-53:
+            return _wrap(_rebuild(TruncatedNormal(), mean=s.mean, std=s.std, low=low, high=high), v)
+        return Inexpressible(
+            f"clamp_({low:.6g}, {high:.6g}) cuts a normal(std={s.std:.6g}): mass at the bounds"
+        )
     if v.gain == 1.0 and isinstance(s, (Uniform, TruncatedNormal)):
         lo, hi = (s.low, s.high) if isinstance(s, Uniform) else s.absolute_bounds()
         new_lo, new_hi = lo, hi
@@ -358,7 +377,7 @@ def settle(v: Value, info: ParamInfo) -> tuple[Value, str]:
             try:
                 if plans_close(plan_of(moved, info.shape, info.layout, info), recorded):
                     if candidate is not spec:
-                        note = f"mode swapped ({spec.mode} in torch's reading of this layout)"
+                        note = f"mode swapped ({getattr(spec, 'mode', '')} in torch's reading of this layout)"
                     return moved, note
             except InitSpecError:
                 continue
@@ -437,6 +456,8 @@ class CaptureReport:
         body = []
         for row in self.rows():
             calls = " -> ".join(row["calls"]) or "-"
+            if len(calls) > 70:  # the last writes are the ones that count
+                calls = "... " + calls[-66:]
             plan = row["plan"] or f"skipped: {self.skipped.get(row['path'], '')}"
             cells = (
                 row["path"],
@@ -447,7 +468,6 @@ class CaptureReport:
             )
             body.append(tuple(printable(str(c)) for c in cells))
         widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
-        widths[2] = min(widths[2], 60)
         lines = [
             "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
             for row in [head, *body]
@@ -560,57 +580,113 @@ def generalize(pairs: Sequence[tuple[ParamInfo, SpecBase]]) -> _Fit | None:
         if bias_ok:
             return _Fit(TorchLinearBias(), "bound = 1/sqrt(fan_in of the weight)")
     for mode in _MODES:
-        fan_values = [_fan(info, mode) for info, _ in pairs]
-        if any(f is None for f in fan_values) or len(set(fan_values)) < 2:
-            continue
-        scales = []
-        dist = None
-        for (_, s), f in zip(pairs, fan_values, strict=True):
-            assert f is not None
-            if isinstance(s, Normal) and s.mean == 0.0:
-                scales.append(s.std**2 * f)
-                dist = "normal"
-            elif isinstance(s, Uniform) and close(s.low, -s.high):
-                scales.append(s.high**2 / 3.0 * f)
-                dist = "uniform"
-            elif isinstance(s, TruncatedNormal) and s.mean == 0.0:
-                lo, hi = s.absolute_bounds()
-                if not (close(lo, -hi) and close(hi / s.std, round(hi / s.std * 1e6) / 1e6)):
-                    return None
-                scales.append(s.std**2 * f)
-                dist = f"tn:{tidy(hi / s.std)}"
-            else:
-                return None
-        if not all(close(x, scales[0], 1e-7) for x in scales):
-            continue
-        sc = tidy(scales[0])
-        if dist in ("normal", "uniform"):
-            fit: SpecBase = VarianceScaling(scale=sc, mode=mode, distribution=dist)  # type: ignore[arg-type]
-        else:
-            assert dist is not None
-            cutoff = float(dist.split(":")[1])
-            from initspec.specs import TRUNC_STD_2SIGMA, FanTruncatedNormal
-
-            if cutoff == 2.0:
-                fit = VarianceScaling(
-                    scale=tidy(sc * TRUNC_STD_2SIGMA**2), mode=mode, distribution="truncated_normal"
-                )
-            else:
-                fit = FanTruncatedNormal(scale=sc, mode=mode, cutoff=cutoff)
-        # Check: the fitted spec's plan on each parameter is its literal plan.
-        for info, s in pairs:
-            assert s is not None
-            try:
-                if not plans_close(
-                    fit.plan(info.shape, info.layout, info.context),
-                    s.plan(info.shape, info.layout, info.context),
-                ):
-                    break
-            except InitSpecError:
-                break
-        else:
-            return _Fit(fit, f"std**2 x {mode} = {sc:.6g}")
+        fit = _fit_mode(pairs, mode)
+        if fit is not None:
+            return fit
     return None
+
+
+def _fit_mode(pairs: Sequence[tuple[ParamInfo, SpecBase]], mode: str) -> _Fit | None:
+    fan_values = [_fan(info, mode) for info, _ in pairs]
+    if any(f is None for f in fan_values) or len(set(fan_values)) < 2:
+        return None
+    scales: list[float] = []
+    dists: set[str] = set()
+    for (_, s), f in zip(pairs, fan_values, strict=True):
+        assert f is not None
+        if isinstance(s, Normal) and s.mean == 0.0:
+            scales.append(s.std**2 * f)
+            dists.add("normal")
+        elif isinstance(s, Uniform) and close(s.low, -s.high):
+            scales.append(s.high**2 / 3.0 * f)
+            dists.add("uniform")
+        elif isinstance(s, TruncatedNormal) and s.mean == 0.0:
+            lo, hi = s.absolute_bounds()
+            cut = hi / s.std
+            if not (close(lo, -hi) and close(cut, round(cut * 1e6) / 1e6)):
+                return None
+            scales.append(s.std**2 * f)
+            dists.add(f"{round(cut * 1e6) / 1e6}")
+        else:
+            return None
+    if len(dists) != 1 or not all(close(x, scales[0], 1e-7) for x in scales):
+        return None
+    sc, dist = tidy(scales[0]), dists.pop()
+    fit: SpecBase
+    if dist in ("normal", "uniform"):
+        fit = VarianceScaling.model_validate({"scale": sc, "mode": mode, "distribution": dist})
+    elif float(dist) == 2.0:
+        fit = VarianceScaling.model_validate(
+            {
+                "scale": tidy(sc * TRUNC_STD_2SIGMA**2),
+                "mode": mode,
+                "distribution": "truncated_normal",
+            }
+        )
+    else:
+        fit = FanTruncatedNormal.model_validate({"scale": sc, "mode": mode, "cutoff": float(dist)})
+    # The fitted spec's plan on each parameter must be its literal plan.
+    for info, s in pairs:
+        try:
+            if not plans_close(
+                fit.plan(info.shape, info.layout, info.context),
+                s.plan(info.shape, info.layout, info.context),
+            ):
+                return None
+        except InitSpecError:
+            return None
+    return _Fit(fit, f"std**2 x {mode} = {sc:.6g}")
+
+
+def _literal_fan_family(t: _Target) -> bool:
+    s = t.spec
+    if t.gain != 1.0 or t.depth is not None or t.zero_row:
+        return False
+    return (
+        (isinstance(s, Normal) and s.mean == 0.0)
+        or (isinstance(s, Uniform) and close(s.low, -s.high))
+        or (isinstance(s, TruncatedNormal) and s.mean == 0.0)
+    )
+
+
+def generalize_within(records: Sequence[ParamRecord], targets: dict[str, _Target]) -> list[str]:
+    """In one build: parameters of one kind and role (then: of one leaf path, ``*.q.weight``)
+    whose literal stds differ and follow ``sqrt(scale / fan)`` with one scale, over at least
+    two fans, get the fan-based spec (T5's ``f / sqrt(fan_in)``). Returns notes."""
+    notes: list[str] = []
+    infos = {r.info.path: r.info for r in records}
+
+    def attempt(paths: list[str], what: str) -> bool:
+        values = {targets[p].key() for p in paths}
+        if len(paths) < 2 or len(values) < 2:
+            return False
+        pairs = []
+        for p in paths:
+            spec = targets[p].spec
+            assert spec is not None
+            pairs.append((infos[p], spec))
+        fit = generalize(pairs)
+        if fit is None or isinstance(fit.spec, TorchLinearBias):
+            return False
+        for p in paths:
+            targets[p] = replace(targets[p], spec=fit.spec)
+        notes.append(f"{len(paths)} {what} parameters fan-generalized within the build: {fit.how}")
+        return True
+
+    buckets: dict[tuple[str, ...], list[str]] = {}
+    for path, t in targets.items():
+        if _literal_fan_family(t):
+            info = infos[path]
+            buckets.setdefault((info.kind, info.role, type(t.spec).__name__), []).append(path)
+    for key, paths in buckets.items():
+        if attempt(paths, f"{key[0]}/{key[1]}"):
+            continue
+        by_leaf: dict[str, list[str]] = {}
+        for p in paths:
+            by_leaf.setdefault(".".join(_generalized(p)[-2:]), []).append(p)
+        for leaf, sub in by_leaf.items():
+            attempt(sub, f"*.{leaf}")
+    return notes
 
 
 # Grouping into rules ----------------------------------------------------------------------
@@ -653,16 +729,14 @@ def _candidates(members: list[ParamInfo], rest: list[ParamInfo]) -> Iterable[tup
         yield 2, Match(kind=kinds)  # type: ignore[arg-type]
     if len(roles) == 1 and len(kinds) <= 2:
         yield 3, Match(kind=kinds, role=roles)  # type: ignore[arg-type]
-    if types and len(types) <= 3 and len(types) == len({m.module_types[0] for m in members}):
-        yield 4, Match(module=types)
-        if len(roles) == 1:
-            yield 5, Match(module=types, role=roles)  # type: ignore[arg-type]
     # Path globs: per member the shortest generalized suffix that matches no other parameter.
     globs: list[str] = []
     for m in members:
         parts = _generalized(m.path)
         chosen = None
         for k in range(1, len(parts) + 1):
+            if k < len(parts) and parts[-k] == "*":
+                continue  # "*.*.weight" reads worse than "blocks.*.weight"
             glob = _suffix_glob(parts, k)
             probe = Match(path=[glob])
             if not any(_matches(probe, o) for o in rest):
@@ -672,6 +746,12 @@ def _candidates(members: list[ParamInfo], rest: list[ParamInfo]) -> Iterable[tup
     unique = sorted(set(globs))
     if not any(_matches(Match(path=unique), o) for o in rest):
         yield 10 + len(unique), Match(path=unique)
+    # Class names last: a Flax twin's classes are not the torch model's (paths, kinds and
+    # roles are one vocabulary for both).
+    if types and len(types) <= 3:
+        yield 50, Match(module=types)
+        if len(roles) == 1:
+            yield 51, Match(module=types, role=roles)  # type: ignore[arg-type]
     yield 1000 + len(members), Match(path=sorted({_glob_escape(m.path) for m in members}))
 
 
@@ -729,49 +809,127 @@ def group(records: Sequence[ParamRecord], targets: dict[str, _Target]) -> list[R
 # Depth scaling -------------------------------------------------------------------------------
 
 
-def _layer_prefix(path: str) -> tuple[str, int] | None:
+def _specs_close(a: SpecBase | None, b: SpecBase | None) -> bool:
+    """Same kind and fields, numbers equal to ``REL_TOL``."""
+    if a is None or b is None or type(a) is not type(b):
+        return False
+    da, db = dict(a), dict(b)
+    return all(
+        close(x, db[k]) if isinstance(x, float) and isinstance(db[k], float) else x == db[k]
+        for k, x in da.items()
+    )
+
+
+def _layer_split(path: str) -> tuple[str, int, str] | None:
+    """``(head, index, tail)`` around the first numeric component: ``h.3.attn.w`` ->
+    ``("h", 3, "attn.w")``."""
     parts = path.split(".")
     for i, part in enumerate(parts):
-        if part.isdigit():
-            return ".".join(parts[:i]), int(part)
+        if part.isdigit() and 0 < i < len(parts) - 1:
+            return ".".join(parts[:i]), int(part), ".".join(parts[i + 1 :])
     return None
 
 
+def _std_of(spec: SpecBase | None) -> float | None:
+    if isinstance(spec, (Normal, TruncatedNormal)):
+        return spec.std
+    if isinstance(spec, Uniform):
+        return (spec.high - spec.low) / math.sqrt(12.0)
+    return None
+
+
+def _round_ish(x: float) -> bool:
+    """Whether ``x`` is a decimal of at most 4 significant digits (0.02, 1e-3, 0.125)."""
+    return close(x, float(f"{x:.4g}"), 1e-12)
+
+
 def depth_scaled(targets: dict[str, _Target], infos: Sequence[ParamInfo]) -> list[str]:
-    """Recognize GPT-2's residual scaling: a class of parameters inside numbered blocks
-    whose normal std is ``b / sqrt(f * n)``, where ``b`` is the std of another class,
-    ``n`` the number of blocks and ``f`` a whole factor from 1 to 8; rewrite those targets
-    as ``b`` with ``depth_scale {factor: f, n_layers: "count:<blocks>.*"}``. Returns notes."""
+    """Recognize depth scaling; rewrite the targets; return notes.
+
+    - over layers (torchtitan, timm ``fix_init``): parameters with one path but their layer
+      index whose stds follow ``b / sqrt(f * (layer_id + offset))``, and whose specs agree once
+      each is multiplied by ``sqrt(f * (layer_id + offset))``: the spec with ``b`` and
+      ``depth_scale {factor f, layer_id "<head>.{layer_id}.*", offset}``; ``f`` is the first of
+      2, 1, 3..8 that makes ``b`` a short decimal, else 1;
+    - by the number of blocks (GPT-2): parameters inside numbered blocks whose normal std is
+      ``b / sqrt(f * n)``, ``b`` the std of another class, ``n`` the number of blocks and ``f``
+      a whole factor from 1 to 8: ``b`` with ``depth_scale {factor f, n_layers "count:<head>.*"}``.
+    """
     notes: list[str] = []
     all_paths = [i.path for i in infos]
-    stds = {}
+    # Over layers.
+    families: dict[tuple[str, str], dict[int, str]] = {}
+    for path, t in targets.items():
+        split = _layer_split(path)
+        if split is not None and t.spec is not None and t.depth is None and not t.zero_row:
+            if _std_of(t.spec) is not None and const_value(Drawn(t.spec)) is None:
+                families.setdefault((split[0], split[2]), {})[split[1]] = path
+    for (head, tail), layers in families.items():
+        if len(layers) < 3 or 0 not in layers or 1 not in layers:
+            continue
+        s0, s1 = _std_of(targets[layers[0]].spec), _std_of(targets[layers[1]].spec)
+        assert s0 is not None and s1 is not None
+        if close(s0, s1):
+            continue
+        r = (s0 / s1) ** 2  # (1 + o) / o
+        if r <= 1:
+            continue
+        o = round(1.0 / (r - 1.0))
+        if o < 1 or not close(1.0 / (r - 1.0), o, 1e-7):
+            continue
+        k = s0 * math.sqrt(o)  # b / sqrt(f)
+        f = next((f for f in (2, 1, 3, 4, 5, 6, 7, 8) if _round_ish(k * math.sqrt(f))), 1)
+        bases = {}
+        for lid, path in layers.items():
+            t = targets[path]
+            back = scale(
+                Drawn(t.spec) if t.spec is not None else Inexpressible(""), math.sqrt(f * (lid + o))
+            )
+            if not isinstance(back, Drawn):
+                break
+            bases[lid] = replace(t, spec=back.spec, gain=t.gain)
+        else:
+            first = bases[0]
+            if not all(
+                _specs_close(b.spec, first.spec) and b.gain == first.gain for b in bases.values()
+            ):
+                continue
+            depth = DepthScale(
+                factor=float(f), layer_id=f"{_glob_escape(head)}.{{layer_id}}.*", offset=o
+            )
+            for path in layers.values():
+                targets[path] = replace(first, depth=depth)
+            notes.append(
+                f"{len(layers)} parameter(s) {head}.*.{tail}: std = {k * math.sqrt(f):.6g} / "
+                f"sqrt({f} x (layer_id + {o})): written as depth_scale over layers"
+            )
+    # By the number of blocks.
+    stds: dict[float, list[str]] = {}
     for path, t in targets.items():
         if isinstance(t.spec, Normal) and t.spec.mean == 0.0 and t.gain == 1.0 and t.depth is None:
             stds.setdefault(t.spec.std, []).append(path)
     if len(stds) < 2:
         return notes
     for s, paths in stds.items():
-        prefixes = {_layer_prefix(p)[0] if _layer_prefix(p) else None for p in paths}
-        if len(prefixes) != 1 or None in prefixes:
+        heads = {split[0] if (split := _layer_split(p)) else None for p in paths}
+        if len(heads) != 1 or None in heads:
             continue
-        prefix = prefixes.pop()
-        assert prefix is not None
-        count = f"count:{_glob_escape(prefix)}.*"
+        block = heads.pop()
+        assert block is not None
+        count = f"count:{_glob_escape(block)}.*"
         n = DepthScale(factor=1.0, n_layers=count).count_layers(all_paths)
         if n < 2:
             continue
-        for b, _others in sorted(stds.items(), key=lambda kv: -len(kv[1])):
-            if b <= s:
-                continue
+        for b in sorted(stds, key=lambda x: -len(stds[x])):
             ratio = (b / s) ** 2 / n
             f = round(ratio)
-            if 1 <= f <= 8 and close(ratio, f, 1e-9):
+            if b > s and 1 <= f <= 8 and close(ratio, f, 1e-9):
                 depth = DepthScale(factor=float(f), n_layers=count)
                 for p in paths:
                     targets[p] = replace(targets[p], spec=Normal(std=b), depth=depth)
                 notes.append(
-                    f"{len(paths)} parameter(s) with std {s:.6g} = {b:.6g} / sqrt({f} x {n} blocks of "
-                    f"{prefix}): written as depth_scale (factor {f}, n_layers {count})"
+                    f"{len(paths)} parameter(s) with std {s:.6g} = {b:.6g} / sqrt({f} x {n} "
+                    f"blocks of {block}): written as depth_scale (factor {f}, n_layers {count})"
                 )
                 break
     return notes
@@ -850,6 +1008,7 @@ def synthesize(
     if also is not None:
         notes.append(f"{generalized} parameter(s) fan-generalized from the also= build")
     notes.extend(depth_scaled(targets, [r.info for r in records]))
+    notes.extend(generalize_within(records, targets))
     records = [by_path[r.info.path] for r in records]
 
     rules = group(records, targets)

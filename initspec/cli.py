@@ -273,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     sa.add_argument("--json", action="store_true")
     sa.set_defaults(func=cmd_sample)
+    from initspec import cli_capture
+
+    cli_capture.add_parser(sub)
     return p
 
 

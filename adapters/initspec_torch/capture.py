@@ -27,6 +27,7 @@ from torch import nn
 
 from initspec.capture import (
     UNINITIALIZED,
+    BuildError,
     CaptureReport,
     Drawn,
     Inexpressible,
@@ -83,7 +84,7 @@ def preserved_rng() -> Iterator[None]:
     """Save every global RNG (torch CPU, CUDA where initialized, NumPy, Python) and restore
     it on exit, whatever the block does."""
     torch_state = torch.get_rng_state()
-    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()  # type: ignore[no-untyped-call]
     cuda_states = torch.cuda.get_rng_state_all() if cuda else None
     np = sys.modules.get("numpy")
     np_state = np.random.get_state() if np is not None else None
@@ -110,7 +111,7 @@ def _run(build: Callable[[], Any], device: str | None) -> tuple[Any, Recorder]:
 
 def _record(build: Any, device: str | None, what: str) -> tuple[list[ParamRecord], list[str]]:
     if not callable(build):
-        raise InitSpecError(
+        raise BuildError(
             f"capture: {what} must be a zero-argument callable that builds the model, got {type(build).__name__}"
         )
     if device is not None:
@@ -126,17 +127,17 @@ def _record(build: Any, device: str | None, what: str) -> tuple[list[ParamRecord
         notes.append(f"{what}: built on {device or 'the device build chose'}")
     except Exception as exc:
         if device != "meta":
-            raise InitSpecError(f"capture: {what}() raised {type(exc).__name__}: {exc}") from exc
+            raise BuildError(f"capture: {what}() raised {type(exc).__name__}: {exc}") from exc
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
         try:
             model, rec = _run(build, "cpu")
         except Exception as exc2:
-            raise InitSpecError(f"capture: {what}() raised {type(exc2).__name__}: {exc2}") from exc2
+            raise BuildError(f"capture: {what}() raised {type(exc2).__name__}: {exc2}") from exc2
         notes.append(
             f"{what}: the meta build failed ({reason}); built on the CPU, whose init needs values"
         )
     if not isinstance(model, nn.Module):
-        raise InitSpecError(
+        raise BuildError(
             f"capture: {what}() returned {type(model).__name__}, not a torch.nn.Module"
         )
     if rec.errors:
@@ -150,11 +151,9 @@ def _record(build: Any, device: str | None, what: str) -> tuple[list[ParamRecord
         calls = tuple(h.calls) if h is not None else ()
         records.append(ParamRecord(p.info, value, zero_row, calls))
     if not records:
-        raise InitSpecError(
-            f"capture: {what}() returned a {type(model).__name__} with no parameters"
-        )
+        raise BuildError(f"capture: {what}() returned a {type(model).__name__} with no parameters")
     if all(r.value == UNINITIALIZED for r in records):
-        raise InitSpecError(
+        raise BuildError(
             f"capture: {what}() initialized nothing: every parameter of its "
             f"{type(model).__name__} was made by torch.empty and never written"
         )
@@ -188,6 +187,8 @@ def _final(h: History | None, t: torch.Tensor, padding_idx: int | None) -> tuple
     for region, v in h.partial:
         covered = _rows(region, t)
         if covered is None:
+            if isinstance(v, Inexpressible):
+                return Inexpressible(f"{v.reason}, written into a slice"), False
             return Inexpressible(
                 f"a slice of shape {list(region[1])} written apart from the rest"
             ), False
@@ -197,7 +198,7 @@ def _final(h: History | None, t: torch.Tensor, padding_idx: int | None) -> tuple
         return h.base, False
     if padding_idx is not None and padding_idx < 0:
         padding_idx += t.shape[0]
-    if set(rows) == {padding_idx} and isinstance(rows[padding_idx], Drawn):
+    if padding_idx is not None and set(rows) == {padding_idx}:
         zero = rows[padding_idx]
         if isinstance(zero, Drawn) and zero.spec.kind == "zeros":
             return h.base, True

@@ -244,12 +244,12 @@ class Recorder(TorchFunctionMode):
     def __enter__(self) -> Recorder:
         self._previous_profile = sys.getprofile()
         sys.setprofile(self._profile)
-        super().__enter__()
+        super().__enter__()  # type: ignore[no-untyped-call]
         return self
 
     def __exit__(self, *exc: Any) -> None:
         try:
-            super().__exit__(*exc)
+            super().__exit__(*exc)  # type: ignore[no-untyped-call]
         finally:
             sys.setprofile(self._previous_profile)
 
@@ -332,8 +332,6 @@ class Recorder(TorchFunctionMode):
         if "." in name:
             return  # an attribute (.data, .shape, .grad_fn): values unchanged; p.data = t
             # makes p's storage t's, whose history is t's
-        if name in _INIT_ARGS:
-            return  # the profile hook records these (with their defaults)
         if "out" in kwargs and isinstance(kwargs["out"], torch.Tensor):
             value = self._result(name, args[1:] if target is not None else args, kwargs, None, out)
             self._write(kwargs["out"], value, f"torch.{name}(out=...)")
@@ -496,12 +494,30 @@ class Recorder(TorchFunctionMode):
                 if fill is not None
                 else Inexpressible(f"{name} with a computed value")
             )
+        if name in ("tensor", "as_tensor", "scalar_tensor", "asarray") and args:
+            data = _num(args[0])
+            if data is None and isinstance(args[0], (list, tuple)) and args[0]:
+                nums = [_num(x) for x in args[0]]
+                data = nums[0] if all(n is not None and n == nums[0] for n in nums) else None
+            if data is not None:
+                return constant(data)
+            return Inexpressible(f"values given as data (torch.{name})")
         if name in ("empty", "empty_like", "new_empty", "empty_strided"):
             return UNINITIALIZED
         if name == "eye" and out.dim() == 2:
             return Drawn(Eye(), 1.0, shape, "torch")
         if target is not None and name in _SAME_VALUES:
             return self.value_of(target)
+        if name == "pad" and target is not None and len(args) > 1:
+            # HF's tie step: bias.data = pad(bias.data, (0, n), "constant", 0), n often 0.
+            widths = [int(w) for w in args[1]] if isinstance(args[1], (list, tuple)) else None
+            mode = _arg(args, kwargs, 2, "mode", "constant")
+            fill = _num(_arg(args, kwargs, 3, "value", None)) or 0.0
+            v = self.value_of(target)
+            if widths is not None and not any(widths):
+                return v
+            if mode == "constant" and const_value(v) == fill:
+                return v
         if target is not None or (
             args
             and isinstance(args[0], (int, float))
@@ -532,7 +548,11 @@ class Recorder(TorchFunctionMode):
                     return shift(scale(v, -1.0), c)
             if name in ("neg", "__neg__"):
                 return scale(self.value_of(target), -1.0) if target is not None else _computed(name)
-        return _computed(name, *(self.value_of(a) for a in args if isinstance(a, torch.Tensor)))
+        inputs = [a for a in args if isinstance(a, torch.Tensor)]
+        for a in args:  # torch.cat([...]), torch.stack([...])
+            if isinstance(a, (list, tuple)):
+                inputs += [x for x in a if isinstance(x, torch.Tensor)]
+        return _computed(name, *(self.value_of(a) for a in inputs))
 
 
 def _compose(
@@ -567,13 +587,15 @@ def _computed(name: str, *inputs: Value) -> Value:
     """A tensor computed by op ``name`` from ``inputs``: inexpressible, saying which ops made it."""
     ops: list[str] = []
     for v in inputs:
-        if isinstance(v, Inexpressible) and v.reason.startswith("values computed by "):
-            ops += [o for o in v.reason[len("values computed by ") :].split(", ") if o not in ops]
+        head, sep, listed = v.reason.partition("values computed by ") if isinstance(v, Inexpressible) else ("", "", "")
+        if sep:
+            ops += [o for o in listed.split(", ") if o not in ops]
     if name not in ops:
         ops.append(name)
     if len(ops) > 6:
         ops = [*ops[:5], "..."]
-    return Inexpressible("values computed by " + ", ".join(ops))
+    table = "sinusoidal table: " if {"sin", "cos"} & set(ops) else ""
+    return Inexpressible(f"{table}values computed by " + ", ".join(ops))
 
 
 def _index_text(index: Any) -> str:

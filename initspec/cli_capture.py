@@ -1,0 +1,88 @@
+"""``initspec capture``: a PyTorch model's own init, recorded while it is built, as a policy.
+
+``initspec capture --torch MODULE:FACTORY [--also MODULE:FACTORY] [-o policy.json] [--json]
+[--device meta|cpu]`` imports ``FACTORY`` (a zero-argument callable that builds the model the
+way its users do, running its own init) and runs ``initspec_torch.capture_report`` on it;
+prints the rules and the per-parameter table (recorded calls -> rule -> plan), or with
+``--json`` the report as JSON; ``-o`` writes the policy to a file. Exit status as for every
+subcommand (``initspec.cli``): 1 for an invalid input, 2 when the factory cannot be imported,
+raises, returns no module or initializes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pathlib
+import sys
+from typing import Any
+
+from initspec.cli import OK, UsageError, _factory_ref, out
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``capture`` subcommand on ``sub`` (argparse subparsers)."""
+    c = sub.add_parser(
+        "capture", help="record a torch model's own init while it is built, as a policy"
+    )
+    c.add_argument(
+        "--torch", metavar="MODULE:FACTORY", required=True, help="builds the model (no arguments)"
+    )
+    c.add_argument(
+        "--also",
+        metavar="MODULE:FACTORY",
+        help="the same architecture at another width: stds that follow a fan become fan-based",
+    )
+    c.add_argument("-o", "--output", metavar="FILE", help="write the policy (JSON) to FILE")
+    c.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    c.add_argument(
+        "--device",
+        default="meta",
+        help="where to build: meta (default; no memory; falls back to cpu where the init "
+        "needs values) or a torch device such as cpu",
+    )
+    c.set_defaults(func=run)
+
+
+def _callable(ref: str) -> Any:
+    """The object ``MODULE:FACTORY`` names, imported (the current directory on the path,
+    as ``initspec explain`` does), not called."""
+    module_name, attr = _factory_ref(ref)
+    if str(pathlib.Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(pathlib.Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UsageError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        raise UsageError(f"{module_name!r} has no callable {attr!r}")
+    return factory
+
+
+def run(args: argparse.Namespace) -> int:
+    _factory_ref(args.torch)  # before the (slow) torch import
+    if args.also:
+        _factory_ref(args.also)
+    try:
+        from initspec_torch.capture import capture_report
+    except ImportError as exc:
+        raise UsageError(f"the torch adapter: {exc}") from None
+    from initspec.capture import BuildError
+
+    build = _callable(args.torch)
+    also = _callable(args.also) if args.also else None
+    try:
+        report = capture_report(build, also=also, device=args.device)
+    except BuildError as exc:
+        raise UsageError(str(exc)) from None
+    if args.output:
+        text = report.policy.model_dump_json(indent=2, exclude_none=True)
+        try:
+            with open(os.fspath(args.output), "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.output!r}: {exc.strerror}") from None
+    out(report.to_json() if args.json else str(report))
+    return OK
