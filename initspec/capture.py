@@ -42,6 +42,7 @@ from initspec.specs import (
     Ones,
     SpecBase,
     TorchLinearBias,
+    TorchRnn,
     TruncatedNormal,
     Uniform,
     VarianceScaling,
@@ -455,9 +456,7 @@ class CaptureReport:
         head = ("parameter", "shape", "recorded", "rule", "plan")
         body = []
         for row in self.rows():
-            calls = " -> ".join(row["calls"]) or "-"
-            if len(calls) > 70:  # the last writes are the ones that count
-                calls = "... " + calls[-66:]
+            calls = _last_calls(row["calls"])
             plan = row["plan"] or f"skipped: {self.skipped.get(row['path'], '')}"
             cells = (
                 row["path"],
@@ -500,6 +499,20 @@ class CaptureReport:
 
     def __str__(self) -> str:
         return self.rules_text() + "\n\n" + self.table()
+
+
+def _last_calls(calls: list[str], width: int = 70) -> str:
+    """The calls joined by ``->``; when longer than ``width``, the last ones that fit (the
+    last writes are the ones that count) after ``...``."""
+    text = " -> ".join(calls) or "-"
+    if len(text) <= width:
+        return text
+    kept: list[str] = []
+    for call in reversed(calls):
+        if kept and len(" -> ".join([call, *kept])) > width - 7:
+            break
+        kept.insert(0, call)
+    return "... -> " + " -> ".join(kept)
 
 
 # Synthesis --------------------------------------------------------------------------------
@@ -579,11 +592,29 @@ def generalize(pairs: Sequence[tuple[ParamInfo, SpecBase]]) -> _Fit | None:
                 break
         if bias_ok:
             return _Fit(TorchLinearBias(), "bound = 1/sqrt(fan_in of the weight)")
-    for mode in _MODES:
-        fit = _fit_mode(pairs, mode)
-        if fit is not None:
-            return fit
-    return None
+    fits = [fit for mode in _MODES if (fit := _fit_mode(pairs, mode)) is not None]
+    if not fits:
+        return None
+    # Where the fans scale together (in and out channels both doubled), several modes fit:
+    # the scale that is a known constant (He 2, LeCun and Glorot 1, torch's 1/3, ...) names
+    # the intended one; else the roundest. The report says the others fit too.
+    best = min(fits, key=lambda f: _scale_rank(getattr(f.spec, "scale", 1.0)))
+    if len(fits) > 1:
+        others = ", ".join(f.how for f in fits if f is not best)
+        best = _Fit(best.spec, f"{best.how} (also fits: {others}; chose the known constant)")
+    return best
+
+
+_KNOWN_SCALES = (1.0, 2.0, 1.0 / 3.0, 0.5, 3.0, 0.4, 0.25, 4.0)
+
+
+def _scale_rank(x: float) -> tuple[int, int]:
+    """(0, index) for a known scale, else (1, significant digits needed)."""
+    for i, k in enumerate(_KNOWN_SCALES):
+        if close(x, k, 1e-7):
+            return 0, i
+    digits = next((d for d in range(1, 18) if close(x, float(f"{x:.{d}g}"), 1e-9)), 17)
+    return 1, digits
 
 
 def _fit_mode(pairs: Sequence[tuple[ParamInfo, SpecBase]], mode: str) -> _Fit | None:
@@ -969,6 +1000,7 @@ def synthesize(
 
     # Fan generalization: per parameter across the two builds; per class within one build.
     generalized = 0
+    fixed_bounds: list[str] = []
     if also is not None:
         missing = [p for p in by_path if p not in also_by_path]
         if missing:
@@ -990,23 +1022,38 @@ def synthesize(
                 )
                 generalized += 1
             else:
-                by_path[path] = replace(
-                    r,
-                    note="; ".join(
-                        x
-                        for x in (r.note, "differs in the also= build and follows no fan: literal")
-                        if x
-                    ),
-                )
-    # Biases U(+-1/sqrt(fan_in of the weight)): torch's Linear/Conv default, in one build.
+                why = "differs in the also= build and follows no fan: literal"
+                a, b = t.spec, other.value.spec
+                if isinstance(a, TruncatedNormal) and isinstance(b, TruncatedNormal):
+                    stds = [(r.info, Normal(std=a.std)), (other.info, Normal(std=b.std))]
+                    if a.bounds == "absolute" and generalize(stds) is not None:
+                        why = (
+                            f"its std follows a fan but its absolute bounds [{a.low:.6g}, "
+                            f"{a.high:.6g}] do not (no catalog kind has both): literal"
+                        )
+                        fixed_bounds.append(path)
+                by_path[path] = replace(r, note="; ".join(x for x in (r.note, why) if x))
+    # Biases U(+-1/sqrt(fan_in of the weight)): torch's Linear/Conv default; RNN parameters
+    # U(+-1/sqrt(hidden_size)): torch's RNN/LSTM/GRU default. In one build: the bound names it.
     for path, r in by_path.items():
         t = targets[path]
-        if isinstance(t.spec, Uniform) and r.info.role == "bias" and t.gain == 1.0:
+        if not isinstance(t.spec, Uniform) or t.gain != 1.0 or not close(t.spec.low, -t.spec.high):
+            continue
+        hidden = r.info.context.hidden_size
+        if r.info.kind == "rnn" and hidden and close(t.spec.high, 1.0 / math.sqrt(hidden)):
+            targets[path] = replace(t, spec=TorchRnn())
+        elif r.info.role == "bias":
             fit = generalize([(r.info, t.spec)])
             if fit is not None and isinstance(fit.spec, TorchLinearBias):
                 targets[path] = replace(t, spec=fit.spec)
     if also is not None:
         notes.append(f"{generalized} parameter(s) fan-generalized from the also= build")
+        if fixed_bounds:
+            notes.append(
+                f"{len(fixed_bounds)} parameter(s) kept literal: their std follows a fan but "
+                f"their truncation bounds are absolute numbers (torch's trunc_normal_ a, b): "
+                f"{', '.join(fixed_bounds[:5])}{' ...' if len(fixed_bounds) > 5 else ''}"
+            )
     notes.extend(depth_scaled(targets, [r.info for r in records]))
     notes.extend(generalize_within(records, targets))
     records = [by_path[r.info.path] for r in records]
@@ -1054,13 +1101,14 @@ def verify(
             if p.status != "skip":
                 problems.append(f"{r.info.path}: should be skipped, got {p.status}")
             continue
-        expected[r.info.path] = want.describe()
         if p.status != "init" or p.plan is None or not plans_close(p.plan, want):
             problems.append(
                 f"{r.info.path}: recorded {want.describe()}, the policy gives "
                 f"{p.plan.describe() if p.plan is not None else p.status}"
             )
-        elif (p.zero_row is not None) != r.zero_row:
+        else:
+            expected[r.info.path] = p.plan.describe()  # the recorded plan, with its fans
+        if p.status == "init" and (p.zero_row is not None) != r.zero_row:
             problems.append(
                 f"{r.info.path}: padding row {'not ' if r.zero_row else ''}zeroed by the policy"
             )

@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.set_defaults(func=cmd_sample)
     from initspec import cli_capture
 
-    cli_capture.add_parser(sub)
+    cli_capture.add_parser(sub, UsageError, out, _factory_ref)
     return p
 
 

@@ -9,7 +9,7 @@ lives in the ``initspec`` core; this adapter describes modules and implements th
 primitives (``initspec_torch.sampler``, ``initspec_torch.portable``).
 """
 
-from initspec_torch.capture import capture, capture_report
+from initspec_torch.capture_build import capture, capture_report
 from initspec_torch.describe import describe, register_module
 from initspec_torch.explain import explain
 from initspec_torch.policy_apply import apply

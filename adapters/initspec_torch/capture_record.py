@@ -174,6 +174,14 @@ _NO_WRITE = {
     "set_", "record_stream", "_fix_weakref", "_coalesced_", "rename_", "refine_names",
     "align_to",
 }  # fmt: skip
+# Augmented assignments: the in-place method each is.
+_AUGMENTED = {
+    "__iadd__": "add_", "__isub__": "sub_", "__imul__": "mul_", "__itruediv__": "div_",
+    "__idiv__": "div_", "__ifloordiv__": "floor_divide_", "__ipow__": "pow_",
+    "__imod__": "remainder_", "__iand__": "bitwise_and_", "__ior__": "bitwise_or_",
+    "__ixor__": "bitwise_xor_", "__ilshift__": "bitwise_left_shift_",
+    "__irshift__": "bitwise_right_shift_", "__imatmul__": "matmul_",
+}  # fmt: skip
 # Out-of-place ops whose result holds the input's values (dtype, device or a copy).
 _SAME_VALUES = {
     "to", "clone", "contiguous", "float", "double", "half", "bfloat16", "cpu", "cuda",
@@ -338,6 +346,11 @@ class Recorder(TorchFunctionMode):
             return
         if name == "__setitem__" and target is not None and len(args) >= 3:
             region = target[args[1]]
+            if _key(region) != _key(target):  # advanced indexing: t[mask] is a copy
+                self._write(
+                    target, _opaque("an assignment through a tensor index"), "[tensor] = ..."
+                )
+                return
             src = args[2]
             num = _num(src)
             value = (
@@ -351,8 +364,8 @@ class Recorder(TorchFunctionMode):
                 region, value, f"[{_index_text(args[1])}] = {num if num is not None else 'tensor'}"
             )
             return
-        if name.startswith("__i") and name.endswith("__") and target is not None:  # x *= c
-            name = name[3:-2] + "_"
+        if name in _AUGMENTED and target is not None:  # x *= c
+            name = _AUGMENTED[name]
         if (
             target is not None
             and name.endswith("_")
@@ -448,6 +461,15 @@ class Recorder(TorchFunctionMode):
             value = apply_erfinv
         elif name == "neg_":
             value = lambda v: scale(v, -1.0)  # noqa: E731
+        elif name in (
+            "bernoulli_",
+            "exponential_",
+            "cauchy_",
+            "log_normal_",
+            "geometric_",
+            "random_",
+        ):
+            value = _opaque(f"{name} draws a distribution outside the catalog")
         else:
             value = _opaque(f"{name} (outside what capture interprets)")
         self._write(t, value, call)
@@ -587,7 +609,11 @@ def _computed(name: str, *inputs: Value) -> Value:
     """A tensor computed by op ``name`` from ``inputs``: inexpressible, saying which ops made it."""
     ops: list[str] = []
     for v in inputs:
-        head, sep, listed = v.reason.partition("values computed by ") if isinstance(v, Inexpressible) else ("", "", "")
+        head, sep, listed = (
+            v.reason.partition("values computed by ")
+            if isinstance(v, Inexpressible)
+            else ("", "", "")
+        )
         if sep:
             ops += [o for o in listed.split(", ") if o not in ops]
     if name not in ops:
