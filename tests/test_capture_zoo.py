@@ -43,10 +43,6 @@ KNOWN_THIRD_WIDTH: dict[str, tuple[tuple[str, ...], str]] = {
         ("text_model.head.weight", "vision_model.head.attention.out_proj.weight"),
         "HF's lecun_normal_ (std sqrt(1/fan_in)/.8796, absolute bounds +-2) kept literal",
     ),
-    "timm-efficientnet": (
-        ("blocks.5.0.conv_pwl.weight",),
-        "fan_in and fan_out both fit the two widths; capture chose fan_in (scale 7)",
-    ),
 }
 
 
