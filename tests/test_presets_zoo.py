@@ -128,3 +128,32 @@ def test_a_model_with_other_init_factors_fails_the_preset(preset: str, build) ->
     result = check_model(build(), preset)
     assert not result.reproduced
     assert len(result.failing) >= 3, result.summary()
+
+
+def _without(preset: str, rule_name: str, **change: object) -> dict:
+    """``preset`` as a dict, with the rule ``rule_name`` removed (no ``change``) or changed."""
+    pol = initspec.preset(preset).model_dump(exclude_none=True)
+    rules = []
+    for rule in pol["rules"]:
+        if rule.get("name") == rule_name:
+            if not change:
+                continue
+            rule = {**rule, **change}
+        rules.append(rule)
+    return {**pol, "rules": rules}
+
+
+def test_the_check_sees_a_parameter_left_untouched_and_a_missing_padding_row() -> None:
+    """Without the norm rule the RMSNorm weights keep the sentinel (unmatched: not
+    reproduced); without zero_padding_row the original's zero row 0 of embed_tokens
+    (pad_token_id 0) is not zero in the applied copy."""
+    torch.manual_seed(0)
+    model = zoo.hf_llama(r=0.02)
+    result = check_model(model, _without("hf-llama", "norm scale"))
+    unmatched = {p.path for p in result.params if p.category == "unmatched"}
+    assert unmatched == {p.path for p in result.params if p.path.endswith("norm.weight")}
+    assert unmatched and not result.reproduced
+    result = check_model(model, _without("hf-llama", "linear/embedding", zero_padding_row=False))
+    (bad,) = result.failing
+    assert bad.path == "model.embed_tokens.weight", result.summary()
+    assert any("zero rows differ" in p for p in bad.problems), bad.problems
