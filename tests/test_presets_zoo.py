@@ -46,7 +46,15 @@ CASES: dict[str, dict[str, Callable[[], torch.nn.Module]]] = {
             zoo.hf_t5, 768, factor=1.0, d_kv=64, heads=2, d_ff=64, vocab=256, gated=False, tied=True
         ),
     },
+    "hf-default": {
+        "gpt-neox": functools.partial(zoo.hf_gpt_neox, r=0.02),
+        "opt": functools.partial(zoo.hf_opt, r=0.02),
+        "falcon": functools.partial(zoo.hf_falcon, r=0.02),
+        "bart": functools.partial(zoo.hf_bart, r=0.02),
+        "llama": functools.partial(zoo.hf_llama, r=0.02),
+    },
     "hf-clip": {"clip": functools.partial(zoo.hf_clip, factor=1.0, r=0.02)},
+    "hf-siglip": {"siglip": zoo.hf_siglip},
     "hf-vit": {"vit": functools.partial(zoo.hf_vit, r=0.02)},
     "timm-vit": {"vit": zoo.timm_vit},
     "timm-vit-fix-init": {"vit": functools.partial(zoo.timm_vit, fix_init=True)},
@@ -113,6 +121,7 @@ def test_a_two_percent_std_error_is_caught() -> None:
     ("preset", "build"),
     [
         pytest.param("hf-llama", zoo.hf_llama, id="hf-llama-r0.035"),
+        pytest.param("hf-default", zoo.hf_bart, id="hf-default-bart-init_std0.035"),
         pytest.param(
             "hf-t5",
             functools.partial(zoo.hf_t5, 768, d_kv=64, heads=2, d_ff=64, vocab=256),

@@ -80,8 +80,8 @@ def _decoder_cfg(w: int, r: float = R, **kw: Any) -> dict[str, Any]:
     )
 
 
-def hf_gpt_neox(w: int = 64) -> nn.Module:
-    return _hf("GPTNeoXForCausalLM")(_hf("GPTNeoXConfig")(**_decoder_cfg(w)))
+def hf_gpt_neox(w: int = 64, r: float = R) -> nn.Module:
+    return _hf("GPTNeoXForCausalLM")(_hf("GPTNeoXConfig")(**_decoder_cfg(w, r)))
 
 
 def hf_llama(w: int = 64, r: float = R) -> nn.Module:
@@ -116,7 +116,7 @@ def hf_phi3(w: int = 64, r: float = R) -> nn.Module:
     return _hf("Phi3ForCausalLM")(cfg)
 
 
-def hf_opt(w: int = 64) -> nn.Module:
+def hf_opt(w: int = 64, r: float = R) -> nn.Module:
     # word_embed_proj_dim != hidden_size: project_in / project_out exist
     cfg = _hf("OPTConfig")(
         vocab_size=1000,
@@ -126,12 +126,12 @@ def hf_opt(w: int = 64) -> nn.Module:
         num_attention_heads=4,
         max_position_embeddings=64,
         word_embed_proj_dim=w // 2,
-        init_std=R,
+        init_std=r,
     )
     return _hf("OPTForCausalLM")(cfg)
 
 
-def hf_falcon(w: int = 64) -> nn.Module:
+def hf_falcon(w: int = 64, r: float = R) -> nn.Module:
     cfg = _hf("FalconConfig")(
         vocab_size=1000,
         hidden_size=w,
@@ -140,7 +140,7 @@ def hf_falcon(w: int = 64) -> nn.Module:
         new_decoder_architecture=True,
         num_kv_heads=2,
         bias=True,
-        initializer_range=R,
+        initializer_range=r,
     )
     return _hf("FalconForCausalLM")(cfg)
 
@@ -235,7 +235,7 @@ def hf_t5(
     return _hf("T5ForConditionalGeneration")(cfg)
 
 
-def _seq2seq_cfg(w: int) -> dict[str, Any]:
+def _seq2seq_cfg(w: int, r: float = R) -> dict[str, Any]:
     return dict(
         vocab_size=1000,
         d_model=w,
@@ -245,12 +245,12 @@ def _seq2seq_cfg(w: int) -> dict[str, Any]:
         decoder_attention_heads=4,
         encoder_ffn_dim=2 * w,
         decoder_ffn_dim=2 * w,
-        init_std=R,
+        init_std=r,
     )
 
 
-def hf_bart(w: int = 64) -> nn.Module:
-    cfg = _hf("BartConfig")(**_seq2seq_cfg(w), max_position_embeddings=64)
+def hf_bart(w: int = 64, r: float = R) -> nn.Module:
+    cfg = _hf("BartConfig")(**_seq2seq_cfg(w, r), max_position_embeddings=64)
     return _hf("BartForConditionalGeneration")(cfg)
 
 
