@@ -23,6 +23,7 @@ from typing import Any
 
 from initspec.errors import InitSpecError, printable
 from initspec.layout import LayoutLike, fans
+from initspec.numeric import FLOAT_DTYPES
 from initspec.plans import (
     ConstantPlan,
     NormalPlan,
@@ -575,23 +576,27 @@ def generalize(pairs: Sequence[tuple[ParamInfo, SpecBase]]) -> _Fit | None:
     kinds = {type(s) for s in specs}
     if len(kinds) != 1:
         return None
-    # torch's Linear/Conv bias.
+    # torch's Linear/Conv bias (ConvTranspose: torch's "fan_in" is the weight's fan_out).
     if all(isinstance(s, Uniform) for s in specs):
-        bias_ok = True
-        for info, s in pairs:
-            assert isinstance(s, Uniform)
-            wf = info.context.weight_fans
-            if (
-                info.role != "bias"
-                or wf is None
-                or wf[0] <= 0
-                or not close(s.high, 1 / math.sqrt(wf[0]))
-                or not close(s.low, -s.high)
-            ):
-                bias_ok = False
-                break
-        if bias_ok:
-            return _Fit(TorchLinearBias(), "bound = 1/sqrt(fan_in of the weight)")
+        for i, mode in enumerate(("fan_in", "fan_out")):
+            ok = True
+            for info, s in pairs:
+                assert isinstance(s, Uniform)
+                wf = info.context.weight_fans
+                if (
+                    info.role != "bias"
+                    or wf is None
+                    or wf[i] <= 0
+                    or not close(s.high, 1 / math.sqrt(wf[i]))
+                    or not close(s.low, -s.high)
+                ):
+                    ok = False
+                    break
+            if ok:
+                return _Fit(
+                    TorchLinearBias.model_validate({"mode": mode}),
+                    f"bound = 1/sqrt({mode} of the weight)",
+                )
     fits = [fit for mode in _MODES if (fit := _fit_mode(pairs, mode)) is not None]
     if not fits:
         return None
@@ -786,12 +791,16 @@ def _candidates(members: list[ParamInfo], rest: list[ParamInfo]) -> Iterable[tup
     yield 1000 + len(members), Match(path=sorted({_glob_escape(m.path) for m in members}))
 
 
-def _rule_name(target: _Target, match: Match) -> str:
+def _rule_name(target: _Target) -> str:
     if target.spec is None:
         return f"skip: {target.reason}"[:200]
     body = _spec_text(target.spec)
     if target.gain != 1.0:
         body += f" x {target.gain:.6g}"
+    d = target.depth
+    if d is not None:
+        n = f"(layer_id + {d.offset})" if d.layer_id is not None else "n_layers"
+        body += f" / sqrt({d.factor:g} {n})"
     return body[:200]
 
 
@@ -823,7 +832,7 @@ def group(records: Sequence[ParamRecord], targets: dict[str, _Target]) -> list[R
         t = targets[members[0].path]
         rules.append(
             Rule(
-                name=_rule_name(t, match),
+                name=_rule_name(t),
                 match=match,
                 init=t.spec,
                 skip=t.spec is None,
@@ -988,12 +997,18 @@ def synthesize(
     settled = []
     for r in records:
         value, how = settle(r.value, r.info)
+        if r.info.dtype not in FLOAT_DTYPES:
+            value = Inexpressible(f"a {r.info.dtype} parameter: policies initialize floats only")
         settled.append(replace(r, value=value, note="; ".join(x for x in (r.note, how) if x)))
     records = settled
     also_by_path: dict[str, ParamRecord] = {}
     if also is not None:
         for r in also:
             value, how = settle(r.value, r.info)
+            if r.info.dtype not in FLOAT_DTYPES:
+                value = Inexpressible(
+                    f"a {r.info.dtype} parameter: policies initialize floats only"
+                )
             also_by_path[r.info.path] = replace(r, value=value)
     targets = {r.info.path: _target(r) for r in records}
     by_path = {r.info.path: r for r in records}

@@ -470,3 +470,64 @@ def test_transformers_guarded_init_is_honoured() -> None:
     report = capture_report(build)
     assert _value(report, "weight") == "normal(std=0.5)"
     assert _value(report, "bias") == "zeros()"
+
+
+def test_integer_parameters_are_skipped_with_the_reason() -> None:
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.steps = nn.Parameter(torch.zeros(3, dtype=torch.int64), requires_grad=False)
+
+    report = capture_report(M)
+    assert report.skipped == {"steps": "a int64 parameter: policies initialize floats only"}
+
+
+def test_conv_transpose_defaults() -> None:
+    report = capture_report(lambda: nn.ConvTranspose2d(4, 6, 3))
+    rows = plans(report.policy, nn.ConvTranspose2d(4, 6, 3))
+    bound = 1 / math.sqrt(6 * 9)  # torch reads dim 1 (the 6 output channels) x k as fan_in
+    for leaf in ("weight", "bias"):
+        assert rows[leaf]["plan"].startswith(f"uniform(low={-bound:.4g}, high={bound:.4g})")
+    bias_rule = report.policy.rules[rows["bias"]["rule_index"]]
+    assert bias_rule.init is not None and bias_rule.init.model_dump() == {
+        "kind": "torch_linear_bias", "mode": "fan_out",
+    }  # fmt: skip
+
+
+def test_a_model_made_before_build_ran_initialized_nothing_there() -> None:
+    made = Defaults()
+    with pytest.raises(InitSpecError, match="made before build"):
+        capture(lambda: made, device=None)
+
+
+def test_degenerate_draws_are_constants() -> None:
+    def build() -> nn.Module:
+        m = nn.Linear(3, 3)
+        nn.init.normal_(m.weight, mean=0.25, std=0.0)
+        m.bias.data.uniform_(0.5, 0.5)
+        return m
+
+    report = capture_report(build)
+    assert (_value(report, "weight"), _value(report, "bias")) == (
+        "constant(value=0.25)", "constant(value=0.5)",
+    )  # fmt: skip
+
+
+def test_slices_of_a_drawn_tensor_copied_into_parameters() -> None:
+    class M(nn.Module):
+        def __init__(self, d: int = 8) -> None:
+            super().__init__()
+            fused = torch.empty(3 * d, d)
+            nn.init.xavier_uniform_(fused)  # fans of the fused (3d, d) tensor
+            self.q = nn.Parameter(fused[:d].clone())
+            self.o = nn.Linear(d, 2 * d)
+            w = torch.empty(2 * d, 2 * d)
+            nn.init.orthogonal_(w)
+            with torch.no_grad():
+                self.o.weight.copy_(w[:, :d])  # part of an orthogonal matrix: no catalog kind
+
+    report = capture_report(M)
+    bound = math.sqrt(6.0 / (8 + 24))  # xavier_uniform_ on (24, 8)
+    assert _value(report, "q") == f"uniform(low={-bound:.6g}, high={bound:.6g})"
+    assert report.skipped == {"o.weight": "a slice of orthogonal()"}

@@ -152,10 +152,11 @@ def _record(build: Any, device: str | None, what: str) -> tuple[list[ParamRecord
         records.append(ParamRecord(p.info, value, zero_row, calls))
     if not records:
         raise BuildError(f"capture: {what}() returned a {type(model).__name__} with no parameters")
-    if all(r.value == UNINITIALIZED for r in records):
+    if all(r.value == UNINITIALIZED or not r.calls for r in records):
         raise BuildError(
             f"capture: {what}() initialized nothing: every parameter of its "
-            f"{type(model).__name__} was made by torch.empty and never written"
+            f"{type(model).__name__} was made by torch.empty and never written, or made "
+            f"before build() ran"
         )
     return records, notes
 

@@ -42,12 +42,16 @@ from initspec.capture import (
     clamp,
     const_value,
     constant,
+    literal_spec,
+    plan_of,
     scale,
     shift,
 )
 from initspec.errors import InitSpecError
 from initspec.parse import parse
-from initspec.specs import Eye, Normal, Uniform
+from initspec.specs import Constant, Eye, Normal, Ones, TruncatedNormal, Uniform, Zeros
+
+_ELEMENTWISE = (Zeros, Ones, Constant, Normal, Uniform, TruncatedNormal)
 
 Region = tuple[int, tuple[int, ...], tuple[int, ...]]  # storage offset, shape, stride
 
@@ -156,6 +160,9 @@ def init_call_value(name: str, args: dict[str, Any], shape: tuple[int, ...]) -> 
             )
     if kind == "constant":
         return constant(spec_fields.get("value", 0.0))
+    degenerate = _degenerate(kind, spec_fields)
+    if degenerate is not None:
+        return degenerate
     if kind == "sparse" and not isinstance(spec_fields.get("sparsity"), float):
         return Inexpressible(f"torch.nn.init.sparse_ sparsity {spec_fields.get('sparsity')!r}")
     try:
@@ -276,17 +283,7 @@ class Recorder(TorchFunctionMode):
         if not _covers(t):
             if h.partial:
                 return Inexpressible("a slice of a tensor written in parts")
-            v = h.base
-            if (
-                isinstance(v, Drawn)
-                and not v.spec.fan_based
-                and const_value(v) is None
-                and not isinstance(v.spec, (Normal, Uniform))
-            ):
-                return Inexpressible(f"a slice of {v.describe()}")
-            if isinstance(v, Drawn) and v.spec.fan_based:
-                return Inexpressible(f"a slice of {v.describe()} (its fans are the whole tensor's)")
-            return v
+            return _slice_of(h.base)
         if h.partial:
             return Inexpressible("copied from a tensor written in parts")
         return h.base
@@ -577,6 +574,25 @@ class Recorder(TorchFunctionMode):
         return _computed(name, *(self.value_of(a) for a in inputs))
 
 
+def _slice_of(v: Value) -> Value:
+    """The value of part of a tensor whose whole has value ``v``: the same for a constant or
+    an elementwise distribution; a fan-based draw as its plan on the whole tensor, written
+    literally (the slice's own fans are not the ones it was drawn with); a structural one
+    (orthogonal, eye, dirac, sparse) has no catalog value on a part."""
+    if isinstance(v, Inexpressible):
+        return v
+    if isinstance(v.spec, _ELEMENTWISE):
+        return v
+    try:
+        plan = plan_of(v, v.shape, v.layout)
+    except InitSpecError:
+        plan = None
+    spec = literal_spec(plan) if plan is not None else None
+    if spec is None:
+        return Inexpressible(f"a slice of {v.describe()}")
+    return Drawn(spec, 1.0, (), "torch", v.global_rng)
+
+
 def _compose(
     first: Callable[[Value], Value], then: Callable[[Value], Value]
 ) -> Callable[[Value], Value]:
@@ -587,22 +603,24 @@ def _opaque(reason: str) -> Callable[[Value], Value]:
     return lambda v: Inexpressible(reason)
 
 
+def _degenerate(kind: str, fields: dict[str, Any]) -> Value | None:
+    """normal with std 0 (its mean) or uniform on [a, a] (a): a constant, which the
+    catalog's normal and uniform (std > 0, low < high) do not take."""
+    if kind == "normal" and fields.get("std") == 0.0:
+        return constant(float(fields.get("mean", 0.0)))
+    if kind == "uniform" and "low" in fields and fields.get("low") == fields.get("high"):
+        return constant(float(fields["low"]))
+    return None
+
+
 def _drawn(kind: str, **fields: float | None) -> Value:
+    degenerate = _degenerate(kind, dict(fields))
+    if degenerate is not None:
+        return degenerate
     try:
         return Drawn(parse({"kind": kind, **fields}))
     except InitSpecError as exc:
         return Inexpressible(f"{kind}_({_fmt(dict(fields))}) is outside the catalog: {exc}")
-
-
-_DETERMINISTIC = {
-    "arange",
-    "linspace",
-    "logspace",
-    "tensor",
-    "as_tensor",
-    "from_numpy",
-    "frombuffer",
-}
 
 
 def _computed(name: str, *inputs: Value) -> Value:
