@@ -27,8 +27,12 @@ PAGE = REPO / "docs" / "capture.md"
 START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
 sys.path.insert(0, str(REPO / "tests"))  # tests/zoo.py, zoo_check.py, real_packages.py
 
+import pytest  # noqa: E402  (real_packages skips a package that cannot be imported)
+import zoo  # noqa: E402
+from zoo_check import ModelResult, run_zoo_model  # noqa: E402
 
-def _reasons(result) -> str:  # type: ignore[no-untyped-def]
+
+def _reasons(result: ModelResult) -> str:
     """Skipped parameters grouped by the skip rule's reason."""
     counts = Counter(p.rule.split("skip: ", 1)[-1] for p in result.skipped)
     return "; ".join(f"{n} {why}" for why, n in counts.items())
@@ -39,10 +43,6 @@ def _cell(text: str) -> str:
 
 
 def table() -> str:
-    import pytest
-    import zoo
-    from zoo_check import run_zoo_model
-
     rows = [
         "| model | package | parameters | exact | fan-generalized | skipped (reason) | failing "
         "| rules | reproduced | third width | what its init does that is hard |",
