@@ -15,6 +15,7 @@ outside the catalog becomes a ``skip`` rule whose name says why.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -432,6 +433,7 @@ class CaptureReport:
             out.append(
                 {
                     "path": r.info.path,
+                    "shared_with": list(r.info.shared_with),
                     "shape": list(r.info.shape),
                     "calls": list(r.calls),
                     "value": r.value.describe() + (" (padding row zero)" if r.zero_row else ""),
@@ -460,7 +462,8 @@ class CaptureReport:
             calls = _last_calls(row["calls"])
             plan = row["plan"] or f"skipped: {self.skipped.get(row['path'], '')}"
             cells = (
-                row["path"],
+                row["path"]
+                + (f" (= {', '.join(row['shared_with'])})" if row["shared_with"] else ""),
                 "x".join(map(str, row["shape"])) or "()",
                 calls,
                 row["rule"] or "-",
@@ -706,8 +709,31 @@ def generalize_within(records: Sequence[ParamRecord], targets: dict[str, _Target
             return False
         for p in paths:
             targets[p] = replace(targets[p], spec=fit.spec)
+        fitted.append(fit.spec)
         notes.append(f"{len(paths)} {what} parameters fan-generalized within the build: {fit.how}")
         return True
+
+    def adopt(paths: list[str]) -> None:
+        """A literal left over (a lone stem conv) whose plan is that of a spec fitted on
+        other parameters of its kind and role takes that spec."""
+        for p in paths:
+            t, info = targets[p], infos[p]
+            if not _literal_fan_family(t) or t.spec is None:
+                continue
+            for spec in fitted:
+                try:
+                    same = plans_close(
+                        spec.plan(info.shape, info.layout, info.context),
+                        t.spec.plan(info.shape, info.layout, info.context),
+                    )
+                except InitSpecError:
+                    same = False
+                if same:
+                    targets[p] = replace(t, spec=spec)
+                    notes.append(
+                        f"{p}: the fan-based spec fitted on its kind and role has its plan"
+                    )
+                    break
 
     buckets: dict[tuple[str, ...], list[str]] = {}
     for path, t in targets.items():
@@ -715,6 +741,7 @@ def generalize_within(records: Sequence[ParamRecord], targets: dict[str, _Target
             info = infos[path]
             buckets.setdefault((info.kind, info.role, type(t.spec).__name__), []).append(path)
     for key, paths in buckets.items():
+        fitted: list[SpecBase] = []
         if attempt(paths, f"{key[0]}/{key[1]}"):
             continue
         by_leaf: dict[str, list[str]] = {}
@@ -722,6 +749,7 @@ def generalize_within(records: Sequence[ParamRecord], targets: dict[str, _Target
             by_leaf.setdefault(".".join(_generalized(p)[-2:]), []).append(p)
         for leaf, sub in by_leaf.items():
             attempt(sub, f"*.{leaf}")
+        adopt(paths)
     return notes
 
 
@@ -766,20 +794,23 @@ def _candidates(members: list[ParamInfo], rest: list[ParamInfo]) -> Iterable[tup
     if len(roles) == 1 and len(kinds) <= 2:
         yield 3, Match(kind=kinds, role=roles)  # type: ignore[arg-type]
     # Path globs: per member the shortest generalized suffix that matches no other parameter.
-    globs: list[str] = []
-    for m in members:
-        parts = _generalized(m.path)
+    # Members with one generalized path (the same leaf in every layer) share their glob.
+    globs: set[str] = set()
+    for general in {tuple(_generalized(m.path)): m.path for m in members}.items():
+        parts, path = list(general[0]), general[1]
         chosen = None
         for k in range(1, len(parts) + 1):
             if k < len(parts) and parts[-k] == "*":
                 continue  # "*.*.weight" reads worse than "blocks.*.weight"
             glob = _suffix_glob(parts, k)
-            probe = Match(path=[glob])
-            if not any(_matches(probe, o) for o in rest):
+            if not any(_matches(_probe(glob), o) for o in rest):
                 chosen = glob
                 break
-        globs.append(chosen if chosen is not None else _glob_escape(m.path))
-    unique = sorted(set(globs))
+        if chosen is None:  # the generalized path matches another parameter: this one's own
+            chosen = _glob_escape(path)
+            globs.update(_glob_escape(m.path) for m in members if _generalized(m.path) == parts)
+        globs.add(chosen)
+    unique = sorted(globs)
     if not any(_matches(Match(path=unique), o) for o in rest):
         yield 10 + len(unique), Match(path=unique)
     # Class names last: a Flax twin's classes are not the torch model's (paths, kinds and
@@ -789,6 +820,11 @@ def _candidates(members: list[ParamInfo], rest: list[ParamInfo]) -> Iterable[tup
         if len(roles) == 1:
             yield 51, Match(module=types, role=roles)  # type: ignore[arg-type]
     yield 1000 + len(members), Match(path=sorted({_glob_escape(m.path) for m in members}))
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe(glob: str) -> Match:
+    return Match(path=[glob])
 
 
 def _rule_name(target: _Target) -> str:
@@ -958,7 +994,10 @@ def depth_scaled(targets: dict[str, _Target], infos: Sequence[ParamInfo]) -> lis
         assert block is not None
         count = f"count:{_glob_escape(block)}.*"
         n = DepthScale(factor=1.0, n_layers=count).count_layers(all_paths)
-        if n < 2:
+        # Every block must hold the parameter (GPT-2's c_proj in each h.N): scaling by the
+        # number of blocks is a property of all of them, not of a few.
+        indices = {split[1] for p in paths if (split := _layer_split(p)) is not None}
+        if n < 2 or len(indices) != n:
             continue
         for b in sorted(stds, key=lambda x: -len(stds[x])):
             ratio = (b / s) ** 2 / n
@@ -1069,8 +1108,10 @@ def synthesize(
                 f"their truncation bounds are absolute numbers (torch's trunc_normal_ a, b): "
                 f"{', '.join(fixed_bounds[:5])}{' ...' if len(fixed_bounds) > 5 else ''}"
             )
-    notes.extend(depth_scaled(targets, [r.info for r in records]))
+    # Fans first: a std that follows the fans within the build is no depth scaling (timm's
+    # EfficientNet has sqrt(2 / fan_out) values that are 0.5 / sqrt(2 * 7) by arithmetic).
     notes.extend(generalize_within(records, targets))
+    notes.extend(depth_scaled(targets, [r.info for r in records]))
     records = [by_path[r.info.path] for r in records]
 
     rules = group(records, targets)

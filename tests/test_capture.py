@@ -531,3 +531,52 @@ def test_slices_of_a_drawn_tensor_copied_into_parameters() -> None:
     bound = math.sqrt(6.0 / (8 + 24))  # xavier_uniform_ on (24, 8)
     assert _value(report, "q") == f"uniform(low={-bound:.6g}, high={bound:.6g})"
     assert report.skipped == {"o.weight": "a slice of orthogonal()"}
+
+
+def test_a_build_that_replaces_the_profile_function() -> None:
+    import sys
+
+    def build() -> nn.Module:
+        m = nn.Linear(4, 4)
+        previous = sys.getprofile()
+        sys.setprofile(None)  # a build that profiles itself, say
+        try:
+            nn.init.uniform_(m.weight, -0.5, 0.5)  # dispatches through the mode: still recorded
+            nn.init.xavier_normal_(m.bias.view(2, 2))  # its tensor ops only: normal_(0, std)
+        finally:
+            sys.setprofile(previous)
+        return m
+
+    report = capture_report(build)
+    assert any("replaced capture's profile function" in n for n in report.notes)
+    assert _value(report, "weight") == "uniform(low=-0.5, high=0.5)"
+    assert _value(report, "bias") == f"normal(std={math.sqrt(2 / 4):.6g})"
+
+
+def test_timm_efficientnet_is_he_on_fan_out_not_depth_scaling() -> None:
+    # _init_weight_goog: N(0, 2 / fan_out) with fan_out = k * k * out / groups (for a
+    # depthwise conv that is torch's fan_in). Some of those stds are 0.5 / sqrt(2 * 7) by
+    # arithmetic: no depth scaling may be read into them.
+    from real_packages import import_timm
+
+    timm = import_timm()
+    report = capture_report(lambda: timm.create_model("efficientnet_b0", pretrained=False))
+    assert report.skipped == {}
+    assert not any(r.depth_scale for r in report.policy.rules)
+    kernels = [r.init for r in report.policy.rules if r.init and r.init.kind == "variance_scaling"]
+    assert {(k.scale, k.mode) for k in kernels} == {(2.0, "fan_in"), (2.0, "fan_out")}  # type: ignore[attr-defined]
+    assert len(report.policy.rules) == 5
+
+
+def test_the_core_side_of_capture_imports_no_framework() -> None:
+    import subprocess
+
+    code = (
+        "import sys, initspec.capture, initspec.cli_capture, initspec.cli; "
+        "initspec.cli.build_parser(); "
+        "bad = [m for m in ('torch', 'jax', 'flax', 'transformers') if m in sys.modules]; "
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -142,7 +142,7 @@ def _record(build: Any, device: str | None, what: str) -> tuple[list[ParamRecord
         )
     if rec.errors:
         notes.append(
-            f"{what}: {len(rec.errors)} op(s) could not be interpreted: {'; '.join(rec.errors[:3])}"
+            f"{what}: {len(rec.errors)} problem(s) while recording: {'; '.join(rec.errors[:3])}"
         )
     records = []
     for p in describe(model):

@@ -232,11 +232,26 @@ class Recorder(TorchFunctionMode):
         self._inside: Any = None  # the frame of the torch.nn.init call being recorded
         self._pending: tuple[str, dict[str, Any], torch.Tensor] | None = None
         self._previous_profile: Any = None
+        self._hook = self._profile  # one bound method, compared by identity
+        self._lost_profile = False
         self.errors: list[str] = []
 
     # The profile hook ------------------------------------------------------------------
 
     def _profile(self, frame: types.FrameType, event: str, arg: Any) -> None:
+        # An exception here would make Python drop the hook silently: report it instead.
+        try:
+            self._on_event(frame, event, arg)
+        except Exception as exc:
+            self.errors.append(f"recording a torch.nn.init call: {type(exc).__name__}: {exc}")
+        if self._previous_profile is not None:
+            try:
+                self._previous_profile(frame, event, arg)
+            except Exception as exc:
+                self.errors.append(f"the profile function set before capture: {exc}")
+                self._previous_profile = None
+
+    def _on_event(self, frame: types.FrameType, event: str, arg: Any) -> None:
         if event == "call" and self._inside is None:
             name = self._codes.get(frame.f_code)
             if name is not None:
@@ -253,12 +268,10 @@ class Recorder(TorchFunctionMode):
                 name, args, tensor = pending
                 value = init_call_value(name, args, tuple(tensor.shape))
                 self._write(tensor, value, f"torch.nn.init.{name}({_fmt(args)})")
-        if self._previous_profile is not None:
-            self._previous_profile(frame, event, arg)
 
     def __enter__(self) -> Recorder:
         self._previous_profile = sys.getprofile()
-        sys.setprofile(self._profile)
+        sys.setprofile(self._hook)
         super().__enter__()  # type: ignore[no-untyped-call]
         return self
 
@@ -266,6 +279,11 @@ class Recorder(TorchFunctionMode):
         try:
             super().__exit__(*exc)  # type: ignore[no-untyped-call]
         finally:
+            if self._lost_profile or sys.getprofile() is not self._hook:
+                self.errors.append(
+                    "the build replaced capture's profile function: torch.nn.init calls after "
+                    "that were recorded as the tensor ops inside them (literal values)"
+                )
             sys.setprofile(self._previous_profile)
 
     # History -------------------------------------------------------------------------------
@@ -326,11 +344,26 @@ class Recorder(TorchFunctionMode):
             kwargs["device"] = self.meta
         out = func(*args, **kwargs)
         if self._inside is None:
+            if not self._lost_profile and sys.getprofile() is not self._hook:
+                self._lost_profile = True  # the build set its own (for a while, maybe)
             try:
-                self._observe(_func_name(func), args, kwargs, out)
+                if getattr(func, "__module__", "") == "torch.nn.init":
+                    self._init_via_mode(func.__name__, args, kwargs)
+                else:
+                    self._observe(_func_name(func), args, kwargs, out)
             except Exception as exc:  # never break the user's build; report it
                 self.errors.append(f"{_func_name(func)}: {type(exc).__name__}: {exc}")
         return out
+
+    def _init_via_mode(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A ``torch.nn.init`` function that dispatches through ``__torch_function__``
+        (``uniform_``, ``normal_``, ``constant_``, ``kaiming_uniform_``) seen here, not by the
+        profile hook (which the build replaced): recorded from its keyword arguments."""
+        tensor = kwargs.get("tensor", args[0] if args else None)
+        if name in _INIT_ARGS and isinstance(tensor, torch.Tensor):
+            given = {k: kwargs[k] for k in _INIT_ARGS[name][1] if k in kwargs}
+            value = init_call_value(name, given, tuple(tensor.shape))
+            self._write(tensor, value, f"torch.nn.init.{name}({_fmt(given)})")
 
     def _observe(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         target = args[0] if args and isinstance(args[0], torch.Tensor) else None
