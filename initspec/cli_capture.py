@@ -26,6 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from initspec.capture import BuildError
+from initspec.errors import require
+
 OK = 0
 
 
@@ -89,11 +92,11 @@ def run(args: argparse.Namespace, cli: _Cli) -> int:
     cli.factory_ref(args.torch)  # before the (slow) torch import
     if args.also:
         cli.factory_ref(args.also)
-    try:
-        from initspec_torch.capture_build import capture_report
-    except ImportError as exc:
-        raise cli.usage_error(f"the torch adapter: {exc}") from None
-    from initspec.capture import BuildError
+    # By name: the core never imports an adapter at module level, and a missing torch is
+    # the extra to install (exit 2).
+    capture_report = require(
+        "initspec_torch.capture_build", "torch", "initspec capture --torch"
+    ).capture_report
 
     build = _callable(args.torch, cli)
     also = _callable(args.also, cli) if args.also else None
