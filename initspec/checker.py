@@ -28,7 +28,7 @@ from initspec.checkstats import MIN_ELEMENTS, Outcome, Test, check_values
 from initspec.errors import InitSpecError, InitSpecWarning, printable
 from initspec.layout import fans
 from initspec.plans import NormalPlan, TruncatedNormalPlan, UniformPlan
-from initspec.policy import load_policy
+from initspec.policy import PolicyLike, load_policy
 from initspec.resolve import ParamInfo, ResolutionError, ResolvedParam, resolve
 from initspec.special import holm
 from initspec.specs import PlanContext
@@ -359,7 +359,7 @@ def _check_param(rp: ResolvedParam, tensor: StoredTensor) -> ParamCheck:
 
 def check(
     tensors: Mapping[str, Any],
-    policy: Any,
+    policy: PolicyLike,
     *,
     layout: CheckpointLayout = "torch",
     alpha: float = 1e-4,

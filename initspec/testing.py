@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from initspec.checker import CheckReport, check
+from initspec.policy import PolicyLike
 
 
 def _framework(model: Any) -> str:
@@ -52,7 +53,7 @@ def _leaves(tree: Mapping[Any, Any]) -> Any:
             yield value
 
 
-def check_model(model: Any, policy: Any, /, **kwargs: Any) -> CheckReport:
+def check_model(model: Any, policy: PolicyLike, /, **kwargs: Any) -> CheckReport:
     """``check`` of any supported model through its framework's adapter (module docstring)."""
     framework = _framework(model)
     if framework == "numpy":
@@ -62,7 +63,7 @@ def check_model(model: Any, policy: Any, /, **kwargs: Any) -> CheckReport:
     return report
 
 
-def assert_initialized_like(model: Any, policy: Any, /, **kwargs: Any) -> CheckReport:
+def assert_initialized_like(model: Any, policy: PolicyLike, /, **kwargs: Any) -> CheckReport:
     """Fail (``InitCheckError``, an ``AssertionError``) unless every parameter of ``model``
     looks initialized as ``policy`` says; return the report when it does. ``kwargs`` go to
     the check: ``alpha`` (default 1e-4: the chance that a correct model fails), ``strict``,

@@ -14,6 +14,7 @@ import numpy as np
 
 from initspec.checker import CheckReport
 from initspec.checker import check as _check
+from initspec.policy import PolicyLike
 from initspec.stored import StoredTensor, from_array
 from initspec_jax.traverse import FlaxParam, describe_linen, describe_nnx
 
@@ -27,7 +28,7 @@ def _stored(param: FlaxParam) -> StoredTensor:
 
 def check(
     params_or_module: Any,
-    policy: Any,
+    policy: PolicyLike,
     *,
     model: Any = None,
     alpha: float = 1e-4,

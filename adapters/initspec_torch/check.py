@@ -10,7 +10,6 @@ shapes, as a checkpoint file is.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 from torch import nn
@@ -19,6 +18,7 @@ from initspec.checker import CheckpointLayout, CheckReport
 from initspec.checker import check as _check
 from initspec.checkpoint import torch_stored
 from initspec.errors import BackendError
+from initspec.policy import PolicyLike
 from initspec.stored import StoredTensor
 from initspec_torch.describe import describe
 
@@ -36,7 +36,7 @@ def _stored(path: str, tensor: torch.Tensor) -> StoredTensor:
 
 def check(
     module_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
-    policy: Any,
+    policy: PolicyLike,
     *,
     alpha: float = 1e-4,
     strict: bool = False,

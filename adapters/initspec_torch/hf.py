@@ -27,7 +27,7 @@ from torch import nn
 
 from initspec.backend import Rng
 from initspec.errors import BackendError, InitSpecWarning
-from initspec.policy import load_policy
+from initspec.policy import PolicyLike, load_policy
 from initspec.resolve import Report, ResolutionError
 from initspec_torch.explain import explain
 from initspec_torch.policy_apply import apply
@@ -90,7 +90,7 @@ def mark_initialized(model: nn.Module) -> None:
 def from_config(
     cls: Any,
     config: Any,
-    policy: Any,
+    policy: PolicyLike,
     seed: int | None = None,
     *,
     rng: Rng = "native",
