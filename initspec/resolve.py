@@ -95,6 +95,8 @@ class Resolution:
     seed: int
     params: list[ResolvedParam]
     unused_rules: list[str] = field(default_factory=list)
+    # "path: why" for each parameter backed up before it was written (engine.write_all)
+    backed_up: list[str] = field(default_factory=list)
 
     def to_sample(self) -> list[ResolvedParam]:
         return [p for p in self.params if p.status == "init"]
@@ -468,6 +470,7 @@ class Report:
             "parameters": self.rows(),
             "unmatched": self.unmatched,
             "warnings": self.warnings,
+            "backed_up": list(res.backed_up),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -501,6 +504,7 @@ class Report:
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines.append(f"{len(body)} parameters, {self.unmatched} unmatched")
         lines.extend(f"warning: {printable(w)}" for w in self.warnings)
+        lines.extend(f"backed up before writing: {printable(b)}" for b in self.resolution.backed_up)
         return "\n".join(lines)
 
     def __str__(self) -> str:
