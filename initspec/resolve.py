@@ -300,6 +300,7 @@ def resolve(
     used: set[int] = set()
     finder = _RuleFinder(pol)
     plans: dict[Any, Plan] = {}
+    counted: dict[int, int | None] = {}  # rule index -> its "count:" n (the same for all)
     for info in params:
         found = finder.find(info)
         if found is None:
@@ -336,7 +337,13 @@ def resolve(
             base = plan = _base_plan(plans, index, rule, info)
             factor = rule.gain
             if rule.depth_scale is not None:
-                n = rule.depth_scale.n_for(matched, all_paths)
+                ds = rule.depth_scale
+                if isinstance(ds.n_layers, str):  # counted over all paths: once per rule
+                    if index not in counted:
+                        counted[index] = ds.n_for(matched, all_paths)
+                    n = counted[index]
+                else:
+                    n = ds.n_for(matched, all_paths)
                 if n is None or n < 1:
                     what = "finds no layer id or layer count" if n is None else f"finds n = {n}"
                     raise InitSpecError(
