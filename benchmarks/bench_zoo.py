@@ -13,6 +13,7 @@ that does not import here gives a row saying so.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -305,36 +306,34 @@ def atomic_cost(scale: float = 1.0, repeats: int = 5) -> tuple[list[Pair], str]:
 
 
 _RSS_CHILD = """
-import json, resource, sys
-import torch
+import json, sys
 from torch import nn
 import initspec_torch
+from benchmarks.bench_zoo import _rss_mb, _timed_peak
 
 mb, atomic = int(sys.argv[1]), eval(sys.argv[2])
-n = max(1, mb // 64)  # Linear(4096, 4096) without bias: 64 MiB of float32 each
-side = 4096 if mb >= 64 else 512
-model = nn.Sequential(*[nn.Linear(side, side, bias=False) for _ in range(n if mb >= 64 else mb)])
+side = 4096 if mb >= 64 else 512  # Linear(4096, 4096) without bias: 64 MiB of float32
+n = mb // 64 if mb >= 64 else mb
+model = nn.Sequential(*[nn.Linear(side, side, bias=False) for _ in range(max(1, n))])
 initspec_torch.apply("torch-defaults", nn.Linear(8, 8), seed=0, atomic=atomic)  # lazy imports
-with open("/proc/self/statm") as f:
-    before = int(f.read().split()[1]) * resource.getpagesize() / 2**20
-peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-initspec_torch.apply("torch-defaults", model, seed=1, atomic=atomic)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+before = _rss_mb()
+_, peak = _timed_peak(lambda: initspec_torch.apply("torch-defaults", model, seed=1, atomic=atomic))
 size = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
-print(json.dumps({"before_mb": before, "peak_mb": peak, "peak_before_mb": peak0,
-                  "model_mb": size, "extra_mb": peak - max(before, peak0)}))
+print(json.dumps({"before_mb": before, "peak_mb": peak, "model_mb": size, "extra_mb": peak - before}))
 """
 
 
 def rss_of(atomic: str, mb: int) -> dict[str, float]:
-    """Peak RSS of one apply on a model of ``mb`` MiB, in a fresh process: the growth of
-    ``ru_maxrss`` beyond the RSS (and the peak) before it."""
+    """Peak RSS of one apply on a model of ``mb`` MiB, in a fresh process that imports
+    only initspec and torch: the RSS sampled every 5 ms during apply, less the RSS before."""
+    repo = TESTS.parent
+    path = [str(repo), str(repo / "adapters"), os.environ.get("PYTHONPATH", "")]
     out = subprocess.run(
         [sys.executable, "-c", _RSS_CHILD, str(mb), atomic],
         check=True,
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": ":".join(sys.path)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)},
     )
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
