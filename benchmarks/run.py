@@ -163,8 +163,8 @@ def _kept_7b(page: pathlib.Path) -> list[str]:
     start = text.find("### 9.")
     if start < 0:
         return []
-    end = text.find("\n### ", start + 1)
-    section = text[start:] if end < 0 else text[start : end + 1]
+    ends = [i for i in (text.find("\n### ", start + 1), text.find("\n## ", start + 1)) if i >= 0]
+    section = text[start : min(ends) + 1] if ends else text[start:]
     mark = "(kept from an earlier run with BENCH_7B=1: not rerun by this make bench)"
     if mark not in section:
         section = section.rstrip() + "\n\n" + mark + "\n"
