@@ -153,7 +153,7 @@ def run_policy(
 
 
 def write_all(backend: Backend[T], work: Sequence[tuple[Job, T]]) -> list[str]:
-    """Write every job after the checks; returns the paths written with a backup.
+    """Write every job after the checks; returns ``"path: why"`` for each target backed up.
 
     ``backend.atomic`` says how (``initspec.backend.Atomic``):
 
@@ -218,10 +218,12 @@ def _write_in_order(backend: Backend[T], work: Sequence[tuple[Job, T, bool]]) ->
         )
         if not failed:
             raise
+        more = f"\n  ... and {len(failed) - 50} more" if len(failed) > 50 else ""
         text = (
             f"writing failed ({type(exc).__name__}: {exc}) after the checks; "
             f"{len(failed)} parameter(s) do not hold their previous values:\n  "
-            + "\n  ".join(failed)
+            + "\n  ".join(failed[:50])
+            + more
         )
         if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: kept as they are
             add_note = getattr(exc, "add_note", None)  # Python 3.11+; 3.10: __notes__ only

@@ -102,10 +102,10 @@ class _Backend:
         self.atomic = check_atomic(atomic)
 
     def backup_reason(self, target: tuple[str, Any]) -> str | None:
-        from flax import nnx
-
         if self.variables is None:
             return None
+        from flax import nnx
+
         cls = type(self.variables[target[0]])
         if cls is nnx.Param:
             return None
