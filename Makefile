@@ -39,6 +39,8 @@ test-slow: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
+# BENCH_7B=1 make bench also runs scenario 9 (an 8B Llama in bfloat16 on the CPU: ~16 GB,
+# minutes); without it the page keeps the section its last such run recorded.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --isolate --write
 

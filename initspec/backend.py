@@ -8,9 +8,10 @@ A backend implements two small protocols, once per framework:
   stream's structural plans (orthogonal, identity, dirac, sparse) need the whole tensor in
   float64 anyway, so the core builds them once (``initspec.portable.structural64``) and
   a backend only converts the array (``initspec.portable.PortableStructural``).
-- ``Backend``: how a framework tensor is read, checked, written and restored. Everything
-  else, resolving a policy, every check before the first write, one ``Job`` per tensor,
-  the all-or-nothing write loop and the report, is the core's (``initspec.engine``).
+- ``Backend``: how a framework tensor is read, checked, written and (when backed up)
+  restored. Everything else, resolving a policy, every check before the first write, one
+  ``Job`` per tensor, the write loop (in place with Ctrl-C deferred, or with backups) and
+  the report, is the core's (``initspec.engine``).
 
 The rest of what an adapter author uses is re-exported here: the plans, ``ParamInfo`` (a
 parameter described in neutral terms), ``resolve`` and its ``Resolution``, layouts, the
@@ -45,6 +46,7 @@ from initspec.stream import Block, block, check_version, layout_perm, split_key
 
 __all__ = [
     "FLOAT_DTYPES",
+    "Atomic",
     "Backend",
     "Block",
     "ConstantPlan",
@@ -66,6 +68,7 @@ __all__ = [
     "SparsePlan",
     "TruncatedNormalPlan",
     "UniformPlan",
+    "check_atomic",
     "check_fits",
     "check_rng",
     "derive_seed",
@@ -84,6 +87,18 @@ Rng = Literal["native", "portable"]
 """``"native"``: the framework's own generator; ``"portable"``: the counter-based stream
 shared by NumPy, torch and JAX (docs/portable-random.md)."""
 RNGS: tuple[Rng, ...] = ("native", "portable")
+
+Atomic = bool | Literal["backup"]
+"""How the engine writes (``initspec.engine.write_all``): ``True`` in place after every
+check, Ctrl-C deferred, a backup only of targets the backend cannot vouch for; ``"backup"``
+a backup of every target; ``False`` in place, nothing deferred."""
+
+
+def check_atomic(atomic: object) -> Atomic:
+    """``atomic`` itself if it is one of ``True``, ``False``, ``"backup"``."""
+    if atomic is True or atomic is False or atomic == "backup":
+        return atomic
+    raise BackendError(f"atomic {atomic!r} is not allowed; allowed: True, False, 'backup'")
 
 
 def check_rng(rng: object, stream: object = 1) -> Rng:
@@ -165,8 +180,12 @@ class Backend(Protocol[TargetT]):
 
     ``target`` is whatever the adapter writes into: a torch tensor, a Flax leaf, an nnx
     variable. The engine calls ``dtype`` and ``unwritable`` for every job before the first
-    write, then, per job, ``snapshot``, ``write`` and, if a later write fails, ``restore``.
+    write, then writes as ``atomic`` says: per job ``write``, and for a target it backs up
+    ``snapshot`` before and, if a later write fails, ``restore``.
     """
+
+    atomic: Atomic
+    """``True``, ``"backup"`` or ``False`` (``initspec.backend.Atomic``)."""
 
     def dtype(self, target: TargetT) -> str:
         """The target's dtype name (``float32``, ``bfloat16``, ...; anything else refused)."""
@@ -178,6 +197,11 @@ class Backend(Protocol[TargetT]):
 
     def placeholder(self, target: TargetT) -> bool:
         """Whether ``target`` holds no values to write (a meta tensor): checked, not written."""
+        ...
+
+    def backup_reason(self, target: TargetT) -> str | None:
+        """Why ``target`` is backed up even under ``atomic=True`` (a write the backend
+        cannot vouch for, e.g. into a custom tensor subclass), or None: written in place."""
         ...
 
     def snapshot(self, target: TargetT) -> Any:

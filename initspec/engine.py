@@ -3,8 +3,9 @@
 resolve every parameter (``initspec.resolve``) -> every check, for every parameter, before
 anything is written (dtype fit and inward bounds from the plan alone, writability from the
 backend, the padding row and the shard inside the tensor) -> one ``Job`` per tensor ->
-all-or-nothing writes -> the report. Adapters supply a ``Backend`` (``initspec.backend``):
-how their tensors are read, checked, written and restored.
+the writes, in place with Ctrl-C deferred (or with backups) -> the report. Adapters supply
+a ``Backend`` (``initspec.backend``): how their tensors are read, checked, written (and
+restored, when backed up).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from initspec.backend import Backend, Job, Rng, check_rng
-from initspec.errors import BackendError, InitSpecError, ShapeError
+from initspec.backend import Backend, Job, Rng, check_atomic, check_rng
+from initspec.errors import BackendError, InitSpecError, PartialWriteError, ShapeError
+from initspec.interrupts import deferred_interrupts
 from initspec.layout import LayoutLike
 from initspec.numeric import FLOAT_DTYPES, check_fits
 from initspec.pathmap import PathMap, map_paths
@@ -136,8 +138,7 @@ def run_policy(
     ``progress``: a bar or a callback while writing (``initspec.progress``).
 
     Raises one ``ResolutionError`` listing every parameter that cannot be handled, before
-    anything is written; if a write fails, every parameter written gets its values back
-    (``write_all``).
+    anything is written, then writes as ``backend.atomic`` says (``write_all``).
     """
     check_rng(rng, stream)
     check_progress(progress)
@@ -170,31 +171,88 @@ def run_policy(
     log_resolution(resolution, write)
     if write:
         with progress_backend(backend, work, progress) as reporting:  # initspec.progress
-            write_all(reporting, work)
+            resolution.backed_up = write_all(reporting, work)
     return resolution
 
 
-def write_all(backend: Backend[T], work: Sequence[tuple[Job, T]]) -> None:
-    """Write every job, all or nothing: if a write fails (an exception, a
-    KeyboardInterrupt), every target written so far, the failing one included, gets its
-    snapshot back, in reverse order; a restore that fails does not stop the others, and
-    then an ``InitSpecError`` names every target that could not be restored."""
-    done: list[tuple[Job, T, Any]] = []
-    try:
+def write_all(backend: Backend[T], work: Sequence[tuple[Job, T]]) -> list[str]:
+    """Write every job after the checks; returns ``"path: why"`` for each target backed up.
+
+    ``backend.atomic`` says how (``initspec.backend.Atomic``):
+
+    - ``True``: in place, with SIGINT deferred until every write is done
+      (``initspec.interrupts``): the checks (``problem``) have found everything a write can
+      refuse, so the writes complete and a Ctrl-C raises ``KeyboardInterrupt`` right after
+      them. A target the backend cannot vouch for (``backend.backup_reason``: a custom
+      tensor subclass whose writes may fail) is backed up and written first, before any
+      target without a backup, so its failure is undone before anything else is touched.
+      A failure no check can foresee in a write without a backup (out of memory, a device
+      error) cannot be undone: ``PartialWriteError`` names what holds new values.
+    - ``"backup"``: every target is backed up first (``snapshot``, one copy of each
+      parameter written, until the end), interrupts deferred likewise.
+    - ``False``: in place, nothing deferred, nothing backed up.
+
+    If a write fails, every target backed up so far, the failing one included, gets its
+    snapshot back, in reverse order; a restore that fails does not stop the others. The
+    error raised: the write's own when every target written is restored, else a
+    ``PartialWriteError`` naming the targets left with new or partly written values (an
+    interrupt or exit that is no ``Exception`` is raised as it is, with that list as a
+    note).
+    """
+    mode = check_atomic(backend.atomic)
+    if mode is False:
         for job, target in work:
-            done.append((job, target, backend.snapshot(target)))
+            backend.write(target, job)
+        return []
+    reasons = [
+        "atomic='backup'" if mode == "backup" else backend.backup_reason(target)
+        for _, target in work
+    ]
+    order = [i for i, why in enumerate(reasons) if why]
+    order += [i for i, why in enumerate(reasons) if not why]
+    backed_up = [f"{work[i][0].path}: {reasons[i]}" for i in order if reasons[i]]
+    with deferred_interrupts():
+        _write_in_order(backend, [(work[i][0], work[i][1], bool(reasons[i])) for i in order])
+    return backed_up
+
+
+def _write_in_order(backend: Backend[T], work: Sequence[tuple[Job, T, bool]]) -> None:
+    done: list[tuple[Job, T, Any, bool]] = []  # written, or being written (the last one)
+    try:
+        for job, target, backup in work:
+            snap = backend.snapshot(target) if backup else None
+            done.append((job, target, snap, backup))
             backend.write(target, job)
     except BaseException as exc:
         failed = []
-        for job, target, snap in reversed(done):
+        for job, target, snap, backup in reversed(done):
+            if not backup:
+                continue
             try:
                 backend.restore(target, snap)
             except Exception as err:  # noqa: BLE001 - go on restoring the others
-                failed.append(f"{job.path}: {type(err).__name__}: {err}")
-        if failed:
-            raise InitSpecError(
-                f"writing failed ({type(exc).__name__}: {exc}) and {len(failed)} "
-                f"parameter(s) could not be restored to their previous values:\n  "
-                + "\n  ".join(failed)
-            ) from exc
-        raise
+                failed.append(f"{job.path}: not restored ({type(err).__name__}: {err})")
+        failed.extend(
+            f"{job.path}: "
+            + ("its write failed (it may hold part of the new values)" if i == len(done) - 1
+               else "written in place")
+            for i, (job, _, _, backup) in enumerate(done)
+            if not backup
+        )
+        if not failed:
+            raise
+        more = f"\n  ... and {len(failed) - 50} more" if len(failed) > 50 else ""
+        text = (
+            f"writing failed ({type(exc).__name__}: {exc}) after the checks; "
+            f"{len(failed)} parameter(s) do not hold their previous values:\n  "
+            + "\n  ".join(failed[:50])
+            + more
+        )
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: kept as they are
+            add_note = getattr(exc, "add_note", None)  # Python 3.11+; 3.10: __notes__ only
+            if add_note is not None:
+                add_note(text)
+            else:
+                exc.__notes__ = [*getattr(exc, "__notes__", []), text]  # type: ignore[attr-defined]
+            raise
+        raise PartialWriteError(text) from exc

@@ -204,6 +204,13 @@ class BackendError(InitSpecError):
     """A backend cannot do what was asked (unsupported dtype, non-tensor argument, ...)."""
 
 
+class PartialWriteError(BackendError):
+    """A write failed after every check had passed (out of memory, a device error, a
+    tensor subclass that refused it) and some parameters written in place could not be
+    given their previous values back: the message names each of them; the cause chain
+    holds the failure. ``atomic="backup"`` avoids it at the price of a copy."""
+
+
 class InitSpecWarning(UserWarning):
     """Something a policy did not do that the user should hear of: a rule that matched no
     parameter, a parameter no rule matched (kept as it was). ``strict=True`` (or the

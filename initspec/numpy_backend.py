@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from initspec.backend import Job, Rng, draw
+from initspec.backend import Atomic, Job, Rng, draw
 from initspec.engine import run_one, single_job
 from initspec.errors import BackendError
 from initspec.layout import LayoutLike
@@ -115,8 +115,13 @@ class NumpyBackend:
     """The engine's view of NumPy: a target is the dtype name of a new array, the result
     goes into ``out`` under the job's path (``initspec.sample``)."""
 
+    atomic: Atomic = False  # writes into new arrays: nothing of the caller's to protect
+
     def __init__(self) -> None:
         self.out: dict[str, np.ndarray] = {}
+
+    def backup_reason(self, target: str) -> str | None:
+        return None
 
     def dtype(self, target: str) -> str:
         return target

@@ -117,6 +117,8 @@ class Resolution:
     unused_rules: list[str] = field(default_factory=list)
     # muP (the policy's ``width``): each parameter's width dimensions and multipliers
     width: dict[str, WidthInfo] = field(default_factory=dict)
+    # "path: why" for each parameter backed up before it was written (engine.write_all)
+    backed_up: list[str] = field(default_factory=list)
 
     def to_sample(self) -> list[ResolvedParam]:
         return [p for p in self.params if p.status == "init"]
@@ -364,6 +366,7 @@ def resolve_all(
     plans: dict[Any, Plan] = {}
     widths: dict[str, WidthInfo] = {}
     by_path = {p.path: p for p in params}
+    counted: dict[int, int | None] = {}  # rule index -> its "count:" n (the same for all)
     for info in params:
         found = finder.find(info)
         if pol.width is not None:
@@ -406,7 +409,13 @@ def resolve_all(
             factor = rule.gain
             depth: tuple[float, int] | None = None
             if rule.depth_scale is not None:
-                n = rule.depth_scale.n_for(matched, all_paths)
+                ds = rule.depth_scale
+                if isinstance(ds.n_layers, str):  # counted over all paths: once per rule
+                    if index not in counted:
+                        counted[index] = ds.n_for(matched, all_paths)
+                    n = counted[index]
+                else:
+                    n = ds.n_for(matched, all_paths)
                 if n is None or n < 1:
                     what = "finds no layer id or layer count" if n is None else f"finds n = {n}"
                     raise InitSpecError(
@@ -631,6 +640,7 @@ class Report:
             "parameters": self.rows(),
             "unmatched": self.unmatched,
             "warnings": self.warnings,
+            "backed_up": list(res.backed_up),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -681,6 +691,7 @@ class Report:
             + f", {self.unmatched} unmatched"
         )
         lines.extend(f"warning: {printable(w)}" for w in self.warnings)
+        lines.extend(f"backed up before writing: {printable(b)}" for b in self.resolution.backed_up)
         return "\n".join(lines)
 
     def __str__(self) -> str:

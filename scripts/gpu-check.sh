@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # GPU check for the PyTorch adapter, in one go: the CUDA-marked tests (native and portable
 # stream), a short timing of initspec_torch.init_ against torch.nn.init on a 4096x4096 CUDA
-# tensor (native and portable), then benchmark scenarios 1, 3 and 6 on CUDA
-# (benchmarks/run.py --device cuda), written to $OUT/benchmarks-cuda.md (or /tmp).
+# tensor (native and portable), then benchmark scenarios 1, 3, 6 and 7 on CUDA
+# (benchmarks/run.py --device cuda: GPT-2, the meta-device Llama, the micro-benchmarks with
+# orthogonal_ at 4096 and 1024, the zoo against each model's own init), written to
+# $OUT/benchmarks-cuda.md (or /tmp).
 #
 # Usage (from anywhere): scripts/gpu-check.sh
 # Uses the repository's .venv if there is one, else python3 on PATH. Exits non-zero if there
@@ -81,5 +83,5 @@ print(f"peak memory allocated: {torch.cuda.max_memory_allocated() / 2**20:.0f} M
       f"(the 4096x4096 float32 tensor itself: {4096 * 4096 * 4 / 2**20:.0f} MiB)")
 PYEOF
 
-echo "== benchmarks/run.py --device cuda (scenarios 1, 3, 6)"
+echo "== benchmarks/run.py --device cuda (scenarios 1, 3, 6, 7)"
 "$PY" benchmarks/run.py --isolate --device cuda --repeats 3 --out "${OUT:-/tmp}/benchmarks-cuda.md"

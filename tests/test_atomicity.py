@@ -1,12 +1,15 @@
-"""Atomicity (issue 10, item 4): a failure while parameters are being written leaves the
-model exactly as it was.
+"""Atomicity (issue 10 item 4, issue 21 item 1): a failure while parameters are being
+written leaves the model exactly as it was (``atomic="backup"``, and for what the default
+backs up), or names every parameter it left with new values (the default's in-place
+writes, for failures no check can foresee); a Ctrl-C (SIGINT, sent with ``os.kill`` from
+inside the k-th write) is deferred until every write is done.
 
 A sampler is replaced by one that fails on the k-th parameter (the first, the second, the
 last), either before it writes anything or after writing half of that parameter (a failure
 in the middle of a fill, as a device error in a rejection loop would be). Afterwards the
 injected exception must have reached the caller and every tensor of the state (parameters
-and buffers) must be bit-identical to before: compared as raw bytes, so -0.0 / 0.0 and NaN
-payloads count.
+and buffers) must be bit-identical to before (backup) or changed only where the error says
+(default): compared as raw bytes, so -0.0 / 0.0 and NaN payloads count.
 
 Before ``apply`` every parameter and buffer is set to a random pattern, so that whatever
 ``apply`` writes (ones for a norm scale, zeros for a bias) differs from it.
@@ -18,6 +21,10 @@ Before ``apply`` every parameter and buffer is set to a random pattern, so that 
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,6 +35,8 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+
+from initspec import PartialWriteError
 
 SEED = 31337
 
@@ -157,7 +166,7 @@ def test_injection_points_are_one_call_per_parameter() -> None:
 
 
 @pytest.mark.parametrize(("rng", "midway", "k"), list(torch_params()))
-def test_torch_failure_while_writing_leaves_state_bit_identical(
+def test_torch_backup_failure_while_writing_leaves_state_bit_identical(
     rng: str, midway: bool, k: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     net = torch_net()
@@ -166,10 +175,41 @@ def test_torch_failure_while_writing_leaves_state_bit_identical(
     failing = FailOn(getattr(module, name), k, midway)
     monkeypatch.setattr(module, name, failing)
     with pytest.raises(Exception) as info:  # noqa: B017 - any type, checked just below
-        initspec_torch.apply("torch-defaults", net, seed=SEED, rng=rng)
+        initspec_torch.apply("torch-defaults", net, seed=SEED, rng=rng, atomic="backup")
     assert failing.fired, f"the seam {name} was not reached {k} times"
     assert caused_by_injection(info.value), f"the injected failure was replaced: {info.value!r}"
     assert_bit_identical(torch_state(net), before)
+
+
+def named_in(error: BaseException) -> dict[str, str]:
+    """``{path: what}`` from the lines of a ``PartialWriteError`` (or a note)."""
+    text = "\n".join([str(error), *getattr(error, "__notes__", [])])
+    return dict(re.findall(r"^  (\S+): (.+)$", text, flags=re.M))
+
+
+@pytest.mark.parametrize(("rng", "midway", "k"), list(torch_params()))
+def test_torch_default_failure_names_every_parameter_it_changed(
+    rng: str, midway: bool, k: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In place, a failure after the checks cannot be undone: the error names the k - 1
+    parameters written and the k-th (whose write failed); nothing else changed."""
+    net = torch_net()
+    before = torch_state(net)
+    module, name = SEAMS[rng]
+    failing = FailOn(getattr(module, name), k, midway)
+    monkeypatch.setattr(module, name, failing)
+    with pytest.raises(PartialWriteError) as info:
+        initspec_torch.apply("torch-defaults", net, seed=SEED, rng=rng)
+    assert failing.fired and caused_by_injection(info.value)
+    named = named_in(info.value)
+    assert len(named) == k
+    assert list(named.values()) == ["written in place"] * (k - 1) + [
+        "its write failed (it may hold part of the new values)"
+    ]
+    after = torch_state(net)
+    changed = {n for n in before if after[n] != before[n]}
+    assert changed <= set(named)
+    assert len(changed) == k - 1 + midway  # the k-th changed only if it was half written
 
 
 def test_torch_sampler_failing_on_the_third_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,7 +232,7 @@ def test_torch_sampler_failing_on_the_third_parameter(monkeypatch: pytest.Monkey
     net = torch_net()
     before = torch_state(net)
     with pytest.raises(Exception) as info:  # noqa: B017 - any type, checked just below
-        initspec_torch.apply("torch-defaults", net, seed=SEED)
+        initspec_torch.apply("torch-defaults", net, seed=SEED, atomic="backup")
     assert calls["n"] == 3 and caused_by_injection(info.value)
     assert_bit_identical(torch_state(net), before)
 
@@ -220,8 +260,8 @@ def test_torch_a_failed_restore_does_not_stop_the_others(monkeypatch: pytest.Mon
     monkeypatch.setattr(
         initspec_torch.backend, "TorchNative", FailOn(initspec_torch.backend.TorchNative, 5)
     )
-    with pytest.raises(InitSpecError, match="could not be restored") as info:
-        initspec_torch.apply("torch-defaults", net, seed=SEED)
+    with pytest.raises(InitSpecError, match="not restored") as info:
+        initspec_torch.apply("torch-defaults", net, seed=SEED, atomic="backup")
     assert order[1] in str(info.value) and caused_by_injection(info.value)
     after = torch_state(net)
     changed = [name for name in before if after[name] != before[name]]
@@ -257,10 +297,10 @@ def test_torch_unwritable_parameters_are_refused_before_any_write(case: str) -> 
 
 
 @pytest.mark.parametrize("rng", ["native", "portable"])
-def test_torch_keyboard_interrupt_midway_restores(
-    rng: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Ctrl-C in the middle of the 5th parameter's fill: not an Exception, still undone."""
+def test_torch_keyboard_interrupt_raised_midway(rng: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A KeyboardInterrupt raised by code in the middle of the 5th parameter's fill (not a
+    signal, so not deferred): undone with backups; in place, it reaches the caller as it
+    is, with a note naming the five parameters concerned."""
     module, name = SEAMS[rng]
     real = getattr(module, name)
     calls = {"n": 0}
@@ -277,9 +317,13 @@ def test_torch_keyboard_interrupt_midway_restores(
     net = torch_net()
     before = torch_state(net)
     with pytest.raises(KeyboardInterrupt):
-        initspec_torch.apply("torch-defaults", net, seed=SEED, rng=rng)
+        initspec_torch.apply("torch-defaults", net, seed=SEED, rng=rng, atomic="backup")
     assert calls["n"] == 5
     assert_bit_identical(torch_state(net), before)
+    calls["n"] = 0
+    with pytest.raises(KeyboardInterrupt) as info:
+        initspec_torch.apply("torch-defaults", net, seed=SEED, rng=rng)
+    assert len(named_in(info.value)) == 5 and calls["n"] == 5
 
 
 def test_torch_apply_after_a_failure_equals_a_clean_apply(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -290,10 +334,165 @@ def test_torch_apply_after_a_failure_equals_a_clean_apply(monkeypatch: pytest.Mo
     with monkeypatch.context() as mp:
         seam = initspec_torch.backend
         mp.setattr(seam, "TorchNative", FailOn(seam.TorchNative, 4))
-        with pytest.raises(Injected):
+        with pytest.raises(PartialWriteError):
             initspec_torch.apply("torch-defaults", net, seed=SEED)
     initspec_torch.apply("torch-defaults", net, seed=SEED)
     assert_bit_identical(torch_state(net), torch_state(clean))
+
+
+class SigintOn:
+    """Wraps ``real``; the k-th call sends SIGINT to this process (``os.kill``) and then
+    goes on writing, as a Ctrl-C arriving in the middle of the write phase."""
+
+    def __init__(self, real: Callable[..., Any], k: int) -> None:
+        self.real, self.k, self.calls = real, k, 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.k:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.real(*args, **kwargs)
+
+
+def clean_torch_state(rng: str) -> dict[str, Any]:
+    clean = torch_net()
+    initspec_torch.apply("torch-defaults", clean, seed=SEED, rng=rng)
+    return torch_state(clean)
+
+
+@pytest.mark.parametrize("atomic", [True, "backup"])
+@pytest.mark.parametrize("rng", ["native", "portable"])
+def test_torch_sigint_during_the_writes_is_deferred(
+    rng: str, atomic: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT from inside the 3rd write: every parameter is written (the state equals a
+    clean apply's), then KeyboardInterrupt; the previous SIGINT handler is back."""
+    module, name = SEAMS[rng]
+    hook = SigintOn(getattr(module, name), 3)
+    monkeypatch.setattr(module, name, hook)
+    net = torch_net()
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        initspec_torch.apply("torch-defaults", net, seed=SEED, rng=rng, atomic=atomic)
+    assert hook.calls == 11
+    assert signal.getsignal(signal.SIGINT) is previous
+    monkeypatch.undo()
+    assert_bit_identical(torch_state(net), clean_torch_state(rng))
+
+
+def test_torch_sigint_without_deferral_interrupts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """atomic=False defers nothing: the same SIGINT stops apply in the middle (what the
+    test above would see if the deferral did not work)."""
+    hook = SigintOn(initspec_torch.backend.TorchNative, 3)
+    monkeypatch.setattr(initspec_torch.backend, "TorchNative", hook)
+    with pytest.raises(KeyboardInterrupt):
+        initspec_torch.apply("torch-defaults", torch_net(), seed=SEED, atomic=False)
+    assert hook.calls < 11
+
+
+def test_torch_sigint_during_the_checks_writes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C before the write phase raises at once; nothing is written."""
+    real = initspec_torch.backend.TorchBackend.unwritable
+
+    def unwritable(self: Any, target: torch.Tensor) -> str | None:
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(self, target)
+
+    monkeypatch.setattr(initspec_torch.backend.TorchBackend, "unwritable", unwritable)
+    net = torch_net()
+    before = torch_state(net)
+    with pytest.raises(KeyboardInterrupt):
+        initspec_torch.apply("torch-defaults", net, seed=SEED)
+    assert_bit_identical(torch_state(net), before)
+
+
+class OpaqueParam(nn.Parameter):
+    """A parameter subclass initspec knows nothing of (as a quantized wrapper would be)."""
+
+
+def with_opaque_weight() -> TorchNet:
+    net = torch_net()
+    net.fc.weight = OpaqueParam(net.fc.weight.detach().clone())
+    return net
+
+
+def test_torch_default_backs_up_unknown_subclasses_and_reports_them() -> None:
+    net = with_opaque_weight()
+    report = initspec_torch.apply("torch-defaults", net, seed=SEED)
+    assert len(report.resolution.backed_up) == 1
+    assert report.resolution.backed_up[0].startswith("fc.weight: a ")
+    assert "OpaqueParam (a tensor subclass initspec cannot vouch for)" in str(report)
+    assert report.to_dict()["backed_up"] == report.resolution.backed_up
+
+
+def test_torch_default_undoes_a_failing_unknown_subclass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The subclass's write fails midway: it was written first, with a backup, so the
+    whole state is as before and the failure itself reaches the caller."""
+    net = with_opaque_weight()
+    before = torch_state(net)
+    real = initspec_torch.backend.TorchNative
+    calls = []
+
+    def native(tensor: torch.Tensor, *args: Any) -> Any:
+        calls.append(type(tensor))
+        if isinstance(tensor, OpaqueParam):
+            with torch.no_grad():
+                tensor.view(-1)[:3] = 5.0
+            raise Injected("the subclass refused the write")
+        return real(tensor, *args)
+
+    monkeypatch.setattr(initspec_torch.backend, "TorchNative", native)
+    with pytest.raises(Injected):
+        initspec_torch.apply("torch-defaults", net, seed=SEED)
+    assert calls == [OpaqueParam]
+    assert_bit_identical(torch_state(net), before)
+
+
+def test_torch_apply_in_a_thread_and_nested(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a worker thread (no handler can be installed there, none is needed) apply
+    writes everything and leaves the handler alone; an apply nested in another's write
+    phase (from a hook) defers to the outer one, which delivers the SIGINT once, at its
+    end, after both wrote everything."""
+    previous = signal.getsignal(signal.SIGINT)
+    nets = [torch_net(), torch_net()]
+    errors: list[BaseException] = []
+
+    def work(net: nn.Module) -> None:
+        try:
+            initspec_torch.apply("torch-defaults", net, seed=SEED)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in nets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and signal.getsignal(signal.SIGINT) is previous
+    clean = clean_torch_state("native")
+    for net in nets:
+        assert_bit_identical(torch_state(net), clean)
+
+    inner = torch_net()
+    real = initspec_torch.backend.TorchNative
+    calls = {"n": 0}
+
+    def nesting(tensor: torch.Tensor, *args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            monkeypatch.setattr(initspec_torch.backend, "TorchNative", SigintOn(real, 1))
+            initspec_torch.apply("torch-defaults", inner, seed=SEED)  # SIGINT in its 1st write
+            monkeypatch.setattr(initspec_torch.backend, "TorchNative", nesting)
+        return real(tensor, *args)
+
+    monkeypatch.setattr(initspec_torch.backend, "TorchNative", nesting)
+    outer = torch_net()
+    with pytest.raises(KeyboardInterrupt):
+        initspec_torch.apply("torch-defaults", outer, seed=SEED)
+    assert calls["n"] == 11 and signal.getsignal(signal.SIGINT) is previous
+    monkeypatch.undo()
+    assert_bit_identical(torch_state(outer), clean)
+    assert_bit_identical(torch_state(inner), clean)
 
 
 # Flax -------------------------------------------------------------------------------------
@@ -357,7 +556,7 @@ def tiny_nnx() -> Any:
 
 @requires_flax
 @pytest.mark.parametrize("k", [1, 2, N_JAX])
-def test_nnx_failure_while_sampling_leaves_module_bit_identical(
+def test_nnx_backup_failure_while_sampling_leaves_module_bit_identical(
     k: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     module = tiny_nnx()
@@ -365,9 +564,33 @@ def test_nnx_failure_while_sampling_leaves_module_bit_identical(
     failing = JaxFailOn(policy_apply_jax.sample_like, k)
     monkeypatch.setattr(policy_apply_jax, "sample_like", failing)
     with pytest.raises(Exception) as info:  # noqa: B017 - any type, checked just below
-        initspec_jax.apply_nnx("flax-defaults", module, seed=SEED)
+        initspec_jax.apply_nnx("flax-defaults", module, seed=SEED, atomic="backup")
     assert failing.calls == k and caused_by_injection(info.value)
     assert_bit_identical(jax_state(nnx.state(module)), before)
+
+
+@requires_flax
+@pytest.mark.parametrize("k", [1, 2, N_JAX])
+def test_nnx_default_failure_names_every_variable_it_assigned(
+    k: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Assigned as sampled (each old array released): a failure on the k-th leaves the
+    k - 1 before it assigned, and the error names them (and the k-th, not assigned)."""
+    module = tiny_nnx()
+    before = jax_state(nnx.state(module))
+    failing = JaxFailOn(policy_apply_jax.sample_like, k)
+    monkeypatch.setattr(policy_apply_jax, "sample_like", failing)
+    with pytest.raises(PartialWriteError) as info:
+        initspec_jax.apply_nnx("flax-defaults", module, seed=SEED)
+    assert caused_by_injection(info.value)
+    named = named_in(info.value)
+    assert len(named) == k
+    after = jax_state(nnx.state(module))
+    changed = [n for n in before if after[n] != before[n]]
+    assert len(changed) == k - 1
+    # state keys spell paths as ['emb']['embedding'], the error as emb.embedding
+    spelled = {".".join(re.findall(r"\['?([^'\]]+)'?\]", n)) for n in changed}
+    assert spelled <= set(named)
 
 
 @requires_flax
@@ -375,10 +598,8 @@ def test_nnx_failure_while_sampling_leaves_module_bit_identical(
 def test_nnx_failing_assignment_restores_the_assigned(
     k: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The k-th ``set_value`` raises (after earlier variables were assigned): every variable
-    gets its previous value back."""
-    module = tiny_nnx()
-    before = jax_state(nnx.state(module))
+    """The k-th ``set_value`` raises (after earlier variables were assigned): with backups
+    every variable gets its previous value back; in place, the error names the k - 1."""
     real = nnx.Param.set_value
     calls = {"n": 0}
 
@@ -388,11 +609,77 @@ def test_nnx_failing_assignment_restores_the_assigned(
             raise Injected(f"set_value failed on variable {k}")
         return real(self, *args, **kwargs)
 
+    module = tiny_nnx()
+    before = jax_state(nnx.state(module))
     monkeypatch.setattr(nnx.Param, "set_value", set_value)
+    with pytest.raises(Injected):
+        initspec_jax.apply_nnx("flax-defaults", module, seed=SEED, atomic="backup")
+    monkeypatch.undo()
+    assert calls["n"] >= k
+    assert_bit_identical(jax_state(nnx.state(module)), before)
+    calls["n"] = 0
+    monkeypatch.setattr(nnx.Param, "set_value", set_value)
+    with pytest.raises(PartialWriteError) as info:
+        initspec_jax.apply_nnx("flax-defaults", module, seed=SEED)
+    monkeypatch.undo()
+    assert len(named_in(info.value)) == k and calls["n"] == k
+
+
+def clean_nnx_state() -> dict[str, Any]:
+    clean = tiny_nnx()
+    initspec_jax.apply_nnx("flax-defaults", clean, seed=SEED)
+    return jax_state(nnx.state(clean))
+
+
+@requires_flax
+@pytest.mark.parametrize("atomic", [True, "backup"])
+def test_nnx_sigint_during_the_writes_is_deferred(
+    atomic: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook = SigintOn(policy_apply_jax.sample_like, 2)
+    monkeypatch.setattr(policy_apply_jax, "sample_like", hook)
+    module = tiny_nnx()
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        initspec_jax.apply_nnx("flax-defaults", module, seed=SEED, atomic=atomic)
+    assert hook.calls == N_JAX and signal.getsignal(signal.SIGINT) is previous
+    monkeypatch.undo()
+    assert_bit_identical(jax_state(nnx.state(module)), clean_nnx_state())
+
+
+@requires_flax
+def test_nnx_param_subclass_is_backed_up_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variable of an nnx.Param subclass is assigned first, its old array kept: when its
+    assignment fails, the module is as before; when it succeeds, the report names it."""
+
+    class Opaque(nnx.Param):  # type: ignore[type-arg]
+        pass
+
+    def with_opaque() -> Any:
+        module = tiny_nnx()
+        module.fc.kernel = Opaque(module.fc.kernel[...])
+        return module
+
+    module = with_opaque()
+    report = initspec_jax.apply_nnx("flax-defaults", module, seed=SEED)
+    assert [b.split(":")[0] for b in report.resolution.backed_up] == ["fc.kernel"]
+    module = with_opaque()
+    before = jax_state(nnx.state(module))
+
+    real = Opaque.set_value
+    calls = {"n": 0}
+
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> Any:  # the 1st: the new value
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise Injected("the subclass refused the assignment")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Opaque, "set_value", refuse)
     with pytest.raises(Injected):
         initspec_jax.apply_nnx("flax-defaults", module, seed=SEED)
     monkeypatch.undo()
-    assert calls["n"] >= k
+    assert calls["n"] == 2  # refused, then the restore
     assert_bit_identical(jax_state(nnx.state(module)), before)
 
 
@@ -433,4 +720,19 @@ def test_linen_failure_leaves_input_tree_bit_identical(
     with pytest.raises(Exception) as info:  # noqa: B017 - any type, checked just below
         initspec_jax.apply("flax-defaults", variables, seed=SEED, model=model)
     assert failing.calls == k and caused_by_injection(info.value)
+    assert_bit_identical(jax_state(variables), before)
+
+
+@requires_flax
+def test_linen_sigint_while_sampling_returns_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """linen is functional: nothing to protect, nothing deferred; a Ctrl-C stops it and
+    the input tree is as it was."""
+    model = tiny_linen()
+    variables = model.init(jax.random.key(SEED), jnp.zeros((1, 2), jnp.int32))
+    before = jax_state(variables)
+    hook = SigintOn(policy_apply_jax.sample_like, 2)
+    monkeypatch.setattr(policy_apply_jax, "sample_like", hook)
+    with pytest.raises(KeyboardInterrupt):
+        initspec_jax.apply("flax-defaults", variables, seed=SEED, model=model)
+    assert hook.calls < N_JAX
     assert_bit_identical(jax_state(variables), before)

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import orthogonal, weight_norm
 
 import initspec
-from initspec import BackendError, ResolutionError
+from initspec import BackendError, PartialWriteError, ResolutionError
 
 KAIMING = {
     "initspec": 1,
@@ -208,9 +208,13 @@ def test_weight_norm_g_is_restored_with_v_when_a_later_write_fails(monkeypatch: 
 
     monkeypatch.setattr(backend, "TorchNative", failing)
     with pytest.raises(RuntimeError, match="injected"):
-        initspec_torch.apply("torch-defaults", lin, seed=1)
+        initspec_torch.apply("torch-defaults", lin, seed=1, atomic="backup")
     after = lin.state_dict()
     assert all(torch.equal(after[k], before[k]) for k in before)
+    # the default writes in place: the error names what it wrote (v, whose g follows it)
+    calls["n"] = 0
+    with pytest.raises(PartialWriteError, match="0.weight: written in place"):
+        initspec_torch.apply("torch-defaults", lin, seed=1)
 
 
 def test_parameters_sharing_memory_are_refused() -> None:

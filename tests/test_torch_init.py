@@ -222,6 +222,66 @@ def test_orthogonal_is_haar(shape: tuple[int, int], block: int) -> None:
     assert abs(float(t2.mean()) - block / m) <= 5 * math.sqrt(var_t2 / n)
 
 
+@pytest.mark.parametrize(
+    ("m", "n", "block"),
+    [(300, 300, 256), (320, 290, 256), (60, 40, 7), (9, 9, 1), (1, 1, 256)],
+)
+def test_blocked_householder_product_is_lapacks(
+    m: int, n: int, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """householder_q (blocked UT transform) forms the same Q as LAPACK's orgqr
+    (torch.linalg.householder_product) from the same reflectors, to float64 rounding, for
+    one block, many blocks and a last block shorter than the others: the values, hence the
+    distribution, of orthogonal_matrix do not depend on how the product is formed."""
+    from initspec_torch import sampler
+
+    monkeypatch.setattr(sampler, "HOUSEHOLDER_BLOCK", block)
+    gen = torch.Generator().manual_seed(SEED)
+    gauss = torch.randn(m, n, dtype=torch.float64, generator=gen)
+    v = torch.tril(gauss)
+    alpha = torch.diagonal(gauss)
+    beta = -torch.where(alpha < 0, -1.0, 1.0).double() * torch.linalg.vector_norm(v, dim=0)
+    tau = (beta - alpha) / beta
+    v /= alpha - beta
+    v.diagonal().fill_(1.0)
+    ours = sampler.householder_q(v, tau)
+    torch.testing.assert_close(ours, torch.linalg.householder_product(v, tau), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(600, 600), (300, 700), (700, 300)])
+@pytest.mark.parametrize("gain", [1.0, 2.0])
+def test_orthogonal_over_several_blocks_is_orthonormal_in_float32(
+    shape: tuple[int, int], gain: float
+) -> None:
+    """Past one block of reflectors (256), W W^T = gain^2 I (or W^T W) to atol 1e-6 in
+    float32, the product taken in float64 so only W's own rounding counts."""
+    w = init_(torch.empty(shape), {"kind": "orthogonal", "gain": gain}, seed=SEED).double()
+    rows, cols = shape
+    gram = w @ w.T if rows <= cols else w.T @ w
+    eye = gain**2 * torch.eye(min(rows, cols), dtype=torch.float64)
+    torch.testing.assert_close(gram, eye, atol=1e-6, rtol=0)
+
+
+@pytest.mark.slow  # ~10 s; the equality with LAPACK's product above implies it
+def test_orthogonal_is_haar_across_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Haar moments of test_orthogonal_is_haar (4 x 4 trace: E[t] = 0, E[t^2] = 1,
+    Var(t^2) = 2, 5 standard errors over 2,000 draws) with two reflectors per block, so
+    that householder_q crosses a block boundary."""
+    from initspec_torch import sampler
+
+    monkeypatch.setattr(sampler, "HOUSEHOLDER_BLOCK", 2)
+    gen = torch.Generator().manual_seed(SEED)
+    n = 2000
+    t = torch.tensor(
+        [float(torch.trace(init_(torch.empty(4, 4, dtype=torch.float64),
+                                 {"kind": "orthogonal"}, generator=gen)))
+         for _ in range(n)],
+        dtype=torch.float64,
+    )
+    assert abs(float(t.mean())) <= 5 * math.sqrt(1 / n)
+    assert abs(float((t**2).mean()) - 1.0) <= 5 * math.sqrt(2.0 / n)
+
+
 @pytest.mark.parametrize("shape", [(40, 50), (50, 30)])
 @pytest.mark.parametrize("sparsity", [0.1, 0.35])
 def test_sparse_parity(shape: tuple[int, int], sparsity: float) -> None:

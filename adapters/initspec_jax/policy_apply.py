@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from initspec.backend import Job, Rng, draw
+from initspec.backend import Atomic, Job, Rng, check_atomic, draw
 from initspec.engine import run_policy
 from initspec.numeric import FLOAT_DTYPES
 from initspec.pathmap import PathMap
@@ -54,6 +54,11 @@ def _multi_device(value: Any) -> Any:
     """The sharding of ``value`` when it spans several devices, else None."""
     sharding = getattr(value, "sharding", None)
     return sharding if sharding is not None and len(sharding.device_set) > 1 else None
+
+
+def _abstract(value: Any) -> jax.ShapeDtypeStruct:
+    """What ``sample_like`` needs of ``value``: its shape, dtype and sharding."""
+    return jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=getattr(value, "sharding", None))
 
 
 def _zero_row(values: jax.Array, row: int) -> jax.Array:
@@ -94,11 +99,27 @@ def _indexed_shape(shape: tuple[int, ...], where: tuple[slice | int, ...]) -> tu
 
 class _Backend:
     """Flax parameters for the engine: a target is ``(path, value)``; new values are
-    collected in ``new`` (linen) or assigned to the nnx variable (``apply_nnx``)."""
+    collected in ``new`` (linen: functional, nothing of the caller's is written, so
+    nothing to protect: ``atomic=False``) or assigned to the nnx variable (``apply_nnx``,
+    ``atomic`` as given). A backup is the old array itself (JAX arrays are immutable): no
+    copy, but it stays alive until the end."""
 
-    def __init__(self, variables: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, variables: Mapping[str, Any] | None = None, atomic: Atomic = False
+    ) -> None:
         self.new: dict[str, jax.Array] = {}
         self.variables = variables
+        self.atomic = check_atomic(atomic)
+
+    def backup_reason(self, target: tuple[str, Any]) -> str | None:
+        if self.variables is None:
+            return None
+        from flax import nnx
+
+        cls = type(self.variables[target[0]])
+        if cls is nnx.Param:
+            return None
+        return f"a {cls.__module__}.{cls.__qualname__} (an nnx.Param subclass initspec cannot vouch for)"
 
     def dtype(self, target: tuple[str, Any]) -> str:
         name = str(np.dtype(target[1].dtype).name)
@@ -111,7 +132,9 @@ class _Backend:
         return False
 
     def snapshot(self, target: tuple[str, Any]) -> Any:
-        return target[1]  # jax arrays are immutable: the old value is its own snapshot
+        if self.variables is None:
+            return None  # linen writes into ``new`` only
+        return self.variables[target[0]].get_value()  # immutable: its own backup
 
     def write(self, target: tuple[str, Any], job: Job) -> None:
         value = sample_like(job, target[1]) if job.region is None else self._block(target, job)
@@ -241,7 +264,10 @@ def apply(
 
     Raises an ``InitSpecError`` naming every parameter that cannot be handled; nothing is
     sampled then. ``progress``: a tqdm bar or a callback ``progress(done, total, path)``
-    while sampling, as for ``initspec_torch.apply`` (``initspec.progress``).
+    while sampling, as for ``initspec_torch.apply`` (``initspec.progress``). All or
+    nothing by construction: the input is never written, so a failure
+    or a Ctrl-C while sampling returns nothing and leaves it as it was (no interrupt is
+    deferred: there is nothing to protect).
     """
     described = describe_linen(params, model, model_args=model_args)
     backend = _Backend()
@@ -282,20 +308,30 @@ def apply_nnx(
     strict: bool | None = None,
     path_map: PathMap | None = None,
     progress: ProgressLike = None,
+    atomic: Atomic = True,
 ) -> Report:
     """Initialize an ``nnx.Module``'s ``nnx.Param`` variables in place from ``policy``.
 
     Kinds and layouts come from the owning modules' types (``initspec_jax.describe``); a
     variable reachable under several paths is initialized once, under the first path
     ``nnx.iter_graph`` gives. Values keep their dtype and sharding. Raises an
-    ``InitSpecError`` naming every parameter that cannot be handled, and then writes nothing;
-    if an assignment fails (an exception, a KeyboardInterrupt), every variable assigned so
-    far gets its previous value back. ``rng="portable"``:
+    ``InitSpecError`` naming every parameter that cannot be handled, and then writes nothing.
+    Then, with ``atomic=True`` (default), the variables are assigned one by one, each old
+    array released as its variable gets the new one (no second copy of the model), with a
+    Ctrl-C deferred until every one is assigned (then ``KeyboardInterrupt``; see
+    ``initspec_torch.apply``); a variable of an ``nnx.Param`` subclass is assigned first,
+    its old array kept until the end, so that a failing assignment is undone; what no
+    check can foresee (out of memory while sampling) raises a ``PartialWriteError`` naming
+    the variables already assigned. ``atomic="backup"``: every old array kept until the
+    end (the model twice in memory), and any failure gives every variable its old value
+    back. ``atomic=False``: assigned as sampled, nothing deferred. ``rng="portable"``:
     the portable stream ``stream``, as in ``apply``; ``path_map`` and ``progress`` as in
     ``apply``.
     """
-    described = describe_nnx(module)
-    backend = _Backend({p.info.path: p.variable for p in described})
+    # The old arrays held by the variables only (the description keeps their shape, dtype
+    # and sharding), so that each is released as its variable is assigned.
+    described = [replace(p, value=_abstract(p.value)) for p in describe_nnx(module)]
+    backend = _Backend({p.info.path: p.variable for p in described}, atomic)
     return _run(
         policy, described, seed, backend, rng, stream, strict=strict, path_map=path_map,
         progress=progress,

@@ -1,5 +1,5 @@
 """The engine's view of torch (``initspec.backend.Backend``): how a tensor is checked,
-written in place with the native or the portable stream, and restored.
+written in place with the native or the portable stream, and (when backed up) restored.
 
 Everything else, resolving, the checks' order, the all-or-nothing loop and the report, is
 the core's (``initspec.engine``).
@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from initspec.backend import Job, draw
+from initspec.backend import Atomic, Job, check_atomic, draw
 from initspec.errors import BackendError
 from initspec_torch import portable
 from initspec_torch.casting import dtype_name
@@ -45,22 +45,51 @@ def unwritable(tensor: torch.Tensor) -> str | None:
     return None
 
 
+def _vouched() -> tuple[type, ...]:
+    """The tensor types whose in-place writes cannot fail once ``unwritable`` passed:
+    ``torch.Tensor``, ``nn.Parameter`` and DTensor (each shard a plain local tensor)."""
+    types: list[type] = [torch.Tensor, torch.nn.Parameter]
+    if torch.distributed.is_available():
+        from torch.distributed.tensor import DTensor
+
+        types.append(DTensor)
+    return tuple(types)
+
+
+_VOUCHED: tuple[type, ...] = ()
+
+
+def backup_reason(tensor: torch.Tensor) -> str | None:
+    """Why ``tensor`` needs a backup under ``atomic=True``: a tensor subclass initspec cannot
+    vouch for (its ``__torch_dispatch__`` may refuse or fail a write, e.g. a quantized or
+    read-only wrapper), or None. The type itself, not ``isinstance``: a subclass of
+    ``nn.Parameter`` may override anything."""
+    global _VOUCHED
+    if not _VOUCHED:
+        _VOUCHED = _vouched()
+    if type(tensor) in _VOUCHED:
+        return None
+    cls = type(tensor)
+    return f"a {cls.__module__}.{cls.__qualname__} (a tensor subclass initspec cannot vouch for)"
+
+
 class TorchBackend:
     """In-place writes into torch tensors, on their own devices, with no grad.
 
     ``generator``: ``SEEDED`` (a fresh ``torch.Generator`` per job, seeded with the job's
     seed: ``apply``), ``None`` (torch's default generator, as ``torch.nn.init``), or a
-    generator to draw from. ``atomic``: keep a copy of each parameter before writing it, so
-    a failed write can be undone.
+    generator to draw from. ``atomic``: how the engine writes (``initspec.backend.Atomic``:
+    in place with Ctrl-C deferred, unknown subclasses backed up; ``"backup"``: a copy of
+    each parameter before writing it; ``False``: plainly in place).
     """
 
     def __init__(
         self,
         generator: Generator = SEEDED,
-        atomic: bool = True,
+        atomic: Atomic = True,
         magnitudes: dict[int, tuple[torch.Tensor, int]] | None = None,
     ) -> None:
-        self.generator, self.atomic = generator, atomic
+        self.generator, self.atomic = generator, check_atomic(atomic)
         # weight_norm: id(v) -> (g, dim); g is set to the norm of v after v is written
         self.magnitudes = magnitudes or {}
         # tensors already copied: a fused parameter's blocks are one job each, and one
@@ -76,8 +105,11 @@ class TorchBackend:
     def placeholder(self, target: torch.Tensor) -> bool:
         return bool(target.is_meta)
 
+    def backup_reason(self, target: torch.Tensor) -> str | None:
+        return backup_reason(target)
+
     def snapshot(self, target: torch.Tensor) -> Any:
-        if not self.atomic or id(target) in self._copied:
+        if id(target) in self._copied:  # another block of the same parameter
             return None
         self._copied.add(id(target))
         derived = self.magnitudes.get(id(target))

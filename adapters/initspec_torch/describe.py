@@ -247,6 +247,7 @@ def describe(module: nn.Module) -> list[TorchParam]:
         )
     _refuse_shared_memory([t for _, t in first.values()], [p for p, _ in first.values()])
     out: list[TorchParam] = []
+    memo: dict[str, Ancestors] = {}  # module path -> its ancestors, shared by its parameters
     for key, (path, tensor) in first.items():
         where = _locate(path, owners)
         if where is None:
@@ -255,9 +256,9 @@ def describe(module: nn.Module) -> list[TorchParam]:
         for other in names[key][1:]:  # a tied parameter: each name described by its module
             found = _locate(other, owners)
             if found is not None:
-                aliases.append(_info(tensor, other, *found, owners))
+                aliases.append(_info(tensor, other, *found, owners, memo))
         info = replace(
-            _info(tensor, path, *where, owners),
+            _info(tensor, path, *where, owners, memo),
             shared_with=tuple(a.path for a in aliases),
             aliases=tuple(aliases),
         )
@@ -269,11 +270,18 @@ def describe(module: nn.Module) -> list[TorchParam]:
     return out
 
 
+Ancestors = tuple[tuple[str, tuple[str, ...]], ...]
+
+
 def _ancestors(
-    owners: dict[str, nn.Module], path: str
-) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    owners: dict[str, nn.Module], path: str, memo: dict[str, Ancestors] | None = None
+) -> Ancestors:
     """``(canonical path, class names)`` of each module enclosing the parameter at
-    ``path`` (framework names), the root first, wrappers and parametrization lists left out."""
+    ``path`` (framework names), the root first, wrappers and parametrization lists left out.
+    The same for every parameter of one module: ``memo`` keeps them per module path."""
+    key = path.rpartition(".")[0]
+    if memo is not None and key in memo:
+        return memo[key]
     out = []
     parts = path.split(".")[:-1]
     for i in range(len(parts) + 1):
@@ -283,7 +291,10 @@ def _ancestors(
         where = _locate(".".join([*parts[:i], "x"]), owners) if i else None
         prefix = where[2].rpartition(".")[0] if where is not None else ""
         out.append((prefix, module_types(module)))
-    return tuple(out)
+    found = tuple(out)
+    if memo is not None:
+        memo[key] = found
+    return found
 
 
 def _info(
@@ -293,6 +304,7 @@ def _info(
     name: str,
     canonical: str,
     owners: dict[str, nn.Module],
+    memo: dict[str, Ancestors] | None = None,
 ) -> ParamInfo:
     kind = module_kind(owner)
     role = param_role(kind, name, tensor.dim())
@@ -307,7 +319,7 @@ def _info(
         module_types=module_types(owner),
         device=str(tensor.device),
         context=param_context(owner, kind, name),
-        ancestors=_ancestors(owners, path),
+        ancestors=_ancestors(owners, path, memo),
     )
 
 

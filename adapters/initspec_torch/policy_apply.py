@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from initspec.backend import Rng
+from initspec.backend import Atomic, Rng
 from initspec.engine import run_policy
 from initspec.pathmap import PathMap
 from initspec.policy import PolicyLike
@@ -25,7 +25,7 @@ def apply(
     *,
     rng: Rng = "native",
     stream: int = 1,
-    atomic: bool = True,
+    atomic: Atomic = True,
     strict: bool | None = None,
     path_map: PathMap | None = None,
     progress: ProgressLike = None,
@@ -42,12 +42,23 @@ def apply(
     place (lazy, sparse, expanded with stride 0, inference tensors), a padding row outside
     the table. Any problem raises one ``ResolutionError`` listing every parameter concerned.
 
-    ``atomic`` (default): if anything fails while writing (an error, a KeyboardInterrupt),
-    every parameter already written gets its previous values back, including when one of
-    the restores fails (the others go on; then an ``InitSpecError`` names what could not be
-    restored); this holds one extra copy of the written parameters until ``apply`` returns.
-    ``atomic=False`` keeps no copy (for models too large to hold twice; the benchmarks use
-    it, like a hand-written init loop).
+    All or nothing, without a copy (``atomic=True``, the default): every check above is
+    made for every parameter before the first write, so the writes that follow do not fail
+    on anything torch could refuse; they are made in place, and a Ctrl-C (SIGINT) arriving
+    while they run is deferred until they are all done, then raised as
+    ``KeyboardInterrupt`` (``initspec.interrupts``: from the main thread; in other threads
+    SIGINT does not interrupt Python code at all). A Ctrl-C before the writes raises at
+    once, with nothing written. A parameter of a tensor subclass initspec cannot vouch
+    for (anything but ``torch.Tensor``, ``nn.Parameter`` and DTensor) is copied and
+    written first, so that a failure of its write is undone before any other parameter is
+    touched; the report names it (``report.resolution.backed_up``). What no check can
+    foresee (running out of memory, a device error) in an in-place write cannot be undone:
+    a ``PartialWriteError`` then names every parameter that holds new values.
+
+    ``atomic="backup"``: a copy of every parameter before it is written (held until
+    ``apply`` returns: the model's size once more), and any failure restores them all,
+    going on past a restore that fails (an ``InitSpecError`` then names it).
+    ``atomic=False``: in place, Ctrl-C not deferred, no copy (as a hand-written loop).
 
     ``rng="portable"``: every parameter from the counter-based stream ``stream``
     (docs/portable-random.md), keyed by (seed, canonical path) and indexed in the layout's
