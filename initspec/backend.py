@@ -191,8 +191,10 @@ class Backend(Protocol[TargetT]):
         """The target's dtype name (``float32``, ``bfloat16``, ...; anything else refused)."""
         ...
 
-    def unwritable(self, target: TargetT) -> str | None:
-        """Why ``target`` cannot be written, or None."""
+    def unwritable(self, target: TargetT, job: Job) -> str | None:
+        """Why ``job`` cannot be written into ``target``, or None (what the backend alone
+        knows: a read-only or lazy tensor, a block of a tensor sharded in a way the job's
+        stream cannot follow)."""
         ...
 
     def placeholder(self, target: TargetT) -> bool:

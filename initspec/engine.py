@@ -85,7 +85,7 @@ def problem(job: Job, dtype: str, backend: Backend[T], target: T) -> str | None:
     rows = job.plan.shape[0] if job.plan.shape else 0
     if job.zero_row is not None and not -rows <= job.zero_row < rows:
         return f"the padding row {job.zero_row} lies outside the {rows} rows"
-    return backend.unwritable(target)
+    return backend.unwritable(target, job)
 
 
 def run_one(backend: Backend[T], job: Job, target: T) -> None:

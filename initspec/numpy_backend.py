@@ -126,7 +126,7 @@ class NumpyBackend:
     def dtype(self, target: str) -> str:
         return target
 
-    def unwritable(self, target: str) -> str | None:
+    def unwritable(self, target: str, job: Job) -> str | None:
         return None
 
     def placeholder(self, target: str) -> bool:

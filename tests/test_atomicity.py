@@ -394,9 +394,9 @@ def test_torch_sigint_during_the_checks_writes_nothing(monkeypatch: pytest.Monke
     """A Ctrl-C before the write phase raises at once; nothing is written."""
     real = initspec_torch.backend.TorchBackend.unwritable
 
-    def unwritable(self: Any, target: torch.Tensor) -> str | None:
+    def unwritable(self: Any, target: torch.Tensor, job: Any) -> str | None:
         os.kill(os.getpid(), signal.SIGINT)
-        return real(self, target)
+        return real(self, target, job)
 
     monkeypatch.setattr(initspec_torch.backend.TorchBackend, "unwritable", unwritable)
     net = torch_net()

@@ -544,27 +544,58 @@ def test_policy_shapes_of_blocks_are_validated_on_load() -> None:
     assert ok.rules[0].blocks is not None and ok.rules[0].init is None
 
 
-@pytest.mark.parametrize("k", [1, 2, 3])
-def test_a_failure_while_writing_a_block_leaves_the_model_as_it_was(k: int) -> None:
-    """The atomicity pattern of tests/test_atomicity.py on a blocked parameter: the k-th
-    block write (of q, k, v) fails after writing half of its block; the fused weight and
-    every other tensor are bit-identical to before, and the failure reaches the caller."""
-    from test_atomicity import FailOn, caused_by_injection
-
+def _blocked_model() -> nn.Module:
     model = nn.Module()
     model.qkv = nn.Linear(8, 24)
     with torch.no_grad():
         for t in model.parameters():
             t.copy_(torch.randn(t.shape, generator=torch.Generator().manual_seed(3)))
-    before = snapshot(model)
+    return model
+
+
+def _failing_apply(model: nn.Module, k: int, **kwargs: Any) -> tuple[Any, BaseException]:
+    """Apply a q/k/v blocks policy with the k-th block write failing after half its block."""
+    from test_atomicity import FailOn
+
     failing = FailOn(initspec_torch.portable.write_, k=k, midway=True)
     policy = _rule(init={"kind": "normal"}, blocks={"split": ["q", "k", "v"]})
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(initspec_torch.portable, "write_", failing)
         with pytest.raises(BaseException) as err:
-            quiet(initspec_torch.apply, policy, model, rng="portable")
-    assert failing.fired and caused_by_injection(err.value)
+            quiet(initspec_torch.apply, policy, model, rng="portable", **kwargs)
+    return failing, err.value
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_a_failure_while_writing_a_block_with_backup_leaves_the_model_as_it_was(k: int) -> None:
+    """The atomicity pattern of tests/test_atomicity.py on a blocked parameter, with
+    ``atomic="backup"``: the k-th block write (of q, k, v) fails after writing half of its
+    block; the fused weight and every other tensor are bit-identical to before (one copy of
+    the fused weight, restored last), and the failure reaches the caller."""
+    from test_atomicity import caused_by_injection
+
+    model = _blocked_model()
+    before = snapshot(model)
+    failing, err = _failing_apply(model, k, atomic="backup")
+    assert failing.fired and caused_by_injection(err)
     assert snapshot(model) == before
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_a_failure_while_writing_a_block_in_place_names_the_fused_parameter(k: int) -> None:
+    """By default (in place, no copy), a failure no check foresees cannot be undone: a
+    ``PartialWriteError`` names the fused weight (the policy matches only it); nothing else
+    changed."""
+    from test_atomicity import caused_by_injection, named_in
+
+    model = _blocked_model()
+    before = snapshot(model)
+    failing, err = _failing_apply(model, k)
+    assert failing.fired and caused_by_injection(err)
+    assert isinstance(err, initspec.PartialWriteError)
+    assert set(named_in(err)) == {"qkv.weight"}
+    after = snapshot(model)
+    assert {n for n in before if after[n] != before[n]} == {"qkv.weight"}
 
 
 def test_a_fused_parameter_is_copied_once_for_atomicity() -> None:
@@ -615,3 +646,37 @@ def test_native_stream_blocks_use_their_own_fans_in_torch_and_flax() -> None:
     for p in parts:
         assert np.abs(p).max() <= block and np.abs(p).max() > fused
     assert not np.array_equal(parts[0], parts[1])  # each block its own key
+
+
+def test_a_block_of_a_dtensor_with_the_native_stream_is_refused_before_any_write() -> None:
+    """The native stream cannot follow a DTensor's shards inside a block: refused by the
+    checks (``TorchBackend.unwritable``), so nothing is written, not even the parameters
+    that come before it."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    own = not dist.is_initialized()
+    if own:
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        model = nn.Module()
+        model.first = nn.Linear(4, 4)
+        model.qkv = nn.Linear(8, 24)
+        model.qkv.weight = nn.Parameter(distribute_tensor(model.qkv.weight.detach(), mesh, [Shard(0)]))
+        before = {n: p.full_tensor().clone() if hasattr(p, "full_tensor") else p.detach().clone()
+                  for n, p in model.named_parameters()}  # fmt: skip
+        policy = {"initspec": 1, "rules": [
+            {"match": {"path": ["qkv.weight"]}, "init": {"kind": "normal"},
+             "blocks": {"split": ["q", "k", "v"]}},
+            {"match": {"path": ["*"]}, "init": {"kind": "zeros"}},
+        ]}  # fmt: skip
+        with pytest.raises(InitSpecError, match="of a DTensor needs rng='portable'"):
+            quiet(initspec_torch.apply, policy, model)
+        for n, p in model.named_parameters():
+            value = p.full_tensor() if hasattr(p, "full_tensor") else p.detach()
+            assert torch.equal(value, before[n]), n
+    finally:
+        if own:
+            dist.destroy_process_group()

@@ -125,7 +125,7 @@ class _Backend:
         name = str(np.dtype(target[1].dtype).name)
         return str(stored_dtype(name).name) if name in FLOAT_DTYPES else name
 
-    def unwritable(self, target: tuple[str, Any]) -> str | None:
+    def unwritable(self, target: tuple[str, Any], job: Job) -> str | None:
         return None
 
     def placeholder(self, target: tuple[str, Any]) -> bool:

@@ -99,7 +99,12 @@ class TorchBackend:
     def dtype(self, target: torch.Tensor) -> str:
         return dtype_name(target.dtype)
 
-    def unwritable(self, target: torch.Tensor) -> str | None:
+    def unwritable(self, target: torch.Tensor, job: Job) -> str | None:
+        if job.region is not None and job.rng != "portable" and portable.dtensor_shard(target):
+            return (
+                f"block {job.region.name!r} of a DTensor needs rng='portable' (the native "
+                f"stream is not shardable)"
+            )
         return unwritable(target)
 
     def placeholder(self, target: torch.Tensor) -> bool:
