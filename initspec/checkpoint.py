@@ -117,16 +117,48 @@ def _header(p: pathlib.Path) -> tuple[int, dict[str, Any]]:
         raise CheckpointError(f"{_name(p)}: not a valid safetensors header ({exc})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{_name(p)}: not a valid safetensors header (not an object)")
-    end = max(
-        (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"),
-        default=0,
-    )
+    end = 0
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        _check_entry(p, key, entry)
+        end = max(end, entry["data_offsets"][1])
     if 8 + n + end > size:
         raise CheckpointError(
             f"{_name(p)}: truncated safetensors file: the header lists {8 + n + end} bytes, "
             f"the file has {size}"
         )
     return 8 + n, header
+
+
+def _check_entry(p: pathlib.Path, key: str, entry: Any) -> None:
+    """One header entry is ``{"dtype", "shape", "data_offsets"}`` whose offsets hold
+    exactly a tensor of that dtype and shape."""
+    where = f"{_name(p)}: tensor {printable(key)!r}"
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise CheckpointError(f"{where}: not a safetensors entry (dtype, shape, data_offsets)")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in SAFETENSORS_DTYPES:
+        raise CheckpointError(
+            f"{where}: dtype {printable(str(dtype)[:20])!r} is not a safetensors dtype "
+            f"initspec reads; allowed: {', '.join(SAFETENSORS_DTYPES)}"
+        )
+    if not (
+        isinstance(shape, list)
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        and isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+    ):
+        raise CheckpointError(f"{where}: shape and data_offsets must be lists of integers")
+    begin, end = offsets
+    itemsize = np.dtype(_NUMPY_CODES[SAFETENSORS_DTYPES[dtype]]).itemsize
+    # past the end of the data: the caller's "truncated" error
+    if not 0 <= begin <= end or end - begin != math.prod(shape) * itemsize:
+        raise CheckpointError(
+            f"{where}: data_offsets {offsets} do not hold a {dtype} tensor of shape {shape} "
+            f"({math.prod(shape) * itemsize} bytes)"
+        )
 
 
 def _safetensors_module(p: pathlib.Path) -> Any:

@@ -62,7 +62,7 @@ def _safetensors(path: pathlib.Path, header: dict[str, object], data: bytes) -> 
     "header,data,message",
     [
         ({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}, b"\0" * 12, "truncated"),
-        ({"w": {"dtype": "I32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, "'w': dtype 'I32'"),
+        ({"w": {"dtype": "I32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, "'w': dtype 'int32' has no fingerprint"),
         ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8, "'w': data_offsets"),
         ({"w": {"dtype": "F32", "shape": "3", "data_offsets": [0, 12]}}, b"\0" * 12, "lists of integers"),
         ({"w": [1, 2]}, b"", "not a safetensors entry"),
@@ -87,11 +87,11 @@ def test_files_that_are_not_checkpoints_exit_2(tmp_path, capsys) -> None:
     good = tmp_path / "good.npz"
     np.savez(good, w=np.ones(3))
     for args, message in [
-        ((str(junk),), "header size"),
-        ((str(text),), "expected a .safetensors or .npz"),
-        ((str(npz),), "not a readable .npz"),
-        ((str(ints),), "'w': dtype 'int64'"),
-        ((str(tmp_path / "missing.npz"),), "not a readable .npz"),
+        ((str(junk),), "not a valid safetensors file"),
+        ((str(text),), "not a checkpoint initspec reads"),
+        ((str(npz),), "numpy cannot read it as .npz"),
+        ((str(ints),), "'w': dtype 'int64' has no fingerprint"),
+        ((str(tmp_path / "missing.npz"),), "no such file"),
         ((str(good), "--layout-of", "v=flax"), "does not have: ['v']"),
     ]:
         code, _, err = _run(capsys, *args)
