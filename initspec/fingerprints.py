@@ -43,7 +43,6 @@ built, else in the NumPy code below, the reference; both give the same sums
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -54,6 +53,7 @@ import numpy as np
 from initspec.errors import BackendError, ShapeError
 from initspec.layout import LayoutLike, check_shape
 from initspec.numeric import FLOAT_DTYPES
+from initspec.portable import in_threads
 from initspec.seeding import stream_path
 from initspec.stream import Block, block, layout_perm
 
@@ -181,14 +181,7 @@ def _sum_compiled(flat: np.ndarray, blk: Block, threads: int) -> int:
         lo, hi = bounds[i], bounds[i + 1]
         sums[i] = kernel.fingerprint_sum(flat[lo:hi], blk.offset, blk.shape, blk.mults, lo, hi)
 
-    workers = [threading.Thread(target=run, args=(i,)) for i in range(1, parts)]
-    for w in workers:
-        w.start()
-    try:
-        run(0)
-    finally:
-        for w in workers:
-            w.join()
+    in_threads(parts, run)
     return combine(sums)
 
 

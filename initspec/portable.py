@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -226,6 +227,19 @@ def kernel_args(plan: Plan) -> KernelArgs:
     return None if _kernel is None else plan.draw(_KernelArgs())
 
 
+def in_threads(parts: int, run: Callable[[int], None]) -> None:
+    """``run(i)`` for every part ``i``: part 0 on this thread, the others on their own
+    (the compiled kernels release the GIL), all joined before returning."""
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(1, parts)]
+    for w in workers:
+        w.start()
+    try:
+        run(0)
+    finally:
+        for w in workers:
+            w.join()
+
+
 def fill_compiled(
     out: np.ndarray,
     plan: Plan,
@@ -264,14 +278,7 @@ def fill_compiled(
             start + lo, start + hi, params,
         )  # fmt: skip
 
-    workers = [threading.Thread(target=run, args=(i,)) for i in range(1, parts)]
-    for w in workers:
-        w.start()
-    try:
-        run(0)
-    finally:
-        for w in workers:
-            w.join()
+    in_threads(parts, run)
     return True
 
 
