@@ -16,10 +16,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -211,12 +209,6 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _run_world(world: int, out_dir: Path) -> list[dict[str, Any]]:
     import initspec_torch  # noqa: F401
 
@@ -225,28 +217,10 @@ def _run_world(world: int, out_dir: Path) -> list[dict[str, Any]]:
     import torch._dynamo  # noqa: F401
     import torch.distributed.fsdp  # noqa: F401
     import torch.distributed.tensor  # noqa: F401
-    import torch.multiprocessing as mp
+    from gloo_world import run_world
 
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    ctx = mp.start_processes(
-        _worker,
-        args=(world, _free_port(), str(out_dir)),
-        nprocs=world,
-        join=False,
-        start_method=method,
-    )
-    deadline = time.monotonic() + JOIN_TIMEOUT_S
-    while not ctx.join(timeout=5):
-        if time.monotonic() > deadline:
-            for proc in ctx.processes:
-                if proc.is_alive():
-                    proc.kill()
-            raise TimeoutError(f"world {world}: ranks did not finish in {JOIN_TIMEOUT_S} s")
-    out: list[dict[str, Any]] = []
-    for rank in range(world):
-        for row in json.loads(Path(out_dir, f"rank{rank}.json").read_text()):
-            out.append({**row, "world": world})
-    return out
+    ranks = run_world(_worker, world, out_dir, JOIN_TIMEOUT_S)
+    return [{**row, "world": world} for rows in ranks for row in rows]
 
 
 def main() -> None:
