@@ -174,39 +174,14 @@ def torchvision_resnet50(scale: float) -> tuple[str, nn.Module, Any, Callable[[]
 
 def torchtitan_config(dim: int, n_layers: int, n_heads: int, n_kv: int, vocab: int) -> Any:
     """torchtitan 0.3.0's Llama 3, built as its own ``llama3_configs`` entries are (the
-    same builders and param_init dicts), at the given size."""
-    ll = _import("torchtitan")
-    from torchtitan.models.common import (
-        ComplexRoPE,
-        Embedding,
-        Linear,
-        RMSNorm,
-        compute_ffn_hidden_dim,
-    )
+    same builders and param_init dicts), at the given size (tests/real_packages.py)."""
+    _import("torchtitan")
+    from real_packages import torchtitan_llama3_config
 
-    return ll.Llama3Model.Config(
-        dim=dim,
-        vocab_size=vocab,
-        tok_embeddings=Embedding.Config(
-            num_embeddings=vocab, embedding_dim=dim, param_init=ll._EMBEDDING_INIT
-        ),
-        norm=RMSNorm.Config(normalized_shape=dim, param_init=ll._NORM_INIT),
-        lm_head=Linear.Config(
-            in_features=dim, out_features=vocab, param_init=ll._output_linear_init(dim)
-        ),
-        layers=ll._build_llama3_layers(
-            fuse_qkv=False,
-            n_layers=n_layers,
-            dim=dim,
-            n_heads=n_heads,
-            n_kv_heads=n_kv,
-            hidden_dim=compute_ffn_hidden_dim(dim, multiple_of=256, ffn_dim_multiplier=1.3),
-            rope=ComplexRoPE.Config(
-                dim=dim // n_heads, max_seq_len=2048, theta=500000, scaling="llama"
-            ),
-            attn_backend="flex",
-        ),
-    )
+    return torchtitan_llama3_config(
+        dim=dim, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv, vocab=vocab,
+        multiple_of=256, ffn_dim_multiplier=1.3,
+    )  # fmt: skip
 
 
 def torchtitan_meta(

@@ -193,3 +193,59 @@ def import_torchtitan_llama3() -> types.ModuleType:
         return importlib.import_module("torchtitan.models.llama3")
     except Exception as exc:
         pytest.skip(f"torchtitan cannot be imported here: {type(exc).__name__}: {exc}")
+
+
+def torchtitan_llama3_config(
+    *,
+    dim: int,
+    n_layers: int,
+    n_heads: int,
+    n_kv_heads: int,
+    vocab: int,
+    tied: bool = False,
+    fuse_qkv: bool = False,
+    multiple_of: int = 256,
+    ffn_dim_multiplier: float | None = None,
+    max_seq_len: int = 2048,
+) -> Any:
+    """torchtitan 0.3.0's Llama 3 config, built as its own ``llama3_configs`` entries are
+    (torchtitan/models/llama3/__init__.py: the same builders and param_init dicts), at the
+    given size; ``_1b``'s tied form (``enable_weight_tying`` with ``_EMBEDDING_SKIP_INIT``)
+    when ``tied``."""
+    ll = import_torchtitan_llama3()
+    from torchtitan.models.common import (
+        ComplexRoPE,
+        Embedding,
+        Linear,
+        RMSNorm,
+        compute_ffn_hidden_dim,
+    )
+
+    return ll.Llama3Model.Config(
+        dim=dim,
+        vocab_size=vocab,
+        enable_weight_tying=tied,
+        tok_embeddings=Embedding.Config(
+            num_embeddings=vocab,
+            embedding_dim=dim,
+            param_init=ll._EMBEDDING_SKIP_INIT if tied else ll._EMBEDDING_INIT,
+        ),
+        norm=RMSNorm.Config(normalized_shape=dim, param_init=ll._NORM_INIT),
+        lm_head=Linear.Config(
+            in_features=dim, out_features=vocab, param_init=ll._output_linear_init(dim)
+        ),
+        layers=ll._build_llama3_layers(
+            fuse_qkv=fuse_qkv,
+            n_layers=n_layers,
+            dim=dim,
+            n_heads=n_heads,
+            n_kv_heads=n_kv_heads,
+            hidden_dim=compute_ffn_hidden_dim(
+                dim, multiple_of=multiple_of, ffn_dim_multiplier=ffn_dim_multiplier
+            ),
+            rope=ComplexRoPE.Config(
+                dim=dim // n_heads, max_seq_len=max_seq_len, theta=500000, scaling="llama"
+            ),
+            attn_backend="flex",
+        ),
+    )

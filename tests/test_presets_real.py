@@ -36,7 +36,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 initspec_torch = pytest.importorskip("initspec_torch")
 
-from real_packages import import_timm, import_torchtitan_llama3  # noqa: E402
+from real_packages import import_timm, torchtitan_llama3_config  # noqa: E402
 
 ALPHA = 1e-4  # family-wise level (PyTorch's own init tests use KS p > 1e-4 per test)
 
@@ -202,43 +202,11 @@ DIM, N_HEADS, N_KV_HEADS, N_LAYERS, VOCAB = 64, 4, 2, 3, 2048
 
 def llama3_config(*, tied: bool, fuse_qkv: bool):
     """torchtitan's own `_debugmodel` (torchtitan/models/llama3/__init__.py), smaller: the
-    same builders and param_init dicts; `_1b`'s tied form (enable_weight_tying with
-    `_EMBEDDING_SKIP_INIT`) when tied."""
-    ll = import_torchtitan_llama3()
-    from torchtitan.models.common import (
-        ComplexRoPE,
-        Embedding,
-        Linear,
-        RMSNorm,
-        compute_ffn_hidden_dim,
-    )
-
-    return ll.Llama3Model.Config(
-        dim=DIM,
-        vocab_size=VOCAB,
-        enable_weight_tying=tied,
-        tok_embeddings=Embedding.Config(
-            num_embeddings=VOCAB,
-            embedding_dim=DIM,
-            param_init=ll._EMBEDDING_SKIP_INIT if tied else ll._EMBEDDING_INIT,
-        ),
-        norm=RMSNorm.Config(normalized_shape=DIM, param_init=ll._NORM_INIT),
-        lm_head=Linear.Config(
-            in_features=DIM, out_features=VOCAB, param_init=ll._output_linear_init(DIM)
-        ),
-        layers=ll._build_llama3_layers(
-            fuse_qkv=fuse_qkv,
-            n_layers=N_LAYERS,
-            dim=DIM,
-            n_heads=N_HEADS,
-            n_kv_heads=N_KV_HEADS,
-            hidden_dim=compute_ffn_hidden_dim(DIM, multiple_of=64),
-            rope=ComplexRoPE.Config(
-                dim=DIM // N_HEADS, max_seq_len=128, theta=500000, scaling="llama"
-            ),
-            attn_backend="flex",
-        ),
-    )
+    same builders and param_init dicts; `_1b`'s tied form when tied."""
+    return torchtitan_llama3_config(
+        dim=DIM, n_layers=N_LAYERS, n_heads=N_HEADS, n_kv_heads=N_KV_HEADS, vocab=VOCAB,
+        tied=tied, fuse_qkv=fuse_qkv, multiple_of=64, max_seq_len=128,
+    )  # fmt: skip
 
 
 def _init_fn_spec(fn) -> tuple:

@@ -478,38 +478,10 @@ def torchvision_vit(w: int = 64, patch: int = 8) -> nn.Module:
 def torchtitan_llama3(w: int = 64) -> nn.Module:
     """torchtitan's own `_debugmodel` builders, smaller (as tests/test_presets_real.py), then
     torchtitan's init (`init_states`)."""
-    from real_packages import import_torchtitan_llama3
+    from real_packages import torchtitan_llama3_config
 
-    ll = import_torchtitan_llama3()
-    from torchtitan.models.common import (
-        ComplexRoPE,
-        Embedding,
-        Linear,
-        RMSNorm,
-        compute_ffn_hidden_dim,
-    )
-
-    vocab, heads = 1000, 4
-    cfg = ll.Llama3Model.Config(
-        dim=w,
-        vocab_size=vocab,
-        tok_embeddings=Embedding.Config(
-            num_embeddings=vocab, embedding_dim=w, param_init=ll._EMBEDDING_INIT
-        ),
-        norm=RMSNorm.Config(normalized_shape=w, param_init=ll._NORM_INIT),
-        lm_head=Linear.Config(
-            in_features=w, out_features=vocab, param_init=ll._output_linear_init(w)
-        ),
-        layers=ll._build_llama3_layers(
-            fuse_qkv=False,
-            n_layers=3,
-            dim=w,
-            n_heads=heads,
-            n_kv_heads=2,
-            hidden_dim=compute_ffn_hidden_dim(w, multiple_of=64),
-            rope=ComplexRoPE.Config(dim=w // heads, max_seq_len=64, theta=500000, scaling="llama"),
-            attn_backend="flex",
-        ),
+    cfg = torchtitan_llama3_config(
+        dim=w, n_layers=3, n_heads=4, n_kv_heads=2, vocab=1000, multiple_of=64, max_seq_len=64
     )
     model = cfg.build()
     model.init_states()
