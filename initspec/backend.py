@@ -20,7 +20,7 @@ per-parameter seed, the dtype checks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -180,8 +180,8 @@ class Backend(Protocol[TargetT]):
 
     ``target`` is whatever the adapter writes into: a torch tensor, a Flax leaf, an nnx
     variable. The engine calls ``dtype`` and ``unwritable`` for every job before the first
-    write, then writes as ``atomic`` says: per job ``write``, and for a target it backs up
-    ``snapshot`` before and, if a later write fails, ``restore``.
+    write, then writes as ``atomic`` says: per job ``write`` (on ``threads`` threads), and
+    for a target it backs up ``snapshot`` before and, if a later write fails, ``restore``.
     """
 
     atomic: Atomic
@@ -216,6 +216,14 @@ class Backend(Protocol[TargetT]):
 
     def restore(self, target: TargetT, snapshot: Any) -> None:
         """Give ``target`` the values ``snapshot`` holds."""
+        ...
+
+    def threads(self, work: Sequence[tuple[Job, TargetT]]) -> int:
+        """How many threads may write ``work`` (the targets written in place) at once; 1:
+        in order, on the calling thread. More only where a job's values do not depend on
+        the order or the thread it is written in (a generator of its own per job) and the
+        writes release the GIL: the engine then spreads the targets over that many
+        threads, each target's jobs in order on one (``initspec.engine.write_all``)."""
         ...
 
 

@@ -3,15 +3,19 @@
 resolve every parameter (``initspec.resolve``) -> every check, for every parameter, before
 anything is written (dtype fit and inward bounds from the plan alone, writability from the
 backend, the padding row and the shard inside the tensor) -> one ``Job`` per tensor ->
-the writes, in place with Ctrl-C deferred (or with backups) -> the report. Adapters supply
+the writes, in place with Ctrl-C deferred (or with backups), on one thread or several
+where the backend allows -> the report. Adapters supply
 a ``Backend`` (``initspec.backend``): how their tensors are read, checked, written (and
 restored, when backed up).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+import queue
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from initspec.backend import Backend, Job, Rng, check_atomic, check_rng
 from initspec.errors import BackendError, InitSpecError, PartialWriteError, ShapeError
@@ -20,7 +24,7 @@ from initspec.layout import LayoutLike
 from initspec.numeric import FLOAT_DTYPES, check_fits
 from initspec.pathmap import PathMap, map_paths
 from initspec.policy import PolicyLike
-from initspec.progress import ProgressLike, check_progress, log_resolution, progress_backend
+from initspec.progress import ProgressLike, check_progress, log_resolution, progress_tick
 from initspec.resolve import ParamInfo, Resolution, ResolutionError, resolve_all
 from initspec.seeding import derive_seed
 from initspec.specs import PlanContext, SpecBase
@@ -170,13 +174,18 @@ def run_policy(
             work.append((job, target))
     log_resolution(resolution, write)
     if write:
-        with progress_backend(backend, work, progress) as reporting:  # initspec.progress
-            resolution.backed_up = write_all(reporting, work)
+        with progress_tick(work, progress) as tick:  # initspec.progress
+            resolution.backed_up = write_all(backend, work, tick)
     return resolution
 
 
-def write_all(backend: Backend[T], work: Sequence[tuple[Job, T]]) -> list[str]:
+def write_all(
+    backend: Backend[T],
+    work: Sequence[tuple[Job, T]],
+    tick: Callable[[Job], None] | None = None,
+) -> list[str]:
     """Write every job after the checks; returns ``"path: why"`` for each target backed up.
+    ``tick(job)``, on the calling thread, after each job is written (``initspec.progress``).
 
     ``backend.atomic`` says how (``initspec.backend.Atomic``):
 
@@ -192,55 +201,133 @@ def write_all(backend: Backend[T], work: Sequence[tuple[Job, T]]) -> list[str]:
       parameter written, until the end), interrupts deferred likewise.
     - ``False``: in place, nothing deferred, nothing backed up.
 
-    If a write fails, every target backed up so far, the failing one included, gets its
-    snapshot back, in reverse order; a restore that fails does not stop the others. The
-    error raised: the write's own when every target written is restored, else a
-    ``PartialWriteError`` naming the targets left with new or partly written values (an
-    interrupt or exit that is no ``Exception`` is raised as it is, with that list as a
-    note).
+    The targets written in place are spread over ``backend.threads(work)`` threads (each
+    target's jobs in order on one of them; the calling thread waits, ticks and takes
+    Ctrl-C); a backend allows more than one only where a job's values do not depend on
+    the order or the thread it is written in, so the values are the same either way.
+
+    If a write fails, the others stop at their next job; every target backed up so far,
+    the failing one included, gets its snapshot back, in reverse order; a restore that
+    fails does not stop the others. The error raised: the write's own when every target
+    written is restored, else a ``PartialWriteError`` naming the targets left with new or
+    partly written values (an interrupt or exit that is no ``Exception`` is raised as it
+    is, with that list as a note).
     """
     mode = check_atomic(backend.atomic)
-    if mode is False:
-        for job, target in work:
-            backend.write(target, job)
-        return []
     reasons = [
-        "atomic='backup'" if mode == "backup" else backend.backup_reason(target)
+        None if mode is False else "atomic='backup'" if mode == "backup"
+        else backend.backup_reason(target)
         for _, target in work
-    ]
-    order = [i for i, why in enumerate(reasons) if why]
-    order += [i for i, why in enumerate(reasons) if not why]
-    backed_up = [f"{work[i][0].path}: {reasons[i]}" for i in order if reasons[i]]
+    ]  # fmt: skip
+    backed = [(job, target) for (job, target), why in zip(work, reasons, strict=True) if why]
+    in_place = [(job, target) for (job, target), why in zip(work, reasons, strict=True) if not why]
+    threads = max(1, min(backend.threads(in_place), len(in_place))) if in_place else 1
+    writes = _Writes(backend, tick or (lambda job: None))
+    if mode is False:
+        writes.in_place(in_place, threads)
+        return []
     with deferred_interrupts():
-        _write_in_order(backend, [(work[i][0], work[i][1], bool(reasons[i])) for i in order])
-    return backed_up
+        writes.run(backed, in_place, threads)
+    return [f"{job.path}: {why}" for (job, _), why in zip(work, reasons, strict=True) if why]
 
 
-def _write_in_order(backend: Backend[T], work: Sequence[tuple[Job, T, bool]]) -> None:
-    done: list[tuple[Job, T, Any, bool]] = []  # written, or being written (the last one)
-    try:
-        for job, target, backup in work:
-            snap = backend.snapshot(target) if backup else None
-            done.append((job, target, snap, backup))
-            backend.write(target, job)
-    except BaseException as exc:
+class _Writes(Generic[T]):
+    """One write phase: backups first, in order on the calling thread, then the in-place
+    targets, on ``threads`` threads; what was written is kept for the error (``done``)."""
+
+    def __init__(self, backend: Backend[T], tick: Callable[[Job], None]) -> None:
+        self.backend, self.tick = backend, tick
+        # (job, target, snapshot or None when written in place, finished)
+        self.done: list[list[Any]] = []
+
+    def run(self, backed: Sequence[tuple[Job, T]], in_place: Sequence[tuple[Job, T]],
+            threads: int) -> None:  # fmt: skip
+        try:
+            for job, target in backed:
+                entry = [job, target, self.backend.snapshot(target), False]
+                self.done.append(entry)
+                self._write(entry)
+            self.in_place(in_place, threads)
+        except BaseException as exc:
+            self._undo(exc)
+
+    def _write(self, entry: list[Any]) -> None:
+        self.backend.write(entry[1], entry[0])
+        entry[3] = True
+
+    def in_place(self, work: Sequence[tuple[Job, T]], threads: int) -> None:
+        if threads <= 1:
+            for job, target in work:
+                entry = [job, target, None, False]
+                self.done.append(entry)
+                self._write(entry)
+                self.tick(job)
+            return
+        finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        stop = threading.Event()
+
+        def worker(part: list[tuple[Job, T]], done: list[list[Any]]) -> None:
+            try:
+                for job, target in part:
+                    if stop.is_set():
+                        return
+                    entry = [job, target, None, False]
+                    done.append(entry)
+                    self._write(entry)
+                    finished.put(job)
+            except BaseException as exc:  # noqa: BLE001 - raised on the calling thread
+                stop.set()
+                finished.put(_Failed(exc))
+            finally:
+                finished.put(None)
+
+        parts = _spread(work, threads)
+        records: list[list[list[Any]]] = [[] for _ in parts]
+        workers = [
+            threading.Thread(target=worker, args=(part, rec), name=f"initspec-write-{i}")
+            for i, (part, rec) in enumerate(zip(parts, records, strict=True))
+        ]
+        failure: BaseException | None = None
+        try:
+            for w in workers:
+                w.start()
+            running = len(workers)
+            while running:
+                item = finished.get()
+                if item is None:
+                    running -= 1
+                elif isinstance(item, _Failed):
+                    failure = failure or item.exc
+                else:
+                    self.tick(item)
+        finally:  # also a Ctrl-C here (atomic=False) or a tick that raised: stop, then join
+            stop.set()
+            for w in workers:
+                if w.ident is not None:  # started
+                    w.join()
+            for rec in records:
+                self.done.extend(rec)
+        if failure is not None:
+            raise failure
+
+    def _undo(self, exc: BaseException) -> None:
         failed = []
-        for job, target, snap, backup in reversed(done):
-            if not backup:
+        for job, target, snap, _ in reversed(self.done):
+            if snap is None:
                 continue
             try:
-                backend.restore(target, snap)
+                self.backend.restore(target, snap)
             except Exception as err:  # noqa: BLE001 - go on restoring the others
                 failed.append(f"{job.path}: not restored ({type(err).__name__}: {err})")
         failed.extend(
             f"{job.path}: "
-            + ("its write failed (it may hold part of the new values)" if i == len(done) - 1
-               else "written in place")
-            for i, (job, _, _, backup) in enumerate(done)
-            if not backup
-        )
+            + ("written in place" if finished
+               else "its write failed (it may hold part of the new values)")
+            for job, _, snap, finished in self.done
+            if snap is None
+        )  # fmt: skip
         if not failed:
-            raise
+            raise exc
         more = f"\n  ... and {len(failed) - 50} more" if len(failed) > 50 else ""
         text = (
             f"writing failed ({type(exc).__name__}: {exc}) after the checks; "
@@ -254,5 +341,26 @@ def _write_in_order(backend: Backend[T], work: Sequence[tuple[Job, T, bool]]) ->
                 add_note(text)
             else:
                 exc.__notes__ = [*getattr(exc, "__notes__", []), text]  # type: ignore[attr-defined]
-            raise
+            raise exc
         raise PartialWriteError(text) from exc
+
+
+@dataclass(frozen=True)
+class _Failed:
+    exc: BaseException
+
+
+def _spread(work: Sequence[tuple[Job, T]], threads: int) -> list[list[tuple[Job, T]]]:
+    """``work`` in ``threads`` parts of about equal elements (largest target first, each to
+    the lightest part), every job of one target in one part, in their order."""
+    groups: dict[int, list[tuple[Job, T]]] = {}
+    for job, target in work:
+        groups.setdefault(id(target), []).append((job, target))
+    sizes = {key: sum(job.plan.numel for job, _ in g) for key, g in groups.items()}
+    parts: list[list[tuple[Job, T]]] = [[] for _ in range(min(threads, len(groups)))]
+    load = [0] * len(parts)
+    for key in sorted(groups, key=lambda k: -sizes[k]):
+        i = load.index(min(load))
+        parts[i].extend(groups[key])
+        load[i] += sizes[key]
+    return parts

@@ -6,6 +6,7 @@ the tests hold every backend to (through the plans' exact moments, not value by 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -137,6 +138,9 @@ class NumpyBackend:
 
     def restore(self, target: str, snapshot: None) -> None:
         return None
+
+    def threads(self, work: Sequence[tuple[Job, str]]) -> int:
+        return 1  # one small tensor at a time (initspec.sample)
 
     def write(self, target: str, job: Job) -> None:
         if job.rng == "portable":

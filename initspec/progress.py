@@ -10,7 +10,9 @@ and ``apply_nnx``):
   written when tqdm is not installed); ``False``: never;
 - a callable ``progress(done, total, path)``: called after each tensor is written, with
   the elements written so far, the elements to write in all and the canonical path of
-  the tensor just written.
+  the tensor just written; always on the thread that called ``apply``, one call at a
+  time, also when the tensors are written on several threads (then in the order they
+  finish).
 
 The bar counts elements, one tensor at a time (JAX dispatches asynchronously: a tensor
 counts when its sampling is dispatched).
@@ -27,15 +29,13 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from initspec.backend import Backend, Job
+from initspec.backend import Job
 from initspec.errors import InitSpecError, MissingExtraError, printable
 
 if TYPE_CHECKING:
     from initspec.resolve import Resolution
-
-T = TypeVar("T")
 
 PROGRESS_THRESHOLD = 10**8
 """Elements an apply writes from which ``progress=None`` shows a bar (when tqdm is installed)."""
@@ -70,32 +70,17 @@ def _tqdm() -> Any:
     return auto.tqdm
 
 
-class _Ticking(Generic[T]):
-    """A backend that reports each written tensor to ``tick``; everything else is the
-    wrapped backend's."""
-
-    def __init__(self, inner: Backend[T], tick: Callable[[Job], None]) -> None:
-        self._inner = inner
-        self._tick = tick
-
-    def write(self, target: T, job: Job) -> None:
-        self._inner.write(target, job)
-        self._tick(job)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
 @contextmanager
-def progress_backend(
-    backend: Backend[T], work: Sequence[tuple[Job, T]], progress: ProgressLike
-) -> Iterator[Backend[T]]:
-    """``backend``, reporting each write to ``progress`` (see the module docstring); a bar
-    is closed when the writing ends, however it ends."""
+def progress_tick(
+    work: Sequence[tuple[Job, Any]], progress: ProgressLike
+) -> Iterator[Callable[[Job], None] | None]:
+    """What ``engine.write_all`` calls after each written job (on the calling thread) to
+    report it to ``progress`` (see the module docstring), or None; a bar is closed when
+    the writing ends, however it ends."""
     total = sum(math.prod(job.plan.shape) for job, _ in work)
     show_bar = progress is True or (progress is None and total >= PROGRESS_THRESHOLD)
     if progress is False or not work or (progress is None and not show_bar):
-        yield backend
+        yield None
         return
     done = 0
     if callable(progress) and not isinstance(progress, bool):
@@ -106,14 +91,14 @@ def progress_backend(
             done += math.prod(job.plan.shape)
             callback(done, total, job.path)
 
-        yield _Ticking(backend, tick)
+        yield tick
         return
     try:
         tqdm = _tqdm()
     except MissingExtraError:
         if progress is True:
             raise
-        yield backend  # the default, without tqdm: no bar
+        yield None  # the default, without tqdm: no bar
         return
     bar = tqdm(total=total, unit="param", unit_scale=True, desc="initspec apply", leave=False)
     try:
@@ -122,7 +107,7 @@ def progress_backend(
             bar.update(math.prod(job.plan.shape))
             bar.set_postfix_str(printable(job.path)[-40:], refresh=False)
 
-        yield _Ticking(backend, tick_bar)
+        yield tick_bar
     finally:
         bar.close()
 

@@ -10,7 +10,7 @@ stream's values for that key (``initspec_jax.portable``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -165,6 +165,9 @@ class _Backend:
     def restore(self, target: tuple[str, Any], snapshot: Any) -> None:
         if self.variables is not None:
             self.variables[target[0]].set_value(snapshot)
+
+    def threads(self, work: Sequence[tuple[Job, tuple[str, Any]]]) -> int:
+        return 1  # JAX dispatches asynchronously and runs each draw on its own threads
 
 
 def resolve_params(

@@ -7,6 +7,7 @@ the core's (``initspec.engine``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -57,6 +58,13 @@ def _vouched() -> tuple[type, ...]:
 
 
 _VOUCHED: tuple[type, ...] = ()
+
+THREADED_FROM = 1 << 20
+"""Elements an apply writes from which ``TorchBackend.threads`` allows more than one thread
+(below it, starting threads costs more than it saves)."""
+
+MAX_THREADS = 8
+"""At most this many writing threads (each draw also runs on torch's intra-op threads)."""
 
 
 def backup_reason(tensor: torch.Tensor) -> str | None:
@@ -129,6 +137,30 @@ class TorchBackend:
                 target.copy_(old)
                 if g is not None:
                     self.magnitudes[id(target)][0].copy_(g)
+
+    def threads(self, work: Sequence[tuple[Job, torch.Tensor]]) -> int:
+        """``torch.get_num_threads()`` (at most ``MAX_THREADS``) for native-stream jobs with a
+        generator each (``SEEDED``: the values do not depend on the order) into plain CPU
+        tensors, from ``THREADED_FROM`` elements: torch's CPU draws hold the GIL for
+        microseconds and a generator for the whole tensor, so parameters are drawn side by
+        side. Else 1: a shared generator (``torch.nn.init``'s, or one passed in) draws in
+        order; CUDA kernels are queued asynchronously anyway; the portable stream threads
+        each large tensor itself; a DTensor's draw may need its mesh; and grad, inference
+        and dispatch modes are per thread, so none may be active."""
+        if (
+            self.generator is not SEEDED
+            or torch.get_num_threads() < 2
+            or sum(job.plan.numel for job, _ in work) < THREADED_FROM
+            or torch.is_inference_mode_enabled()
+            or torch._C._len_torch_function_stack() > 0
+            or torch._C._len_torch_dispatch_stack() > 0
+        ):
+            return 1
+        plain = (torch.Tensor, torch.nn.Parameter)
+        for job, target in work:
+            if job.rng == "portable" or type(target) not in plain or target.device.type != "cpu":
+                return 1
+        return min(torch.get_num_threads(), MAX_THREADS)
 
     def write(self, target: torch.Tensor, job: Job) -> None:
         self._draw(target, job)

@@ -60,6 +60,13 @@ def apply(
     going on past a restore that fails (an ``InitSpecError`` then names it).
     ``atomic=False``: in place, Ctrl-C not deferred, no copy (as a hand-written loop).
 
+    Threads: on the CPU, with the native stream, a model of 2**20 elements or more is drawn
+    on ``torch.get_num_threads()`` threads at once (at most 8; ``torch.set_num_threads(1)``
+    for one). Each parameter has a generator of its own, so the values are the same bits
+    as on one thread; progress callbacks still run on the calling thread. One thread
+    under ``torch.inference_mode()`` or a torch function/dispatch mode (they are per
+    thread), for the portable stream (it threads each large tensor itself), on CUDA.
+
     ``rng="portable"``: every parameter from the counter-based stream ``stream``
     (docs/portable-random.md), keyed by (seed, canonical path) and indexed in the layout's
     canonical order: the same values as the Flax twin under ``initspec_jax.apply`` with the
