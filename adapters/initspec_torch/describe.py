@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Hashable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import torch
@@ -247,7 +247,7 @@ def describe(module: nn.Module) -> list[TorchParam]:
         )
     _refuse_shared_memory([t for _, t in first.values()], [p for p, _ in first.values()])
     out: list[TorchParam] = []
-    memo: dict[str, Ancestors] = {}  # module path -> its ancestors, shared by its parameters
+    memo = _Memo()
     for key, (path, tensor) in first.items():
         where = _locate(path, owners)
         if where is None:
@@ -273,27 +273,42 @@ def describe(module: nn.Module) -> list[TorchParam]:
 Ancestors = tuple[tuple[str, tuple[str, ...]], ...]
 
 
-def _ancestors(
-    owners: dict[str, nn.Module], path: str, memo: dict[str, Ancestors] | None = None
-) -> Ancestors:
+@dataclass
+class _Memo:
+    """What ``describe`` works out once: the ancestors of each module path (shared by its
+    parameters) and each enclosing module's own entry (shared by everything under it)."""
+
+    ancestors: dict[str, Ancestors] = field(default_factory=dict)
+    modules: dict[str, Ancestors] = field(default_factory=dict)
+
+
+def _ancestors(owners: dict[str, nn.Module], path: str, memo: _Memo | None = None) -> Ancestors:
     """``(canonical path, class names)`` of each module enclosing the parameter at
-    ``path`` (framework names), the root first, wrappers and parametrization lists left out.
-    The same for every parameter of one module: ``memo`` keeps them per module path."""
+    ``path`` (framework names), the root first, wrappers and parametrization lists left out."""
+    memo = _Memo() if memo is None else memo
     key = path.rpartition(".")[0]
-    if memo is not None and key in memo:
-        return memo[key]
-    out = []
+    if key in memo.ancestors:
+        return memo.ancestors[key]
+    out: list[tuple[str, tuple[str, ...]]] = []
     parts = path.split(".")[:-1]
     for i in range(len(parts) + 1):
-        module = owners.get(".".join(parts[:i]))
-        if module is None or type(module).__name__ in WRAPPERS or "parametrizations" in parts[:i]:
-            continue
-        where = _locate(".".join([*parts[:i], "x"]), owners) if i else None
-        prefix = where[2].rpartition(".")[0] if where is not None else ""
-        out.append((prefix, module_types(module)))
-    found = tuple(out)
-    if memo is not None:
-        memo[key] = found
+        module_path = ".".join(parts[:i])
+        entry = memo.modules.get(module_path)
+        if entry is None:
+            module = owners.get(module_path)
+            if (
+                module is None
+                or type(module).__name__ in WRAPPERS
+                or "parametrizations" in parts[:i]
+            ):
+                entry = ()
+            else:
+                where = _locate(".".join([*parts[:i], "x"]), owners) if i else None
+                prefix = where[2].rpartition(".")[0] if where is not None else ""
+                entry = ((prefix, module_types(module)),)
+            memo.modules[module_path] = entry
+        out.extend(entry)
+    memo.ancestors[key] = found = tuple(out)
     return found
 
 
@@ -304,7 +319,7 @@ def _info(
     name: str,
     canonical: str,
     owners: dict[str, nn.Module],
-    memo: dict[str, Ancestors] | None = None,
+    memo: _Memo | None = None,
 ) -> ParamInfo:
     kind = module_kind(owner)
     role = param_role(kind, name, tensor.dim())
