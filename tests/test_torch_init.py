@@ -182,6 +182,21 @@ def test_standard_truncated_normal_matches_exact_cdf(a: float, b: float) -> None
     assert stats.kstest(z.numpy(), cdf).pvalue > KS_P_MIN
 
 
+def test_rejection_masks_in_chunks_give_the_same_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The out-of-bounds indices are found chunk by chunk (bounded memory for a large
+    table): the same indices in the same order, so the same redraws, bit for bit."""
+    import initspec_torch.sampler as sampler
+
+    n, a, b = 50_000, -1.0, 1.5  # about 25% outside: many redraw rounds
+    whole = standard_truncated_normal(n, a, b, torch.float32, torch.device("cpu"), torch_generator(3))
+    monkeypatch.setattr(sampler, "OUTSIDE_CHUNK", 777)  # uneven: a short last chunk
+    chunked = standard_truncated_normal(n, a, b, torch.float32, torch.device("cpu"), torch_generator(3))
+    assert torch.equal(whole, chunked) and bool(((whole >= a) & (whole <= b)).all())
+    x = torch.randn(5000, generator=torch_generator(4))
+    direct = ((x < a) | (x > b)).nonzero().squeeze(1)
+    assert direct.numel() > 100 and torch.equal(sampler._outside(x, a, b), direct)
+
+
 # Parity: orthogonal, sparse, deterministic specs --------------------------------------------
 
 
