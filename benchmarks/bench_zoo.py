@@ -212,6 +212,8 @@ def torchtitan_llama3(scale: float) -> tuple[str, nn.Module, str, Callable[[], N
 
 
 ZOO = (hf_gpt2, hf_llama, hf_bert, timm_vit, torchvision_resnet50, torchtitan_llama3)
+# the rows that were above 1.0 before the writes were threaded, also on one writer thread
+ONE_WRITER = (timm_vit, torchvision_resnet50)
 
 
 def zoo(scale: float = 1.0, repeats: int = 5, device: str = "cpu") -> tuple[list[Any], str]:
@@ -244,9 +246,36 @@ def zoo(scale: float = 1.0, repeats: int = 5, device: str = "cpu") -> tuple[list
                 "<= 1.0",
             )
         )
+        if device == "cpu" and build in ONE_WRITER:
+            rows.append(
+                compare(
+                    f"7. {label} ({_params(model)}), writes on one thread",
+                    "apply, MAX_THREADS = 1",
+                    _one_writer(_apply(policy, model)),
+                    own_label,
+                    own,
+                    repeats,
+                    "(for comparison)",
+                )
+            )
         del model
     note = "not run here: " + "; ".join(missing) if missing else ""
     return rows, note
+
+
+def _one_writer(run: Callable[[], None]) -> Callable[[], None]:
+    """``run`` with the parameters written one after the other on the calling thread
+    (``initspec_torch.backend.MAX_THREADS = 1``): what the threads add, side by side."""
+    import initspec_torch.backend as backend
+
+    def one() -> None:
+        before, backend.MAX_THREADS = backend.MAX_THREADS, 1
+        try:
+            run()
+        finally:
+            backend.MAX_THREADS = before
+
+    return one
 
 
 # 8. what all or nothing costs ---------------------------------------------------------------
