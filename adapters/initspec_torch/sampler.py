@@ -25,7 +25,7 @@ from initspec.plans import (
     TruncatedNormalPlan,
     UniformPlan,
 )
-from initspec_torch.casting import cast_once, clip_to_bounds_, uniform_inside_, work_dtype
+from initspec_torch.casting import clip_to_bounds_, uniform_inside_, work_dtype
 
 Generator = torch.Generator | None
 
@@ -239,12 +239,12 @@ class TorchNative:
             return clip_to_bounds_(out, plan)
         raw = torch.empty(plan.shape, dtype=work, device=out.device)
         fill(raw)
-        return out.copy_(cast_once(raw, plan, out.dtype))
+        return self._copy(plan, raw)
 
     def _copy(self, plan: Plan, x: torch.Tensor) -> torch.Tensor:
-        if plan.bounds is None:  # copy_ rounds to the dtype as .to does: no temporary
-            return self.out.copy_(x)
-        return self.out.copy_(cast_once(x, plan, self.out.dtype))
+        # copy_ rounds to the dtype as .to does (cast_once), then the clip in that dtype:
+        # the same values, without a temporary in the target dtype
+        return clip_to_bounds_(self.out.copy_(x), plan)
 
     def constant(self, plan: ConstantPlan) -> torch.Tensor:
         return self._elementwise(plan, lambda t: t.fill_(plan.value))
