@@ -433,3 +433,40 @@ def test_write_all_with_every_target_backed_up_restores_them_and_raises_the_erro
     with pytest.raises(Injected):
         write_all(backend, [(job(f"p{i}", 1), t) for i, t in enumerate(targets)])
     assert targets == [["old"]] * 4
+
+
+def test_large_temporaries_are_made_one_at_a_time(
+    threaded: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bfloat16 weights are drawn in float32 temporaries: from ``LARGE_TEMPORARY`` bytes one
+    writer at a time holds one (the peak memory of one thread), smaller ones side by side.
+    Without the limit the two writers do hold two at once, so the count below can fail."""
+    import initspec_torch.sampler as sampler
+
+    lock = threading.Lock()
+    count = {"inside": 0, "peak": 0}
+    real = sampler.TorchNative._copy
+
+    def copy(self: Any, plan: Any, x: torch.Tensor) -> torch.Tensor:
+        large = x.numel() == 64 * 64  # a weight's float32 temporary, not a bias's
+        with lock:
+            count["inside"] += large
+            count["peak"] = max(count["peak"], count["inside"])
+        time.sleep(0.01)  # long enough for the other writer to reach its own
+        try:
+            return real(self, plan, x)
+        finally:
+            with lock:
+                count["inside"] -= large
+
+    monkeypatch.setattr(sampler.TorchNative, "_copy", copy)
+    chosen = threads_chosen(monkeypatch)
+    model = nn.Sequential(*[nn.Linear(64, 64) for _ in range(8)]).to(torch.bfloat16)
+    monkeypatch.setattr(sampler, "LARGE_TEMPORARY", 4096)  # each weight's 16 KiB, no bias
+    initspec_torch.apply("torch-defaults", model, seed=SEED)
+    assert count["peak"] == 1 and chosen == [2]
+    one = state(model)
+    monkeypatch.setattr(sampler, "LARGE_TEMPORARY", 1 << 40)
+    count["peak"] = 0
+    initspec_torch.apply("torch-defaults", model, seed=SEED)
+    assert count["peak"] == 2 and state(model) == one

@@ -9,7 +9,9 @@ orthogonal, delta-orthogonal and sparse plans are drawn in float64 and rounded o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -28,6 +30,26 @@ from initspec.plans import (
 from initspec_torch.casting import clip_to_bounds_, uniform_inside_, work_dtype
 
 Generator = torch.Generator | None
+
+LARGE_TEMPORARY = 256 << 20
+"""Bytes from which a temporary (a bfloat16 parameter drawn in float32, an orthogonal
+matrix in float64) is made by one writer thread at a time (``large_temporary``)."""
+
+_LARGE = threading.RLock()
+
+
+@contextmanager
+def large_temporary(nbytes: int) -> Iterator[None]:
+    """Hold the one slot for temporaries of ``LARGE_TEMPORARY`` bytes or more while a value
+    of ``nbytes`` is drawn and copied: with parameters written on several threads
+    (``TorchBackend.threads``) the peak memory stays one large temporary (the largest
+    parameter's), as on one thread, instead of one per thread; smaller ones go side by
+    side. Re-entrant, so a write nested in a write cannot wait on itself."""
+    if nbytes < LARGE_TEMPORARY:
+        yield
+        return
+    with _LARGE:
+        yield
 
 
 def standard_truncated_normal(
@@ -237,9 +259,10 @@ class TorchNative:
         if work == out.dtype and out.is_contiguous():
             fill(out)
             return clip_to_bounds_(out, plan)
-        raw = torch.empty(plan.shape, dtype=work, device=out.device)
-        fill(raw)
-        return self._copy(plan, raw)
+        with large_temporary(plan.numel * torch.finfo(work).bits // 8):
+            raw = torch.empty(plan.shape, dtype=work, device=out.device)
+            fill(raw)
+            return self._copy(plan, raw)
 
     def _copy(self, plan: Plan, x: torch.Tensor) -> torch.Tensor:
         # copy_ rounds to the dtype as .to does (cast_once), then the clip in that dtype:
@@ -269,10 +292,11 @@ class TorchNative:
     def orthogonal(self, plan: OrthogonalPlan) -> torch.Tensor:
         out = self.out
         draw = torch.float64 if out.dtype == torch.float64 else torch.float32
-        q = orthogonal_matrix(
-            plan.rows, plan.cols, out.device, self.generator, gain=plan.gain, draw=draw
-        )
-        return self._copy(plan, q.reshape(plan.permuted_shape).permute(plan.inverse_perm))
+        with large_temporary(plan.numel * 8 * 3):  # the Gaussian, V and Q, in float64
+            q = orthogonal_matrix(
+                plan.rows, plan.cols, out.device, self.generator, gain=plan.gain, draw=draw
+            )
+            return self._copy(plan, q.reshape(plan.permuted_shape).permute(plan.inverse_perm))
 
     def identity(self, plan: IdentityPlan) -> torch.Tensor:
         return self._copy(plan, torch.from_numpy(plan.build()).to(self.out.device))
@@ -300,15 +324,19 @@ class TorchNative:
         rows, cols = plan.canonical_shape
         device, generator = self.out.device, self.generator
         dtype = work_dtype(plan, self.out.dtype)
-        w = torch.empty(rows, cols, dtype=dtype, device=device).normal_(
-            0.0, plan.sigma, generator=generator
-        )
-        zeros = plan.zeros_per_column
-        if zeros and rows * cols:
-            keys = torch.rand(rows, cols, dtype=torch.float64, device=device, generator=generator)
-            chosen = keys.argsort(dim=0)[:zeros]
-            w.scatter_(0, chosen, 0.0)
-        return self._copy(plan, w.permute(plan.inverse_perm))
+        # the values, the float64 keys and their int64 argsort
+        with large_temporary(plan.numel * (torch.finfo(dtype).bits // 8 + 16)):
+            w = torch.empty(rows, cols, dtype=dtype, device=device).normal_(
+                0.0, plan.sigma, generator=generator
+            )
+            zeros = plan.zeros_per_column
+            if zeros and rows * cols:
+                keys = torch.rand(
+                    rows, cols, dtype=torch.float64, device=device, generator=generator
+                )
+                chosen = keys.argsort(dim=0)[:zeros]
+                w.scatter_(0, chosen, 0.0)
+            return self._copy(plan, w.permute(plan.inverse_perm))
 
 
 def write_plan(tensor: torch.Tensor, plan: Plan, generator: Generator) -> torch.Tensor:
