@@ -63,9 +63,11 @@ def apply(
     Threads: on the CPU, with the native stream, a model of 2**20 elements or more is drawn
     on ``torch.get_num_threads()`` threads at once (at most 8; ``torch.set_num_threads(1)``
     for one). Each parameter has a generator of its own, so the values are the same bits
-    as on one thread; progress callbacks still run on the calling thread. One thread
-    under ``torch.inference_mode()`` or a torch function/dispatch mode (they are per
-    thread), for the portable stream (it threads each large tensor itself), on CUDA.
+    as on one thread; progress callbacks still run on the calling thread. A temporary of
+    256 MiB or more (a bfloat16 parameter drawn in float32) is made by one thread at a
+    time, so the peak memory is that of one thread. One thread under
+    ``torch.inference_mode()`` or a torch function/dispatch mode (they are per thread),
+    for the portable stream (it threads each large tensor itself), on CUDA.
 
     ``rng="portable"``: every parameter from the counter-based stream ``stream``
     (docs/portable-random.md), keyed by (seed, canonical path) and indexed in the layout's
