@@ -237,28 +237,27 @@ class _Writes(Generic[T]):
 
     def __init__(self, backend: Backend[T], tick: Callable[[Job], None]) -> None:
         self.backend, self.tick = backend, tick
-        # (job, target, snapshot or None when written in place, finished)
-        self.done: list[list[Any]] = []
+        self.done: list[_Written[T]] = []
 
     def run(self, backed: Sequence[tuple[Job, T]], in_place: Sequence[tuple[Job, T]],
             threads: int) -> None:  # fmt: skip
         try:
             for job, target in backed:
-                entry = [job, target, self.backend.snapshot(target), False]
+                entry = _Written(job, target, True, self.backend.snapshot(target))
                 self.done.append(entry)
                 self._write(entry)
             self.in_place(in_place, threads)
         except BaseException as exc:
             self._undo(exc)
 
-    def _write(self, entry: list[Any]) -> None:
-        self.backend.write(entry[1], entry[0])
-        entry[3] = True
+    def _write(self, entry: _Written[T]) -> None:
+        self.backend.write(entry.target, entry.job)
+        entry.finished = True
 
     def in_place(self, work: Sequence[tuple[Job, T]], threads: int) -> None:
         if threads <= 1:
             for job, target in work:
-                entry = [job, target, None, False]
+                entry = _Written(job, target)
                 self.done.append(entry)
                 self._write(entry)
                 self.tick(job)
@@ -266,12 +265,12 @@ class _Writes(Generic[T]):
         finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         stop = threading.Event()
 
-        def worker(part: list[tuple[Job, T]], done: list[list[Any]]) -> None:
+        def worker(part: list[tuple[Job, T]], done: list[_Written[T]]) -> None:
             try:
                 for job, target in part:
                     if stop.is_set():
                         return
-                    entry = [job, target, None, False]
+                    entry = _Written(job, target)
                     done.append(entry)
                     self._write(entry)
                     finished.put(job)
@@ -282,7 +281,7 @@ class _Writes(Generic[T]):
                 finished.put(None)
 
         parts = _spread(work, threads)
-        records: list[list[list[Any]]] = [[] for _ in parts]
+        records: list[list[_Written[T]]] = [[] for _ in parts]
         workers = [
             threading.Thread(target=worker, args=(part, rec), name=f"initspec-write-{i}")
             for i, (part, rec) in enumerate(zip(parts, records, strict=True))
@@ -312,19 +311,19 @@ class _Writes(Generic[T]):
 
     def _undo(self, exc: BaseException) -> None:
         failed = []
-        for job, target, snap, _ in reversed(self.done):
-            if snap is None:
+        for entry in reversed(self.done):
+            if not entry.backup:
                 continue
             try:
-                self.backend.restore(target, snap)
+                self.backend.restore(entry.target, entry.snapshot)
             except Exception as err:  # noqa: BLE001 - go on restoring the others
-                failed.append(f"{job.path}: not restored ({type(err).__name__}: {err})")
+                failed.append(f"{entry.job.path}: not restored ({type(err).__name__}: {err})")
         failed.extend(
-            f"{job.path}: "
-            + ("written in place" if finished
+            f"{entry.job.path}: "
+            + ("written in place" if entry.finished
                else "its write failed (it may hold part of the new values)")
-            for job, _, snap, finished in self.done
-            if snap is None
+            for entry in self.done
+            if not entry.backup
         )  # fmt: skip
         if not failed:
             raise exc
@@ -343,6 +342,19 @@ class _Writes(Generic[T]):
                 exc.__notes__ = [*getattr(exc, "__notes__", []), text]  # type: ignore[attr-defined]
             raise exc
         raise PartialWriteError(text) from exc
+
+
+@dataclass
+class _Written(Generic[T]):
+    """A job written or being written: backed up (with the backend's ``snapshot``, which
+    may be None: a block of a parameter already copied) or in place; ``finished`` once
+    its write returned."""
+
+    job: Job
+    target: T
+    backup: bool = False
+    snapshot: Any = None
+    finished: bool = False
 
 
 @dataclass(frozen=True)
