@@ -243,23 +243,22 @@ class _Writes(Generic[T]):
             threads: int) -> None:  # fmt: skip
         try:
             for job, target in backed:
-                entry = _Written(job, target, True, self.backend.snapshot(target))
-                self.done.append(entry)
-                self._write(entry)
+                self._write(job, target, self.done, backup=True)
             self.in_place(in_place, threads)
         except BaseException as exc:
             self._undo(exc)
 
-    def _write(self, entry: _Written[T]) -> None:
-        self.backend.write(entry.target, entry.job)
+    def _write(self, job: Job, target: T, done: list[_Written[T]], backup: bool = False) -> None:
+        """Back ``target`` up if asked, record the write in ``done``, then write."""
+        entry = _Written(job, target, backup, self.backend.snapshot(target) if backup else None)
+        done.append(entry)
+        self.backend.write(target, job)
         entry.finished = True
 
     def in_place(self, work: Sequence[tuple[Job, T]], threads: int) -> None:
         if threads <= 1:
             for job, target in work:
-                entry = _Written(job, target)
-                self.done.append(entry)
-                self._write(entry)
+                self._write(job, target, self.done)
                 self.tick(job)
             return
         finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -270,9 +269,7 @@ class _Writes(Generic[T]):
                 for job, target in part:
                     if stop.is_set():
                         return
-                    entry = _Written(job, target)
-                    done.append(entry)
-                    self._write(entry)
+                    self._write(job, target, done)
                     finished.put(job)
             except BaseException as exc:  # noqa: BLE001 - raised on the calling thread
                 stop.set()
