@@ -38,3 +38,36 @@ def run_world(
                     proc.kill()
             raise TimeoutError(f"world {world}: ranks did not finish in {timeout_s} s")
     return [json.loads(Path(out_dir, f"rank{r}.json").read_text()) for r in range(world)]
+
+
+RESULTS = "RESULTS "
+
+
+def print_results(rows: Any) -> None:
+    """What a test file run as a script (``results_of``) hands back: one JSON line."""
+    print(RESULTS + json.dumps(rows))
+
+
+def results_of(script: str, *args: str, needs: str, timeout_s: float) -> Any:
+    """Run the test file ``script`` as a script in a subprocess (its ``main`` runs the gloo
+    worlds and calls ``print_results``) and return what it printed. Skips where
+    torch.distributed with gloo, or the module ``needs``, is not available."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip(needs)
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, script, *args], capture_output=True, text=True, timeout=timeout_s,
+        env=env, check=False,
+    )  # fmt: skip
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULTS)]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return json.loads(lines[-1].removeprefix(RESULTS))

@@ -17,8 +17,6 @@ tests/test_portable_distributed.py.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -116,31 +114,21 @@ def main() -> None:
     import tempfile
 
     sys.path.insert(0, str(Path(__file__).parent))
+    from gloo_world import print_results
+
     world = int(sys.argv[1])
     with tempfile.TemporaryDirectory() as tmp:
         ranks = _run_world(world, Path(tmp))
-    print("RESULTS " + json.dumps(ranks))
+    print_results(ranks)
 
 
 def run_world(world: int) -> list[dict[str, Any]]:
     """Every rank's results on ``world`` gloo processes (a subprocess)."""
-    pytest.importorskip("torch.distributed.fsdp")
-    import torch.distributed as dist
+    from gloo_world import results_of
 
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, __file__, str(world)],
-        capture_output=True,
-        text=True,
-        timeout=JOIN_TIMEOUT_S + 60,
-        env=env,
-        check=False,
+    ranks: list[dict[str, Any]] = results_of(
+        __file__, str(world), needs="torch.distributed.fsdp", timeout_s=JOIN_TIMEOUT_S + 60
     )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-6000:]
-    ranks: list[dict[str, Any]] = json.loads(lines[-1].removeprefix("RESULTS "))
     return ranks
 
 

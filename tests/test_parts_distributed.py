@@ -19,8 +19,6 @@ tests/test_portable_distributed.py.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -237,29 +235,19 @@ def _run_world(world: int, out_dir: Path) -> list[dict[str, Any]]:
 def main() -> None:
     import tempfile
 
+    from gloo_world import print_results
+
     with tempfile.TemporaryDirectory() as tmp:
         rows = _run_world(int(sys.argv[1]), Path(tmp))
-    print("RESULTS " + json.dumps(rows))
+    print_results(rows)
 
 
 def _results(world: int) -> list[dict[str, Any]]:
-    pytest.importorskip("torch.distributed.tensor")
-    import torch.distributed as dist
+    from gloo_world import results_of
 
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, __file__, str(world)],
-        capture_output=True,
-        text=True,
-        timeout=JOIN_TIMEOUT_S + 60,
-        env=env,
-        check=False,
+    rows: list[dict[str, Any]] = results_of(
+        __file__, str(world), needs="torch.distributed.tensor", timeout_s=JOIN_TIMEOUT_S + 60
     )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-6000:]
-    rows: list[dict[str, Any]] = json.loads(lines[-1].removeprefix("RESULTS "))
     return rows
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -226,32 +224,23 @@ def _run_world(world: int, out_dir: Path) -> list[dict[str, Any]]:
 def main() -> None:
     import tempfile
 
+    from gloo_world import print_results
+
     rows: list[dict[str, Any]] = []
     for world in map(int, sys.argv[1:]):
         with tempfile.TemporaryDirectory() as tmp:
             rows += _run_world(world, Path(tmp))
-    print("RESULTS " + json.dumps(rows))
+    print_results(rows)
 
 
 @pytest.fixture(scope="module")
 def results() -> list[dict[str, Any]]:
-    pytest.importorskip("torch.distributed.fsdp")
-    import torch.distributed as dist
+    from gloo_world import results_of
 
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, __file__, *map(str, WORLD_SIZES)],
-        capture_output=True,
-        text=True,
-        timeout=2 * JOIN_TIMEOUT_S + 60,
-        env=env,
-        check=False,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-6000:]
-    rows: list[dict[str, Any]] = json.loads(lines[-1].removeprefix("RESULTS "))
+    rows: list[dict[str, Any]] = results_of(
+        __file__, *map(str, WORLD_SIZES), needs="torch.distributed.fsdp",
+        timeout_s=2 * JOIN_TIMEOUT_S + 60,
+    )  # fmt: skip
     return rows
 
 
