@@ -6,8 +6,9 @@ docs/portable-random.md specifies it; the NumPy reference is ``initspec.portable
 - element ``i``: its row-major index in the plan's canonical order (``layout_perm``), built
   from a global ``broadcasted_iota`` per axis, so under ``jax.jit`` with sharded outputs the
   SPMD partitioner gives each device the counters of its own shard only;
-- bits: ``(b0, b1) = threefry2x32_20((k0, k1), (i >> 32, i & 0xFFFFFFFF))``, JAX's own
-  ``threefry2x32`` primitive (``jax.extend.random.threefry2x32_p``);
+- bits: ``(b0, b1) = threefry2x32_20((k0, k1), (i >> 32, i & 0xFFFFFFFF))``, the words of
+  JAX's own ``threefry2x32`` primitive, written out (``initspec_jax.threefry``: JAX's CPU
+  lowering of the primitive is a rolled loop that runs at memory speed);
 - ``u = (u64 >> 11) * 2**-53``, ``uo = ((u64 >> 12) + 0.5) * 2**-52`` (``u64 = b0 << 32 | b1``);
 - U(low, high): ``low + (high - low) * u``; N(loc, scale): ``loc + scale * ndtri(uo)``;
   truncated normal: ``clip(loc + scale * (+-ndtri(pa + uo * mass)), low, high)``;
@@ -32,7 +33,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.extend.random import threefry2x32_p
 
 from initspec import stream
 from initspec.numeric import check_fits, inward_bounds
@@ -41,6 +41,7 @@ from initspec.portable import PortableStructural
 from initspec.stream import Block, block, check_version
 from initspec_jax.checks import check_dtype
 from initspec_jax.sharding import place
+from initspec_jax.threefry import threefry2x32
 
 _U32 = jnp.uint32
 _U64 = jnp.uint64
@@ -68,8 +69,7 @@ def counters(blk: Block) -> tuple[jax.Array, jax.Array]:
 def words(key: jax.Array, blk: Block) -> tuple[jax.Array, jax.Array]:
     """``(b0, b1)``, uint32, of the block's counters under the key (uint32[2])."""
     hi, lo = counters(blk)
-    b0, b1 = threefry2x32_p.bind(key[0], key[1], hi, lo)
-    return b0, b1
+    return threefry2x32(key[0], key[1], hi, lo)
 
 
 def _u64(b0: jax.Array, b1: jax.Array) -> jax.Array:

@@ -1,4 +1,8 @@
-"""The JAX sampler: every plan primitive of ``initspec.plans`` on ``jax.random``.
+"""The JAX sampler: every plan primitive of ``initspec.plans`` on ``jax.random``'s values.
+
+The bits, uniforms and normals are ``jax.random``'s for the key, bit for bit, computed by
+``initspec_jax.threefry`` (the hash written out: on CPU JAX's own lowering is a rolled
+loop, about 6x slower); the rest (split, permutation) is ``jax.random`` itself.
 
 Each primitive mirrors ``initspec.numpy_backend.sample_plan64`` (the reference): it is drawn
 in the work dtype (float32, or float64 for a float64 target under x64) and rounded once to
@@ -36,6 +40,7 @@ from initspec.plans import (
 )
 from initspec_jax.checks import check_dtype, stored_dtype, work_dtype
 from initspec_jax.sharding import place
+from initspec_jax.threefry import normal, typed, uniform
 from initspec_jax.truncnorm import Branch, sample_standard, truncnorm_branch
 
 Shape = tuple[int, ...]
@@ -52,7 +57,7 @@ def orthogonal_matrix(key: jax.Array, rows: int, cols: int, work: np.dtype[Any])
     """
     if rows * cols == 0:
         return jnp.zeros((rows, cols), work)
-    z = jax.random.normal(key, (max(rows, cols), min(rows, cols)), work)
+    z = normal(key, (max(rows, cols), min(rows, cols)), work)
     q, r = jnp.linalg.qr(z)
     q = q * jnp.where(jnp.diagonal(r) < 0, -1, 1).astype(work)
     return q.T if rows < cols else q
@@ -63,7 +68,7 @@ def _sparse(unit: SparsePlan, key: jax.Array, work: np.dtype[Any]) -> jax.Array:
     the first rows of an independent uniform random permutation of each column."""
     rows, cols = unit.canonical_shape
     k_values, k_perm = jax.random.split(key)
-    w = unit.sigma * jax.random.normal(k_values, (rows, cols), work)
+    w = unit.sigma * normal(k_values, (rows, cols), work)
     zeros = unit.zeros_per_column
     if zeros and rows * cols:
         perms = jax.vmap(lambda k: jax.random.permutation(k, rows))(jax.random.split(k_perm, cols))
@@ -102,11 +107,11 @@ def _constant(key: jax.Array, numbers: Any, shape: Shape, work: Work, static: An
 
 
 def _uniform(key: jax.Array, numbers: Any, shape: Shape, work: Work, static: Any) -> jax.Array:
-    return jax.random.uniform(key, shape, work, minval=numbers[0], maxval=numbers[1])
+    return uniform(key, shape, work, numbers[0], numbers[1])
 
 
 def _normal(key: jax.Array, numbers: Any, shape: Shape, work: Work, static: Any) -> jax.Array:
-    return numbers[0] + numbers[1] * jax.random.normal(key, shape, work)
+    return numbers[0] + numbers[1] * normal(key, shape, work)
 
 
 def _truncated_normal(
@@ -129,16 +134,6 @@ def _placed(x: jax.Array, sharding: Any) -> jax.Array:
     return x if sharding is None else place(x, sharding)
 
 
-def _typed(key: Any) -> jax.Array:
-    """A typed key from ``key``: as given, or wrapped from the two raw words of a
-    threefry2x32 key (uint32[2]; wrapping inside the program saves a dispatch per
-    parameter). Other raw keys are left to ``jax.random`` (a legacy key of the default
-    implementation, as before)."""
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or tuple(key.shape) != (2,):
-        return key
-    return jax.random.wrap_key_data(key, impl="threefry2x32")
-
-
 @partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
 def _elementwise_jit(
     key: jax.Array,
@@ -151,7 +146,7 @@ def _elementwise_jit(
     sharding: Any,
 ) -> jax.Array:
     # Under a sharding each device computes only its shard (threefry is partitionable).
-    x = values(_typed(key), numbers, shape, work_dtype(target), static)
+    x = values(typed(key), numbers, shape, work_dtype(target), static)
     return _placed(_finish(x, bounds, target), sharding)
 
 
@@ -166,12 +161,12 @@ def _structural_jit(
 ) -> jax.Array:
     # A plan with gain (sparse: std) 1 and that factor: the values are linear in it, so
     # plans differing only in gain share a compiled program.
-    x = factor * values(unit, _typed(key), work_dtype(target))
+    x = factor * values(unit, typed(key), work_dtype(target))
     return _placed(_finish(x, None, target), sharding)
 
 
 class JaxNative:
-    """JAX's native stream (``jax.random`` with the key): a ``Sampler[jax.Array]`` of
+    """JAX's native stream (``jax.random``'s values for the key): a ``Sampler[jax.Array]`` of
     ``target`` arrays, drawn in the work dtype (float32, or float64 for a float64 target
     under x64) and rounded once, uniform and truncated normal clipped inside their bounds,
     placed on ``sharding`` inside the program when given.

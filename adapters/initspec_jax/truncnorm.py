@@ -48,6 +48,7 @@ from jax.scipy.special import erfinv, log_ndtr
 
 from initspec import stream
 from initspec.plans import normal_mass
+from initspec_jax import threefry
 
 _SQRT2 = math.sqrt(2.0)
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -63,9 +64,9 @@ def open_uniform(key: jax.Array, shape: tuple[int, ...], work: np.dtype[Any]) ->
     1 - u are exact.
     """
     if work == np.float64:
-        k = jax.random.bits(key, shape, jnp.uint64) >> 12
+        k = threefry.bits(key, shape, 64) >> 12
         return (k.astype(jnp.float64) + 0.5) * 2.0**-52
-    k32 = jax.random.bits(key, shape, jnp.uint32) >> 9
+    k32 = threefry.bits(key, shape, 32) >> 9
     return (k32.astype(jnp.float32) + 0.5) * np.float32(2.0**-23)
 
 
