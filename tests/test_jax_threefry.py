@@ -83,6 +83,15 @@ def test_a_large_normal_is_jax_randoms_and_the_check_can_fail() -> None:
     assert not np.array_equal(np.asarray(b0), np.asarray(jax.random.bits(KEY, (10,), jnp.uint32)))
 
 
+def test_under_vmap_over_keys_as_jax_random() -> None:
+    keys = jax.random.split(KEY, 4)
+    ours = jax.jit(jax.vmap(lambda k: threefry.normal(k, (3, 5), jnp.float32)))(keys)
+    theirs = jax.jit(jax.vmap(lambda k: jax.random.normal(k, (3, 5), jnp.float32)))(keys)
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    raw = jax.jit(jax.vmap(lambda k: threefry.bits(k, (3, 5))))(jax.random.key_data(keys))
+    np.testing.assert_array_equal(np.asarray(raw), np.asarray(jax.vmap(lambda k: jax.random.bits(k, (3, 5)))(keys)))
+
+
 def test_where_the_definition_does_not_hold_jax_random_draws() -> None:
     """An rbg key, or jax_threefry_partitionable off, gets jax.random's own values (they
     differ from the partitionable threefry ones: the fallback is really taken)."""
