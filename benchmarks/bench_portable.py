@@ -130,6 +130,26 @@ def _jax_pairs(n: int, repeats: int) -> list[tuple[str, str, Pair]]:
     return rows
 
 
+def _jax_own_function(n: int, repeats: int) -> Pair:
+    """The portable normal against ``jax.random.normal`` as users call it: JAX's own CPU
+    lowering of threefry (a rolled loop), which the native stream no longer uses."""
+    import jax
+    from initspec_jax import initializer
+
+    key = jax.random.key(0)
+    portable = initializer(SPECS["normal"], rng="portable", seed=0, path="w")
+    own = jax.jit(lambda k: 0.02 * jax.random.normal(k, (n,)))
+    return compare(
+        f"JAX CPU normal ({n} elements), against JAX's own function",
+        "portable",
+        lambda: portable(key, (n,)).block_until_ready(),
+        "jit(0.02 * jax.random.normal)",
+        lambda: own(key).block_until_ready(),
+        repeats,
+        "(for comparison)",
+    )
+
+
 def _named(
     backend: str,
     distribution: str,
@@ -172,7 +192,7 @@ def table(scale: float = 1.0, repeats: int = 5) -> tuple[list[Pair], str]:
     n = max(1 << 12, int((1 << 22) * scale))
     named = _all_pairs(n, repeats)
     rows = [_row(b, d, n, p) for b, d, p in named]
-    return [p for _, _, p in named], markdown(rows)
+    return [p for _, _, p in named] + [_jax_own_function(n, repeats)], markdown(rows)
 
 
 def main() -> None:
