@@ -78,7 +78,12 @@ def _numpy(spec: Any, shape: tuple[int, ...], layout: str, dtype: str, seed: int
     return initspec.sample(spec, shape, layout, seed=seed, dtype=dtype, path="w", rng="portable")
 
 
-SHAPES = [((64, 32, 3, 3), "torch"), ((3, 3, 32, 64), "flax"), ((5, 1, 7), "flax")]
+SHAPES = [
+    ((64, 32, 3, 3), "torch"),
+    ((3, 3, 32, 64), "flax"),
+    ((5, 1, 7), "flax"),
+    ((1 << 16,), "torch"),  # a vector that fills its size bucket: returned as computed
+]
 UNIFORMS = [
     {"kind": "uniform", "low": -0.37, "high": 1.91},
     {"kind": "uniform", "low": 3.0, "high": 1e6},

@@ -297,6 +297,8 @@ class JaxPortable(PortableStructural):
             flat = _flat_jit(*args, _bucket(plan.numel), self.target)
             canonical = tuple(plan.shape[a] for a in self.perm)
             inverse = tuple(int(a) for a in np.argsort(self.perm))
+            if canonical == flat.shape:  # a vector filling its bucket: nothing to move
+                return flat
             return _unflatten(flat, canonical, inverse)
         blk = block(plan.shape, self.perm, self.index)
         return _elementwise_jit(*args, blk, self.target, self.sharding)
