@@ -72,6 +72,16 @@ def test_float64_and_64_bit_words_are_jax_randoms() -> None:
                 np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
 
 
+def test_64_bit_words_without_x64_are_what_jax_random_gives() -> None:
+    """JAX narrows uint64 to uint32 without x64 (and warns); so does this, through JAX."""
+    with pytest.warns(UserWarning, match="uint64 is not available"):
+        ours = threefry.bits(KEY, (6,), 64)
+    with pytest.warns(UserWarning, match="uint64 is not available"):
+        theirs = jax.random.bits(KEY, (6,), jnp.uint64)
+    assert ours.dtype == theirs.dtype == np.uint32
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+
+
 def test_a_large_normal_is_jax_randoms_and_the_check_can_fail() -> None:
     shape = (2048, 1536)  # 3.1M: several XLA partitions of the fused loop
     ours = np.asarray(jax.jit(lambda k: threefry.normal(k, shape, jnp.float32))(KEY))

@@ -100,7 +100,9 @@ def bits(key: Any, shape: tuple[int, ...], width: int = 32) -> jax.Array:
     x64, as in JAX)."""
     dtype = jnp.uint32 if width == 32 else jnp.uint64
     words = key_words(key)
-    if words is None or math.prod(shape) >= 2**32:
+    # without x64 a uint64 is a uint32 in JAX: jax.random says so (and gives 32 bits)
+    narrowed = jax.dtypes.canonicalize_dtype(dtype) != np.dtype(dtype)
+    if words is None or narrowed or math.prod(shape) >= 2**32:
         return jax.random.bits(typed(key), shape, dtype)
     if math.prod(shape) == 0:
         return jnp.zeros(shape, dtype)
