@@ -74,7 +74,8 @@ def key_words(key: Any) -> tuple[jax.Array, jax.Array] | None:
     """The two uint32 words of a threefry2x32 key (typed, or raw ``uint32[2]``); None when
     the words here would not be ``jax.random``'s: another implementation, or
     ``jax_threefry_partitionable`` off."""
-    if not jax.threefry_partitionable.value:
+    # the flag's current value, context managers included (False before JAX 0.5's default)
+    if not getattr(jax.config, "jax_threefry_partitionable", False):
         return None
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape != () or str(jax.random.key_impl(key)) != "threefry2x32":
